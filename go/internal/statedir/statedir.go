@@ -1,0 +1,95 @@
+// Package statedir names every path under the keystone agent state directory
+// (~/.config/keystone/agent, or $XDG_CONFIG_HOME/keystone/agent).
+//
+// It owns the layout only: it never creates, reads or removes anything, so the
+// whole layout can be read on one screen. The layout is a promise of the user
+// guide ("State Directory"); docs/internals.md draws it.
+package statedir
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// File and directory names, relative to their parent.
+const (
+	// RegistryFile lists every sandbox created with `keystone agent start`.
+	RegistryFile = "sandboxes.json"
+	// LockFile serialises read-modify-write of the registry.
+	LockFile = "sandboxes.lock"
+	// SandboxesDir holds one directory per sandbox.
+	SandboxesDir = "sandboxes"
+
+	// WorkspaceDir is the clone of the project, shared into the guest at /workspace.
+	WorkspaceDir = "workspace"
+	// StateDir holds everything else of a sandbox; it is the runner's working directory.
+	StateDir = "state"
+
+	// FlakeFile is the generated per-sandbox flake (state/).
+	FlakeFile = "flake.nix"
+	// RunnerLink points at the runner directory: the `nix build` result or --runner DIR (state/).
+	RunnerLink = "runner"
+	// PIDFile holds the runner's process id while it runs (state/).
+	PIDFile = "microvm.pid"
+	// ConsoleLog receives the runner's stdout and stderr: serial console and hypervisor messages (state/).
+	ConsoleLog = "console.log"
+	// BuildLog receives the output of `nix build` (state/).
+	BuildLog = "build.log"
+	// QMPSocket is the hypervisor's QMP socket, relative to state/ so its path stays short.
+	QMPSocket = "qmp.sock"
+	// ClientKey is the sandbox's SSH client private key; it never leaves the host (state/).
+	ClientKey = "client_ed25519"
+	// GuestDir is shared read-only into the guest: host key, authorized_keys (state/).
+	GuestDir = "guest"
+	// HostKey is the guest's SSH host private key (state/guest/).
+	HostKey = "ssh_host_ed25519_key"
+	// AuthorizedKeys lists the keys allowed to log in as `sandbox` (state/guest/).
+	AuthorizedKeys = "authorized_keys"
+	// PasswordAuth exists when the user has no SSH key: the guest allows password `sandbox` (state/guest/).
+	PasswordAuth = "password-auth"
+)
+
+// Root is the state directory: $XDG_CONFIG_HOME/keystone/agent, else ~/.config/keystone/agent.
+func Root() (string, error) {
+	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" && filepath.IsAbs(x) {
+		return filepath.Join(x, "keystone", "agent"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", errors.New("cannot find the state directory: neither XDG_CONFIG_HOME nor HOME is set")
+	}
+	return filepath.Join(home, ".config", "keystone", "agent"), nil
+}
+
+// Dir is a state directory root.
+type Dir string
+
+// Registry is the path of sandboxes.json.
+func (d Dir) Registry() string { return filepath.Join(string(d), RegistryFile) }
+
+// Lock is the path of the registry lock file.
+func (d Dir) Lock() string { return filepath.Join(string(d), LockFile) }
+
+// Sandbox returns the paths of one sandbox.
+func (d Dir) Sandbox(name string) Sandbox {
+	return Sandbox(filepath.Join(string(d), SandboxesDir, name))
+}
+
+// Sandbox is the directory of one sandbox.
+type Sandbox string
+
+// Root is the sandbox directory itself.
+func (s Sandbox) Root() string { return string(s) }
+
+// Workspace is the clone of the project.
+func (s Sandbox) Workspace() string { return filepath.Join(string(s), WorkspaceDir) }
+
+// State is the runner's working directory.
+func (s Sandbox) State() string { return filepath.Join(string(s), StateDir) }
+
+// Path joins a name from this package onto state/.
+func (s Sandbox) Path(name string) string { return filepath.Join(s.State(), name) }
+
+// Guest is the directory shared read-only into the guest.
+func (s Sandbox) Guest() string { return s.Path(GuestDir) }
