@@ -1,0 +1,187 @@
+// Package runner owns the microvm.nix runner contract (docs/runner-contract.md):
+// it starts runner/bin/microvm-run in its own session with the state directory
+// as working directory, records its pid, tells whether that process is still
+// the runner, and shuts it down gracefully before it kills it.
+//
+// It never decides policy (ports, keys, names): callers pass the environment.
+package runner
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/keystone-agent/keystone/internal/statedir"
+)
+
+// Paths inside a runner directory.
+const (
+	RunBin      = "bin/microvm-run"
+	ShutdownBin = "bin/microvm-shutdown"
+	MetaFile    = "share/keystone/runner.json"
+)
+
+// Meta is what a runner says about itself in share/keystone/runner.json.
+type Meta struct {
+	// NeedsKVM is false only when the runner falls back to software emulation.
+	NeedsKVM bool
+}
+
+// Check verifies that dir is a runner and reads its metadata.
+func Check(dir string) (Meta, error) {
+	st, err := os.Stat(filepath.Join(dir, RunBin))
+	if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		return Meta{}, fmt.Errorf("%q is not a runner: no executable %s", dir, RunBin)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, MetaFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Meta{NeedsKVM: true}, nil
+	}
+	if err != nil {
+		return Meta{}, fmt.Errorf("failed to read the runner's %s: %w", MetaFile, err)
+	}
+	if !gjson.ValidBytes(data) {
+		return Meta{}, fmt.Errorf("runner metadata %q is not valid JSON", filepath.Join(dir, MetaFile))
+	}
+	accel := gjson.GetBytes(data, "accel").String()
+	return Meta{NeedsKVM: accel != "auto"}, nil
+}
+
+// Process is a runner started by this process: its child until it exits.
+type Process struct {
+	Pid  int
+	done chan struct{}
+	err  error
+}
+
+// Done is closed when the runner has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is the runner's exit status, valid after Done is closed.
+func (p *Process) Err() error { return p.err }
+
+// Start launches dir/bin/microvm-run in a new session (so terminal signals do
+// not reach it and the whole group can be signalled), with stateDir as working
+// directory, stdout and stderr appended to the console log, and its pid
+// written to microvm.pid. The runner outlives this process.
+func Start(dir, stateDir string, env []string) (*Process, error) {
+	console, err := os.OpenFile(filepath.Join(stateDir, statedir.ConsoleLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the console log: %w", err)
+	}
+	defer console.Close()
+	cmd := exec.Command(filepath.Join(dir, RunBin))
+	cmd.Dir = stateDir
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = console, console
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("failed to start the runner %q: %w", cmd.Path, err)
+	}
+	p := &Process{Pid: cmd.Process.Pid, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	if err := WritePID(stateDir, p.Pid); err != nil {
+		_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+		<-p.done
+		return nil, err
+	}
+	return p, nil
+}
+
+// WritePID records pid in state/microvm.pid atomically.
+func WritePID(stateDir string, pid int) error {
+	path := filepath.Join(stateDir, statedir.PIDFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("failed to write the pid file: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// ReadPID returns the pid recorded in state/microvm.pid, 0 when there is none.
+func ReadPID(stateDir string) (int, error) {
+	data, err := os.ReadFile(filepath.Join(stateDir, statedir.PIDFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("pid file %q holds %q, not a process id", filepath.Join(stateDir, statedir.PIDFile), bytes.TrimSpace(data))
+	}
+	return pid, nil
+}
+
+// RemovePID deletes the pid file.
+func RemovePID(stateDir string) error {
+	err := os.Remove(filepath.Join(stateDir, statedir.PIDFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Liveness is what the evidence says about a recorded pid.
+type Liveness int
+
+const (
+	// Gone: no such process, or a zombie waiting to be reaped.
+	Gone Liveness = iota
+	// Runner: the process is alive and its working directory is the state dir.
+	Runner
+	// Stranger: the pid is alive but belongs to some other program (pid reuse).
+	Stranger
+)
+
+// Inspect tells whether pid is still the runner of stateDir. The working
+// directory is the runner's fingerprint: the contract starts it in state/.
+func Inspect(pid int, stateDir string) Liveness {
+	if !alive(pid) {
+		return Gone
+	}
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		// Not ours to read (another user): signal 0 is all the evidence there is.
+		if syscall.Kill(pid, 0) == nil {
+			return Runner
+		}
+		return Stranger
+	}
+	want, err := filepath.EvalSymlinks(stateDir)
+	if err != nil {
+		want = stateDir
+	}
+	if cwd == want || cwd == stateDir {
+		return Runner
+	}
+	return Stranger
+}
+
+// alive reads /proc/PID/stat: signal 0 succeeds for a zombie, which is dead.
+func alive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name, which may contain ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return false
+	}
+	switch data[i+2] {
+	case 'Z', 'X', 'x':
+		return false
+	}
+	return true
+}
