@@ -109,7 +109,12 @@ func WritePID(stateDir string, pid int) error {
 
 // ReadPID returns the pid recorded in state/microvm.pid, 0 when there is none.
 func ReadPID(stateDir string) (int, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, statedir.PIDFile))
+	return ReadPIDFile(filepath.Join(stateDir, statedir.PIDFile))
+}
+
+// ReadPIDFile reads a pid file, 0 when there is none.
+func ReadPIDFile(path string) (int, error) {
+	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
@@ -118,7 +123,7 @@ func ReadPID(stateDir string) (int, error) {
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || pid <= 1 {
-		return 0, fmt.Errorf("pid file %q holds %q, not a process id", filepath.Join(stateDir, statedir.PIDFile), bytes.TrimSpace(data))
+		return 0, fmt.Errorf("pid file %q holds %q, not a process id", path, bytes.TrimSpace(data))
 	}
 	return pid, nil
 }

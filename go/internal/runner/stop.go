@@ -42,8 +42,13 @@ func Stop(dir, stateDir string, env []string, pid int, done <-chan struct{}, o S
 		}
 		how = "killed"
 	}
-	// The runner is gone; take the rest of its group with it (virtiofsd, helpers).
-	signalGroup(pid, syscall.SIGKILL)
+	// The runner is gone; take the rest of its group with it (virtiofsd,
+	// helpers) and give init a moment to reap them.
+	if syscall.Kill(-pid, syscall.SIGKILL) == nil {
+		for i := 0; i < 40 && syscall.Kill(-pid, 0) == nil; i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	return how, RemovePID(stateDir)
 }
 

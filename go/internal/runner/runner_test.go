@@ -1,0 +1,119 @@
+package runner
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// writeRunner makes a runner directory whose microvm-run is the given shell
+// script: a real process under the contract, without a VM.
+func writeRunner(t *testing.T, run, shutdown string) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	os.WriteFile(filepath.Join(dir, RunBin), []byte("#!/bin/sh\n"+run+"\n"), 0o755)
+	if shutdown != "" {
+		os.WriteFile(filepath.Join(dir, ShutdownBin), []byte("#!/bin/sh\n"+shutdown+"\n"), 0o755)
+	}
+	return dir
+}
+
+func TestCheck(t *testing.T) {
+	dir := writeRunner(t, "exec sleep 1", "")
+	if m, err := Check(dir); err != nil || !m.NeedsKVM {
+		t.Fatalf("Check = %+v, %v; want NeedsKVM without runner.json", m, err)
+	}
+	os.MkdirAll(filepath.Join(dir, "share/keystone"), 0o755)
+	os.WriteFile(filepath.Join(dir, MetaFile), []byte(`{"accel":"auto"}`), 0o644)
+	if m, err := Check(dir); err != nil || m.NeedsKVM {
+		t.Fatalf("Check = %+v, %v; want accel auto", m, err)
+	}
+	if _, err := Check(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a runner") {
+		t.Fatalf("Check(empty dir) = %v; want 'not a runner'", err)
+	}
+}
+
+func TestStartRecordsPidAndEnvironment(t *testing.T) {
+	dir := writeRunner(t, `echo "name=$KEYSTONE_SANDBOX_NAME cwd=$PWD"; exec sleep 30`, "")
+	state := t.TempDir()
+	p, err := Start(dir, state, []string{"KEYSTONE_SANDBOX_NAME=demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(-p.Pid, syscall.SIGKILL)
+	if pid, err := ReadPID(state); err != nil || pid != p.Pid {
+		t.Fatalf("ReadPID = %d, %v; want %d", pid, err, p.Pid)
+	}
+	if got := Inspect(p.Pid, state); got != Runner {
+		t.Fatalf("Inspect = %v; want Runner", got)
+	}
+	if got := Inspect(p.Pid, t.TempDir()); got != Stranger {
+		t.Fatalf("Inspect with another state dir = %v; want Stranger", got)
+	}
+	if pgid, _ := syscall.Getpgid(p.Pid); pgid != p.Pid {
+		t.Fatalf("runner pgid = %d; want its own group %d", pgid, p.Pid)
+	}
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(filepath.Join(state, "console.log"))
+		return strings.Contains(string(b), "name=demo cwd="+state)
+	})
+}
+
+func TestStopEscalates(t *testing.T) {
+	for _, tc := range []struct {
+		name, run, shutdown, want string
+	}{
+		// The shutdown script finds the runner through the pid file, as a QMP client finds its socket.
+		{"graceful", "exec sleep 30", `kill -TERM "$(cat microvm.pid)"`, "shut down"},
+		{"term", "exec sleep 30", "", "terminated"},
+		{"kill", "trap '' TERM; while :; do sleep 0.1; done", "exit 0", "killed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeRunner(t, tc.run, tc.shutdown)
+			state := t.TempDir()
+			p, err := Start(dir, state, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond) // let the trap be installed
+			how, err := Stop(dir, state, nil, p.Pid, p.Done(), StopOptions{Grace: 500 * time.Millisecond, Term: 500 * time.Millisecond})
+			if err != nil || how != tc.want {
+				t.Fatalf("Stop = %q, %v; want %q", how, err, tc.want)
+			}
+			if syscall.Kill(-p.Pid, 0) == nil {
+				t.Fatalf("process group %d still has members", p.Pid)
+			}
+			if pid, _ := ReadPID(state); pid != 0 {
+				t.Fatalf("pid file left behind: %d", pid)
+			}
+		})
+	}
+}
+
+func TestInspectGoneAfterKill(t *testing.T) {
+	dir := writeRunner(t, "exec sleep 30", "")
+	state := t.TempDir()
+	p, err := Start(dir, state, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(p.Pid, syscall.SIGKILL)
+	<-p.Done()
+	if got := Inspect(p.Pid, state); got != Gone {
+		t.Fatalf("Inspect after SIGKILL = %v; want Gone", got)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met within 5s")
+}
