@@ -1,0 +1,51 @@
+# Pure helpers shared by the host module, the guest module, the per-sandbox
+# flake and the checks. No pkgs here: everything is a function of lib only, so
+# the offline evaluator (nixeval) and `nix flake check` load it the same way.
+{ lib }:
+let
+  # The sandbox name rule of go/internal/names: a lower-case DNS label.
+  namePattern = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+
+  # Host interface ids (tap, macvtap) are limited to 15 characters (IFNAMSIZ - 1).
+  ifPrefix = "ks-";
+  maxIfName = 15;
+
+  hexByte = h: i: builtins.substring (2 * i) 2 h;
+in
+{
+  inherit namePattern maxIfName;
+
+  isValidName = name: builtins.match namePattern name != null;
+
+  # The host-side interface id of a sandbox (tap/macvtap): "ks-<name>".
+  ifName = name: "${ifPrefix}${name}";
+
+  # A stable, locally administered unicast MAC derived from the name; the
+  # runner computes the same value at run time (see runtime.mac below).
+  macFor = name:
+    let h = builtins.hashString "sha256" name;
+    in "02:${hexByte h 0}:${hexByte h 1}:${hexByte h 2}:${hexByte h 3}:${hexByte h 4}";
+
+  # Default SSH port of a declared sandbox, derived from the name: 22300-22999,
+  # away from 2223 and up, where `keystone agent start` picks ports for
+  # imperative sandboxes. The host module asserts that no two collide.
+  sshPortFor = name:
+    let h = builtins.hashString "sha256" name;
+        n = (lib.fromHexString (builtins.substring 0 4 h));
+    in 22300 + lib.mod n 700;
+
+  # Placeholders that the imperative runner replaces with KEYSTONE_* values at
+  # run time (lib/runner.nix). They are chosen so that each occurs in the
+  # qemu argv only where microvm.nix puts the value; lib/runner.nix checks that
+  # at evaluation time and the runner checks it again before exec.
+  runtime = {
+    hostName = "ks-runtime-name";
+    memory = 1048573;        # MiB; "-m" argument and memory-backend size
+    vcpus = 251;             # "-smp" argument
+    sshPort = 65533;         # hostfwd=tcp:127.0.0.1:PORT-:22
+    workspace = "/run/keystone-runtime/workspace";
+    guestDir = "/run/keystone-runtime/guest";
+    qmpSocket = "keystone-runtime-qmp.sock";
+    mac = "02:6b:73:ff:ff:fe";
+  };
+}

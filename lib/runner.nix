@@ -1,0 +1,126 @@
+# The imperative runner: one build serves every sandbox of a guest
+# configuration (docs/runner-contract.md).
+#
+# microvm.nix bakes memory, vcpus, shares and forwarded ports into its qemu
+# command at build time. The guest is therefore evaluated with placeholders
+# (keystone.guest.runtime, values in lib/default.nix `runtime`), the command
+# is taken from microvm.nix's own qemu runner code, and bin/microvm-run
+# replaces each placeholder with the KEYSTONE_* value before exec'ing qemu.
+# It lets the shell split microvm.nix's escaped command into words exactly as
+# microvm.nix's own microvm-run does (`set -- <command>`), then substitutes
+# per word, so no KEYSTONE_* value is ever parsed by a shell.
+#
+#   mkRunner { pkgs, microvm = <microvm.nix source>, nixos = <nixosSystem result> }
+{ pkgs, microvm, nixos }:
+let
+  inherit (pkgs) lib;
+  k = import ./default.nix { inherit lib; };
+  rt = k.runtime;
+  config = nixos.config;
+  guest = config.keystone.guest;
+
+  microvmConfig = config.microvm // { inherit (config.networking) hostName; hypervisor = "qemu"; };
+  microvmLib = import "${microvm}/lib" { inherit lib; };
+  hypervisor = import "${microvm}/lib/runners/qemu.nix" { inherit pkgs microvmConfig; macvtapFds = { }; };
+
+  # Each placeholder must appear where the runner looks for it: a newer
+  # microvm.nix that renders its command differently fails here, at
+  # evaluation, not at the user's first start.
+  expected = [
+    "-name ${rt.hostName}"
+    "-m ${toString rt.memory}"
+    "size=${toString rt.memory}M"
+    "-smp ${toString rt.vcpus}"
+    "path=${rt.workspace},"
+    "path=${rt.guestDir},"
+    "unix:${rt.qmpSocket},"
+    "mac=${rt.mac}"
+    "keystone.name=${rt.hostName}"
+  ] ++ lib.optional (guest.network.mode == "user") "hostfwd=tcp:127.0.0.1:${toString rt.sshPort}-";
+  missing = lib.filter (s: !lib.hasInfix s hypervisor.command) expected;
+  command =
+    if !guest.runtime then throw "keystone lib.mkRunner: the guest must set keystone.guest.runtime = true"
+    else if missing != [ ] then throw "keystone lib.mkRunner: microvm.nix's qemu command lacks ${lib.concatStringsSep ", " missing}; lib/runner.nix must follow microvm.nix"
+    else hypervisor.command;
+
+  run = pkgs.writeShellScript "keystone-microvm-run" ''
+    set -euo pipefail
+    die() { echo "keystone-runner: $*" >&2; exit 1; }
+    for v in KEYSTONE_SANDBOX_NAME KEYSTONE_WORKSPACE KEYSTONE_GUEST_DIR KEYSTONE_SSH_PORT KEYSTONE_MEMORY_MB KEYSTONE_VCPUS; do
+      [ -n "''${!v:-}" ] || die "$v is not set (see docs/runner-contract.md)"
+    done
+    name=$KEYSTONE_SANDBOX_NAME
+    [[ $name =~ ^${k.namePattern}$ ]] || die "invalid KEYSTONE_SANDBOX_NAME \"$name\""
+    [[ $KEYSTONE_MEMORY_MB =~ ^[1-9][0-9]{0,6}$ ]] || die "invalid KEYSTONE_MEMORY_MB \"$KEYSTONE_MEMORY_MB\""
+    [[ $KEYSTONE_VCPUS =~ ^[1-9][0-9]{0,2}$ ]] || die "invalid KEYSTONE_VCPUS \"$KEYSTONE_VCPUS\""
+    [[ $KEYSTONE_SSH_PORT =~ ^[1-9][0-9]{0,4}$ ]] && (( KEYSTONE_SSH_PORT <= 65535 )) || die "invalid KEYSTONE_SSH_PORT \"$KEYSTONE_SSH_PORT\""
+    network=''${KEYSTONE_NETWORK:-user}
+    [ "$network" = ${guest.network.mode} ] || die "this runner was built for network mode \"${guest.network.mode}\", not \"$network\""
+    case ''${KEYSTONE_NESTED:-1} in
+      1) cpu_extra= ;;
+      0) cpu_extra=,-vmx,-svm ;;
+      *) die "invalid KEYSTONE_NESTED \"$KEYSTONE_NESTED\" (want 0 or 1)" ;;
+    esac
+    qmp=''${KEYSTONE_QMP_SOCKET:-qmp.sock}
+    [ -d "$KEYSTONE_WORKSPACE" ] || die "workspace \"$KEYSTONE_WORKSPACE\" is not a directory"
+    [ -d "$KEYSTONE_GUEST_DIR" ] || die "guest dir \"$KEYSTONE_GUEST_DIR\" is not a directory"
+    # qemu option values escape ',' by doubling it
+    ws=''${KEYSTONE_WORKSPACE//,/,,} gd=''${KEYSTONE_GUEST_DIR//,/,,} qmpq=''${qmp//,/,,}
+    h=$(printf %s "$name" | ${pkgs.coreutils}/bin/sha256sum)
+    mac=02:''${h:0:2}:''${h:2:2}:''${h:4:2}:''${h:6:2}:''${h:8:2}
+
+    ${microvmLib.createVolumesScript pkgs config.microvm.volumes}
+
+    # microvm.nix's own runner does `exec ''${command}`: the same words
+    set -- ${command}
+    args=() prev=
+    for a in "$@"; do
+      orig=$a
+      case $prev in
+        -name) [ "$a" = ${rt.hostName} ] && a=$name ;;
+        -m) [ "$a" = ${toString rt.memory} ] && a=$KEYSTONE_MEMORY_MB ;;
+        -smp) [ "$a" = ${toString rt.vcpus} ] && a=$KEYSTONE_VCPUS ;;
+        -cpu) a=$a$cpu_extra ;;
+      esac
+      a=''${a//"size=${toString rt.memory}M"/"size=''${KEYSTONE_MEMORY_MB}M"}
+      a=''${a//"path=${rt.workspace},"/"path=$ws,"}
+      a=''${a//"path=${rt.guestDir},"/"path=$gd,"}
+      a=''${a//"unix:${rt.qmpSocket},"/"unix:$qmpq,"}
+      a=''${a//"mac=${rt.mac}"/"mac=$mac"}
+      a=''${a//"hostfwd=tcp:127.0.0.1:${toString rt.sshPort}-"/"hostfwd=tcp:127.0.0.1:$KEYSTONE_SSH_PORT-"}
+      a=''${a//"keystone.name=${rt.hostName}"/"keystone.name=$name"}
+      args+=("$a") prev=$orig
+    done
+    case " ''${args[*]} " in
+      *" ${rt.hostName} "*|*keystone.name=${rt.hostName}*|*/run/keystone-runtime/*|*${rt.qmpSocket}*|*" ${toString rt.memory} "*|*size=${toString rt.memory}M*|*" ${toString rt.vcpus} "*|*${rt.mac}*|*127.0.0.1:${toString rt.sshPort}-*)
+        die "a placeholder was left in the qemu command; this runner does not match its microvm.nix" ;;
+    esac
+    exec -a "microvm@$name" "''${args[@]}"
+  '';
+
+  # Asks the guest to power off and returns: ctrl-alt-del reaches systemd's
+  # ctrl-alt-del.target, the guest reboots, and qemu (-no-reboot) exits.
+  # The same QMP events as microvm.nix's microvm-shutdown, without waiting.
+  shutdown = pkgs.writeShellScript "keystone-microvm-shutdown" ''
+    set -euo pipefail
+    qmp=''${KEYSTONE_QMP_SOCKET:-qmp.sock}
+    [ -S "$qmp" ] || { echo "keystone-runner: no QMP socket \"$qmp\" in $PWD" >&2; exit 1; }
+    key() { printf '{"type":"key","data":{"down":%s,"key":{"type":"qcode","data":"%s"}}}' "$1" "$2"; }
+    {
+      echo '{"execute":"qmp_capabilities"}'
+      echo "{\"execute\":\"input-send-event\",\"arguments\":{\"events\":[$(key true ctrl),$(key true alt),$(key true delete)]}}"
+    } | ${pkgs.socat}/bin/socat -t 1 STDIO "UNIX-CONNECT:$qmp,shut-none" >/dev/null
+  '';
+in
+pkgs.runCommand "keystone-runner-${guest.network.mode}" {
+  passthru = { inherit command; nixos = nixos; };
+  meta.mainProgram = "microvm-run";
+} ''
+  mkdir -p $out/bin $out/share/keystone $out/share/microvm
+  ln -s ${run} $out/bin/microvm-run
+  ln -s ${shutdown} $out/bin/microvm-shutdown
+  echo '{"accel":"kvm"}' > $out/share/keystone/runner.json
+  # the kernel command line refers to the system without string context:
+  # this link keeps it in the runner's closure (as microvm.nix does)
+  ln -s ${config.system.build.toplevel} $out/share/microvm/system
+''

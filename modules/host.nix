@@ -1,0 +1,180 @@
+# Host implementation: the keystone helper, and for every declared sandbox
+# keystone.agent.sandboxes.<name>
+#   - microvm.vms.<name>: a microvm.nix guest running ./guest.nix
+#   - keystone-agent-prepare-<name>: clone the project, generate keys (as the owner)
+#   - microvm@<name> (microvm.nix's unit) run as the owner in <dir>/state
+#   - keystone-agent-watch-<name>: the sync watcher for auto-commit/auto-idle
+#   - /etc/keystone/agent/declared.json: what `keystone agent` reads
+# No modulesPath imports: the module loads in the offline evaluator (nix-checks/).
+{ config, lib, pkgs, ... }:
+let
+  inherit (lib) mkIf mapAttrs' nameValuePair filterAttrs;
+  cfg = config.keystone.agent;
+  enabled = filterAttrs (_: sb: sb.enable) cfg.sandboxes;
+  active = cfg.enable || enabled != { };
+
+  groupOf = sb: config.users.users.${sb.owner}.group or "users";
+  stateOf = sb: "${sb.dir}/state";
+  watched = sb: sb.syncMode != "manual";
+  prepareUnit = name: "keystone-agent-prepare-${name}";
+  vmUnit = name: "microvm@${name}";
+  watchUnit = name: "keystone-agent-watch-${name}";
+  runnerOf = name: config.microvm.vms.${name}.config.config.microvm.declaredRunner;
+
+  guestFor = name: sb: {
+    imports = [ ./guest.nix ] ++ sb.extraModules;
+    keystone.guest = {
+      inherit name;
+      inherit (sb) memory vcpus nested sshPort agents;
+      network = {
+        inherit (sb.network) mode mac bridge;
+        id = if lib.elem sb.network.mode [ "tap" "macvtap" ] then sb.network.interface else "ks-net";
+        macvtap = { inherit (sb.network.macvtap) link mode; };
+      };
+      workspace = {
+        source = "${sb.dir}/workspace";
+        proto = sb.share;
+        # virtiofsd runs in /var/lib/microvms/<name>, qemu in <dir>/state
+        socket = if sb.share == "virtiofs" then "${stateOf sb}/virtiofs-workspace.sock" else null;
+      };
+      guestDir = "${stateOf sb}/guest";
+    };
+  };
+
+  # Named fragments of the prepare script; it runs as the owner, and runs the
+  # host's git only against the owner's own project (never the workspace).
+  cloneWorkspace = sb: ''
+    if [ ! -e "$dir/workspace/.git" ]; then
+      log "cloning ${sb.projectPath} into $dir/workspace"
+      rm -rf "$dir/workspace.tmp"
+      git -c core.hooksPath=/dev/null clone --quiet --no-local --no-hardlinks -- ${lib.escapeShellArg sb.projectPath} "$dir/workspace.tmp"
+      mv "$dir/workspace.tmp" "$dir/workspace"
+    fi
+  '';
+  generateKeys = name: sb: ''
+    (
+      umask 077
+      mkdir -p "$state/guest"
+      [ -e "$state/client_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C "keystone-agent@${name}" -f "$state/client_ed25519"
+      [ -e "$state/guest/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N "" -C "${name}" -f "$state/guest/ssh_host_ed25519_key"
+      {
+        cat "$state/client_ed25519.pub"
+        ${lib.concatMapStrings (key: "printf '%s\\n' ${lib.escapeShellArg key}\n") sb.authorizedKeys}
+      } > "$state/guest/authorized_keys.tmp"
+      mv -f "$state/guest/authorized_keys.tmp" "$state/guest/authorized_keys"
+    )
+  '';
+  # microvm@'s preStart links `booted` to `current` in its working directory
+  linkRunner = name: ''
+    ln -sfn ${runnerOf name} "$state/current"
+  '';
+
+  prepareService = name: sb: {
+    description = "Prepare keystone agent sandbox '${name}' (workspace clone, keys)";
+    partOf = [ "${vmUnit name}.service" ];
+    path = [ pkgs.git pkgs.openssh pkgs.coreutils ];
+    serviceConfig = {
+      Type = "oneshot";
+      RemainAfterExit = true;
+      User = sb.owner;
+      Group = groupOf sb;
+      SyslogIdentifier = prepareUnit name;
+    };
+    script = ''
+      set -eu
+      log() { echo "[keystone-agent] $*"; }
+      dir=${lib.escapeShellArg sb.dir}
+      state="$dir/state"
+      ${cloneWorkspace sb}
+      ${generateKeys name sb}
+      ${linkRunner name}
+    '';
+  };
+
+  # A drop-in for microvm.nix's microvm@<name>: the VM runs as the owner (9p
+  # with security_model=none needs qemu to be the workspace's owner), in
+  # <dir>/state like an imperative sandbox, and a guest power-off stops it.
+  vmDropIn = name: sb: {
+    requires = [ "${prepareUnit name}.service" ];
+    after = [ "${prepareUnit name}.service" ];
+    serviceConfig = {
+      User = sb.owner;
+      Group = groupOf sb;
+      SupplementaryGroups = [ "kvm" ];
+      WorkingDirectory = stateOf sb;
+      ExecStop = [ "" "${stateOf sb}/booted/bin/microvm-shutdown" ];
+      Restart = "on-failure";
+    };
+  };
+
+  watchService = name: sb: {
+    description = "Sync watcher of keystone agent sandbox '${name}' (${sb.syncMode})";
+    bindsTo = [ "${vmUnit name}.service" ];
+    after = [ "${vmUnit name}.service" ];
+    wantedBy = [ "${vmUnit name}.service" ];
+    environment.KEYSTONE_AGENT_DECLARED = cfg.registryFile;
+    serviceConfig = {
+      User = sb.owner;
+      Group = groupOf sb;
+      ExecStart = "${cfg.package}/bin/keystone agent watch ${name}";
+      Restart = "on-failure";
+      RestartSec = 5;
+      SyslogIdentifier = watchUnit name;
+    };
+  };
+
+  registryEntry = name: sb: {
+    inherit name;
+    inherit (sb) projectPath dir sshPort memory vcpus nested syncMode owner;
+    network = sb.network.mode;
+    unit = "${vmUnit name}.service";
+  };
+
+  # The owner may start, stop and restart their sandbox's units without sudo.
+  polkitRule = name: sb: ''
+    polkit.addRule(function(action, subject) {
+      if (action.id == "org.freedesktop.systemd1.manage-units" && subject.user == ${builtins.toJSON sb.owner}) {
+        var unit = action.lookup("unit"), verb = action.lookup("verb");
+        if ((unit == ${builtins.toJSON "${vmUnit name}.service"} || unit == ${builtins.toJSON "${prepareUnit name}.service"}) &&
+            (verb == "start" || verb == "stop" || verb == "restart")) {
+          return polkit.Result.YES;
+        }
+      }
+    });
+  '';
+in
+{
+  imports = [ ./options.nix ./asserts.nix ];
+
+  config = mkIf active {
+    environment.systemPackages = [ cfg.package ];
+
+    environment.etc."keystone/agent/declared.json".text = builtins.toJSON {
+      version = 1;
+      sandboxes = lib.mapAttrs registryEntry enabled;
+    };
+
+    microvm.vms = lib.mapAttrs (name: sb: {
+      inherit (sb) autostart;
+      config = guestFor name sb;
+    }) enabled;
+
+    systemd.tmpfiles.rules = [ "d ${cfg.stateDir} 0755 root root -" ]
+      ++ lib.concatLists (lib.mapAttrsToList (name: sb: [
+        "d ${sb.dir} 0700 ${sb.owner} ${groupOf sb} -"
+        "d ${stateOf sb} 0700 ${sb.owner} ${groupOf sb} -"
+      ]) enabled);
+
+    systemd.services =
+      mapAttrs' (name: sb: nameValuePair (prepareUnit name) (prepareService name sb)) enabled
+      // mapAttrs' (name: sb: nameValuePair (vmUnit name) (vmDropIn name sb)) enabled
+      // mapAttrs' (name: sb: nameValuePair (watchUnit name) (watchService name sb)) (filterAttrs (_: watched) enabled);
+
+    boot.extraModprobeConfig = lib.mkIf (lib.any (sb: sb.nested) (lib.attrValues enabled)) ''
+      options kvm_intel nested=1
+      options kvm_amd nested=1
+    '';
+
+    security.polkit.extraConfig = lib.concatStrings (lib.mapAttrsToList polkitRule enabled);
+  };
+}

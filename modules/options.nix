@@ -1,0 +1,41 @@
+# Every keystone.agent.* option of the host module.
+{ config, lib, ... }:
+let
+  inherit (lib) mkOption types;
+  cfg = config.keystone.agent;
+in
+{
+  options.keystone.agent = {
+    enable = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Install the keystone helper even when no sandbox is declared (declaring one implies it).";
+    };
+    package = mkOption {
+      type = types.package;
+      description = "The keystone helper (the flake's nixosModules.host sets it to packages.<system>.keystone).";
+    };
+    stateDir = mkOption {
+      type = types.strMatching "/.*";
+      default = "/var/lib/keystone-agent";
+      description = "Parent of the declared sandboxes' directories (<stateDir>/<name>).";
+    };
+    registryFile = mkOption {
+      type = types.str;
+      default = "/etc/keystone/agent/declared.json";
+      readOnly = true;
+      description = ''
+        The declared-sandboxes registry this module writes, which the helper
+        reads (override with KEYSTONE_AGENT_DECLARED). Format: docs/nixos.md.
+      '';
+    };
+    sandboxes = mkOption {
+      type = types.attrsOf (types.submodule (import ./sandbox.nix { inherit (cfg) stateDir; }));
+      default = { };
+      example = lib.literalExpression ''
+        { my-app = { projectPath = "/home/alice/src/my-app"; owner = "alice"; agents = [ "claude-code" ]; }; }
+      '';
+      description = "Declared sandboxes: a microvm.nix guest each, with host units that prepare, run and watch it.";
+    };
+  };
+}

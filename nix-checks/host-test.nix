@@ -1,0 +1,183 @@
+# Evaluation tests of modules/host.nix (+ guest.nix through microvm.vms).
+# Runs in two harnesses with the same scope shape:
+#   nix-checks/run.sh           offline: nixeval, real nixpkgs lib + real microvm.nix modules, NixOS stubbed
+#   nix flake check             checks.<system>.module-eval: real NixOS (nix-checks/default.nix)
+# Cases: { expr; expected; } | { expr; expectError = "ERE"; } | { expr; } (must evaluate).
+{ lib, pkgs, evalHost, ... }:
+let
+  k = import ../lib { inherit lib; };
+  pkg = { keystone.agent.package = pkgs.mkFake "keystone-0.1.0" { }; };
+  users = { users.users.alice = { isNormalUser = true; }; users.users.bob = { isNormalUser = true; }; };
+  app = { projectPath = "/home/alice/src/my-app"; owner = "alice"; };
+  withSandboxes = sbs: evalHost [ pkg users { keystone.agent.sandboxes = sbs; } ];
+  one = sb: withSandboxes { x = app // sb; };
+
+  host = withSandboxes {
+    my-app = app // { syncMode = "auto-commit"; agents = [ "claude-code" ]; };
+    infra = { projectPath = "/home/bob/infra"; owner = "bob"; memory = 4096; vcpus = 2; nested = false; sshPort = 2300; network = { mode = "bridge"; bridge = "br0"; }; share = "virtiofs"; autostart = true; };
+  };
+  c = host.config;
+  svc = c.systemd.services;
+  g = host.guests.my-app.config;
+  gi = host.guests.infra.config;
+  cmd = host.hypervisor.my-app.command;
+  cmdInfra = host.hypervisor.infra.command;
+  has = lib.hasInfix;
+  registry = builtins.fromJSON c.environment.etc."keystone/agent/declared.json".text;
+in
+{
+  test_no_failed_assertions = { expr = host.failedAssertions; expected = [ ]; };
+  test_toplevel_evaluates = { expr = host.toplevel; };
+
+  # --- declared.json: the helper's view of declared sandboxes ---
+  test_registry = {
+    expr = registry.sandboxes.my-app;
+    expected = {
+      name = "my-app"; projectPath = "/home/alice/src/my-app"; dir = "/var/lib/keystone-agent/my-app";
+      sshPort = k.sshPortFor "my-app"; memory = 8192; vcpus = 4; nested = true; network = "user";
+      syncMode = "auto-commit"; owner = "alice"; unit = "microvm@my-app.service";
+    };
+  };
+  test_registry_version = { expr = [ registry.version (lib.attrNames registry.sandboxes) ]; expected = [ 1 [ "infra" "my-app" ] ]; };
+  test_registry_disabled_left_out = {
+    expr = lib.attrNames (builtins.fromJSON (withSandboxes { a = app; b = app // { enable = false; sshPort = 2301; }; }).config.environment.etc."keystone/agent/declared.json".text).sandboxes;
+    expected = [ "a" ];
+  };
+  test_helper_installed = { expr = lib.elem "keystone-0.1.0" (map (p: p.name) c.environment.systemPackages); expected = true; };
+  test_nothing_without_sandboxes = { expr = (evalHost [ pkg ]).config.environment.etc ? "keystone/agent/declared.json"; expected = false; };
+
+  # --- defaults derive from <name> ---
+  test_default_dir = { expr = c.keystone.agent.sandboxes.my-app.dir; expected = "/var/lib/keystone-agent/my-app"; };
+  test_default_ssh_port = { expr = c.keystone.agent.sandboxes.my-app.sshPort; expected = k.sshPortFor "my-app"; };
+  test_ssh_port_range = { expr = lib.all (n: let p = k.sshPortFor n; in p >= 22300 && p < 23000) [ "a" "my-app" "zz-top" "x1" ]; expected = true; };
+  test_default_interface = { expr = c.keystone.agent.sandboxes.my-app.network.interface; expected = "ks-my-app"; };
+  test_default_mac = { expr = map (i: [ i.type i.id i.mac ]) g.microvm.interfaces; expected = [ [ "user" "ks-net" (k.macFor "my-app") ] ]; };
+  test_tap_interface_id = { expr = map (i: [ i.type i.id ]) (one { network.mode = "tap"; }).guests.x.config.microvm.interfaces; expected = [ [ "tap" "ks-x" ] ]; };
+  test_mac_shape = { expr = builtins.match "02(:[0-9a-f]{2}){5}" (k.macFor "my-app") != null; expected = true; };
+  test_hostname = { expr = [ g.networking.hostName gi.networking.hostName ]; expected = [ "my-app" "infra" ]; };
+  test_state_dir_option = {
+    expr = (withSandboxes { x = app; }).config.keystone.agent.sandboxes.x.dir == "/var/lib/keystone-agent/x"
+      && (evalHost [ pkg users { keystone.agent.stateDir = "/srv/ka"; keystone.agent.sandboxes.x = app; } ]).config.keystone.agent.sandboxes.x.dir == "/srv/ka/x";
+    expected = true;
+  };
+
+  # --- option mapping into the guest ---
+  test_memory_vcpus = { expr = [ g.microvm.mem g.microvm.vcpu gi.microvm.mem gi.microvm.vcpu ]; expected = [ 8192 4 4096 2 ]; };
+  test_hypervisor = { expr = g.microvm.hypervisor; expected = "qemu"; };
+  test_qmp_socket_relative = { expr = g.microvm.socket; expected = "qmp.sock"; };
+  test_workspace_share = {
+    expr = map (s: { inherit (s) tag source mountPoint proto securityModel; }) (lib.filter (s: s.tag == "workspace") g.microvm.shares);
+    expected = [ { tag = "workspace"; source = "/var/lib/keystone-agent/my-app/workspace"; mountPoint = "/workspace"; proto = "9p"; securityModel = "none"; } ];
+  };
+  test_workspace_virtiofs = {
+    expr = map (s: [ s.proto s.socket ]) (lib.filter (s: s.tag == "workspace") gi.microvm.shares);
+    expected = [ [ "virtiofs" "/var/lib/keystone-agent/infra/state/virtiofs-workspace.sock" ] ];
+  };
+  test_only_store_and_clone_shared = {
+    expr = map (s: s.source) (g.microvm.shares);
+    expected = [ "/nix/store" "/var/lib/keystone-agent/my-app/workspace" ];
+  };
+  test_bridge_interface = { expr = map (i: [ i.type i.bridge ]) gi.microvm.interfaces; expected = [ [ "bridge" "br0" ] ]; };
+  test_autostart = { expr = c.microvm.autostart; expected = [ "infra" ]; };
+  test_agents_installed = { expr = lib.any (p: lib.hasInfix "claude" p.name) g.environment.systemPackages; expected = true; };
+  test_agents_not_installed = { expr = lib.any (p: lib.hasInfix "claude" p.name) gi.environment.systemPackages; expected = false; };
+  test_extra_modules = {
+    expr = (one { extraModules = [ { networking.domain = "sandbox.test"; } ]; }).guests.x.config.networking.domain;
+    expected = "sandbox.test";
+  };
+  test_nested_modprobe = { expr = has "kvm_intel nested=1" c.boot.extraModprobeConfig; expected = true; };
+
+  # --- the hypervisor command (microvm.nix's own qemu runner code) ---
+  test_ssh_forward_loopback_only = { expr = has "hostfwd=tcp:127.0.0.1:${toString (k.sshPortFor "my-app")}-:22," cmd; expected = true; };
+  test_no_wildcard_forward = { expr = has "hostfwd=tcp::" cmd || has "hostfwd=tcp:0.0.0.0" cmd; expected = false; };
+  test_keys_share_readonly = {
+    expr = has "local,id=ks-keys,path=/var/lib/keystone-agent/my-app/state/guest,security_model=none,readonly=on" cmd
+      && has "mount_tag=keystone" cmd;
+    expected = true;
+  };
+  test_qmp_in_state = { expr = has "-qmp unix:qmp.sock,server,nowait" cmd; expected = true; };
+  test_nested_off_cpu = { expr = [ (has "-vmx,-svm" cmd) (has "-cpu host,+x2apic,-sgx,-vmx,-svm" cmdInfra) ]; expected = [ false true ]; };
+  test_bridge_no_hostfwd = { expr = has "hostfwd" cmdInfra; expected = false; };
+  test_no_project_in_command = { expr = has "/home/alice/src/my-app" cmd; expected = false; };
+
+  # --- host units and their order ---
+  test_prepare_unit = {
+    expr = with svc.keystone-agent-prepare-my-app; [ serviceConfig.Type serviceConfig.User serviceConfig.Group serviceConfig.RemainAfterExit partOf ];
+    expected = [ "oneshot" "alice" "users" true [ "microvm@my-app.service" ] ];
+  };
+  test_prepare_clones_trusted_project = {
+    expr = has "git -c core.hooksPath=/dev/null clone --quiet --no-local --no-hardlinks -- /home/alice/src/my-app \"$dir/workspace.tmp\"" svc.keystone-agent-prepare-my-app.script;
+    expected = true;
+  };
+  test_prepare_keys = {
+    expr = map (s: has s svc.keystone-agent-prepare-my-app.script) [
+      ''ssh-keygen -q -t ed25519 -N "" -C "keystone-agent@my-app" -f "$state/client_ed25519"''
+      ''-f "$state/guest/ssh_host_ed25519_key"''
+      ''mv -f "$state/guest/authorized_keys.tmp" "$state/guest/authorized_keys"''
+      "umask 077"
+    ];
+    expected = [ true true true true ];
+  };
+  test_prepare_links_runner = { expr = has ''ln -sfn ${g.microvm.declaredRunner} "$state/current"'' svc.keystone-agent-prepare-my-app.script; expected = true; };
+  test_authorized_keys_option = {
+    expr = has "printf '%s\\n' 'ssh-ed25519 AAAAC3Nza alice@laptop'" (one { authorizedKeys = [ "ssh-ed25519 AAAAC3Nza alice@laptop" ]; }).config.systemd.services.keystone-agent-prepare-x.script;
+    expected = true;
+  };
+  test_vm_unit_order = {
+    expr = with svc."microvm@my-app"; [ requires after ];
+    expected = [ [ "keystone-agent-prepare-my-app.service" ] [ "keystone-agent-prepare-my-app.service" ] ];
+  };
+  test_vm_unit_runs_as_owner = {
+    expr = with svc."microvm@my-app".serviceConfig; [ User Group SupplementaryGroups WorkingDirectory ExecStop Restart ];
+    expected = [ "alice" "users" [ "kvm" ] "/var/lib/keystone-agent/my-app/state" [ "" "/var/lib/keystone-agent/my-app/state/booted/bin/microvm-shutdown" ] "on-failure" ];
+  };
+  test_vm_template_from_microvm = { expr = svc."microvm@".serviceConfig.ExecStart; expected = "/var/lib/microvms/%i/current/bin/microvm-run"; };
+  test_watch_unit = {
+    expr = with svc.keystone-agent-watch-my-app; [ serviceConfig.ExecStart serviceConfig.User bindsTo after wantedBy ];
+    expected = [ "${pkgs.mkFake "keystone-0.1.0" { }}/bin/keystone agent watch my-app" "alice" [ "microvm@my-app.service" ] [ "microvm@my-app.service" ] [ "microvm@my-app.service" ] ];
+  };
+  test_no_watch_when_manual = { expr = svc ? keystone-agent-watch-infra; expected = false; };
+  test_watch_auto_idle = { expr = (one { syncMode = "auto-idle"; }).config.systemd.services ? keystone-agent-watch-x; expected = true; };
+  test_tmpfiles = {
+    expr = lib.filter (lib.hasInfix "my-app") c.systemd.tmpfiles.rules;
+    expected = [ "d /var/lib/keystone-agent/my-app 0700 alice users -" "d /var/lib/keystone-agent/my-app/state 0700 alice users -" ];
+  };
+  test_polkit_owner_only = {
+    expr = [ (has ''subject.user == "alice"'' c.security.polkit.extraConfig) (has ''unit == "microvm@my-app.service"'' c.security.polkit.extraConfig) ];
+    expected = [ true true ];
+  };
+
+  # --- assertions: they name the option and the way out ---
+  test_assert_duplicate_ports = {
+    expr = (withSandboxes { a = app // { sshPort = 2400; }; b = app // { sshPort = 2400; }; }).toplevel;
+    expectError = ".*keystone\\.agent\\.sandboxes\\.a\\.sshPort and keystone\\.agent\\.sandboxes\\.b\\.sshPort are all 2400: give each sandbox its own.*";
+  };
+  test_assert_duplicate_ports_bridge_ok = { expr = (withSandboxes { a = app // { sshPort = 2400; }; b = app // { sshPort = 2400; network = { mode = "bridge"; bridge = "br0"; }; }; }).failedAssertions; expected = [ ]; };
+  test_assert_interface_too_long = {
+    expr = (withSandboxes { a-very-long-name = app // { network.mode = "tap"; }; }).toplevel;
+    expectError = ".*keystone\\.agent\\.sandboxes\\.a-very-long-name\\.network\\.interface \"ks-a-very-long-name\" is 19 characters; interface ids are limited to 15: set .* to a shorter id or use a shorter sandbox name.*";
+  };
+  test_assert_interface_user_mode_ok = { expr = (withSandboxes { a-very-long-name = app; }).failedAssertions; expected = [ ]; };
+  test_assert_interface_override = { expr = (withSandboxes { a-very-long-name = app // { network = { mode = "tap"; interface = "ks-long"; }; }; }).failedAssertions; expected = [ ]; };
+  test_assert_bridge_needs_bridge = {
+    expr = (one { network.mode = "bridge"; }).toplevel;
+    expectError = ".*keystone\\.agent\\.sandboxes\\.x\\.network\\.mode is \"bridge\" but keystone\\.agent\\.sandboxes\\.x\\.network\\.bridge is not set.*";
+  };
+  test_assert_macvtap_needs_link = { expr = (one { network.mode = "macvtap"; }).toplevel; expectError = ".*network\\.macvtap\\.link is not set.*"; };
+  test_assert_memory_minimum = {
+    expr = (one { memory = 1024; }).toplevel;
+    expectError = ".*keystone\\.agent\\.sandboxes\\.x\\.memory is 1024 MiB; the minimum is 2048.*";
+  };
+  test_memory_minimum_ok = { expr = (one { memory = 2048; }).failedAssertions; expected = [ ]; };
+  test_vcpus_positive = { expr = (one { vcpus = 0; }).toplevel; expectError = ".*vcpus.*"; };
+  test_assert_owner_declared = { expr = (one { owner = "mallory"; }).toplevel; expectError = ".*keystone\\.agent\\.sandboxes\\.x\\.owner \"mallory\" is not declared in users\\.users.*"; };
+  test_assert_owner_not_root = { expr = (evalHost [ pkg { users.users.root = { isSystemUser = true; group = "root"; }; keystone.agent.sandboxes.x = app // { owner = "root"; }; } ]).toplevel; expectError = ".*owner must not be root.*"; };
+  test_assert_invalid_name = { expr = (withSandboxes { My_App = app; }).toplevel; expectError = ".*invalid sandbox name \"My_App\".*"; };
+  test_assert_dir_inside_project = { expr = (one { dir = "/home/alice/src/my-app/.sandbox"; }).toplevel; expectError = ".*projectPath and keystone\\.agent\\.sandboxes\\.x\\.dir overlap.*"; };
+  test_project_path_absolute = { expr = (one { projectPath = "src/app"; }).toplevel; expectError = ".*projectPath.*"; };
+  test_network_mode_enum = { expr = (one { network.mode = "nat"; }).toplevel; expectError = ".*network\\.mode.*"; };
+  test_gemini_missing_package = {
+    expr = (one { agents = [ "gemini-cli" ]; }).toplevel;
+    expectError = ".*keystone\\.guest\\.agent\\.gemini-cli\\.enable: this nixpkgs has no package `gemini-cli`.*";
+  };
+}
