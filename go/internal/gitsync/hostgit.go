@@ -1,0 +1,94 @@
+package gitsync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// GitEnv names the variable that pins the trusted git binary. The Nix package
+// sets it to the git of the closure; tests set it to a real git so that a fake
+// `git` first on PATH cannot be picked up.
+const GitEnv = "KEYSTONE_AGENT_GIT"
+
+// TrustedGit returns the absolute path of the host's own git binary: $KEYSTONE_AGENT_GIT
+// when set (it must be absolute), else `git` looked up on PATH once, at the caller's
+// start. It is only ever run against the host repository, never the workspace.
+func TrustedGit() (string, error) {
+	if p := os.Getenv(GitEnv); p != "" {
+		if !filepath.IsAbs(p) {
+			return "", fmt.Errorf("%s must be an absolute path, got %q", GitEnv, p)
+		}
+		return p, nil
+	}
+	p, err := exec.LookPath("git")
+	if err != nil {
+		return "", fmt.Errorf("cannot find the git binary on PATH (set %s): %w", GitEnv, err)
+	}
+	return filepath.Abs(p)
+}
+
+// hostGit runs the trusted git in the host repository. Its environment drops the
+// GIT_* variables that would point git at another repository, object store or
+// index: the user's config and hooks still apply, as they would in a shell.
+type hostGit struct {
+	bin string
+	dir string
+}
+
+func (g hostGit) env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "GIT_") && !strings.HasPrefix(kv, "GIT_CONFIG_") &&
+			!strings.HasPrefix(kv, "GIT_AUTHOR_") && !strings.HasPrefix(kv, "GIT_COMMITTER_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0")
+}
+
+// run runs git with args and stdin; a failure carries git's own stderr.
+func (g hostGit) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, g.bin, append([]string{"-C", g.dir}, args...)...)
+	cmd.Env = g.env()
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && msg != "" {
+			return out, fmt.Errorf("git %s: %s", args[0], msg)
+		}
+		return out, fmt.Errorf("git %s: %w", args[0], err)
+	}
+	return out, nil
+}
+
+// hostDirs are the resolved directories of the host repository.
+type hostDirs struct {
+	top    string // working tree
+	gitDir string // per-worktree git dir (HEAD lives here)
+	common string // common dir: objects and refs
+}
+
+func (g hostGit) dirs(ctx context.Context) (hostDirs, error) {
+	out, err := g.run(ctx, nil, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-dir", "--git-common-dir")
+	if err != nil {
+		return hostDirs{}, fmt.Errorf("%q is not a git working tree: %w", g.dir, err)
+	}
+	f := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	if len(f) != 3 {
+		return hostDirs{}, fmt.Errorf("unexpected output of git rev-parse in %q", g.dir)
+	}
+	return hostDirs{top: f[0], gitDir: f[1], common: f[2]}, nil
+}

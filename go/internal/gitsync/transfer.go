@@ -1,0 +1,321 @@
+package gitsync
+
+import (
+	"bufio"
+	"bytes"
+	"compress/zlib"
+	"context"
+	"crypto/sha1"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// transfer collects the objects reachable from some tips that a destination lacks,
+// reading them from a source object store, and writes them as one pack. With
+// verify set (the source is the hostile workspace) every object's content is
+// hashed again and every tree entry checked before anything is installed.
+type transfer struct {
+	src    storer.EncodedObjectStorer
+	have   func(plumbing.Hash) bool
+	verify bool
+
+	seen  map[plumbing.Hash]struct{}
+	small []rawObject     // commits, trees and tags, already read and checked
+	blobs []plumbing.Hash // read only when the pack is written
+	trees map[plumbing.Hash]*object.Tree
+}
+
+type rawObject struct {
+	hash plumbing.Hash
+	typ  plumbing.ObjectType
+	data []byte
+}
+
+type want struct {
+	hash plumbing.Hash
+	typ  plumbing.ObjectType
+}
+
+func newTransfer(src storer.EncodedObjectStorer, have func(plumbing.Hash) bool, verify bool) *transfer {
+	return &transfer{src: src, have: have, verify: verify,
+		seen: map[plumbing.Hash]struct{}{}, trees: map[plumbing.Hash]*object.Tree{}}
+}
+
+// count is the number of objects the pack will hold.
+func (t *transfer) count() int { return len(t.small) + len(t.blobs) }
+
+// has reports whether h arrives with this transfer (it was checked).
+func (t *transfer) has(h plumbing.Hash) bool { _, ok := t.seen[h]; return ok }
+
+// walk visits everything reachable from tips that the destination does not have.
+// It stops at objects the destination has: a repository that has a commit has its
+// whole history (shallow host repositories are not supported).
+func (t *transfer) walk(ctx context.Context, tips []want) error {
+	stack := append([]want(nil), tips...)
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		w := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if _, ok := t.seen[w.hash]; ok || t.have(w.hash) {
+			continue
+		}
+		t.seen[w.hash] = struct{}{}
+		if w.typ == plumbing.BlobObject {
+			t.blobs = append(t.blobs, w.hash)
+			continue
+		}
+		next, err := t.read(w)
+		if err != nil {
+			return err
+		}
+		stack = append(stack, next...)
+	}
+	return nil
+}
+
+// read loads a commit, tree or tag, checks it and returns what it points at.
+func (t *transfer) read(w want) ([]want, error) {
+	o, err := t.src.EncodedObject(plumbing.AnyObject, w.hash)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read object %s: %w", w.hash, err)
+	}
+	if w.typ != plumbing.AnyObject && o.Type() != w.typ {
+		return nil, hostile("object %s is a %s, expected a %s", w.hash, o.Type(), w.typ)
+	}
+	r, err := o.Reader()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read object %s: %w", w.hash, err)
+	}
+	data, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read object %s: %w", w.hash, err)
+	}
+	if t.verify && plumbing.ComputeHash(o.Type(), data) != w.hash {
+		return nil, hostile("object %s is corrupt: its content does not match its name", w.hash)
+	}
+	mem := &plumbing.MemoryObject{}
+	mem.SetType(o.Type())
+	mem.Write(data)
+	t.small = append(t.small, rawObject{w.hash, o.Type(), data})
+	switch o.Type() {
+	case plumbing.CommitObject:
+		c, err := object.DecodeCommit(nil, mem)
+		if err != nil {
+			return nil, hostile("commit %s is malformed: %v", w.hash, err)
+		}
+		next := []want{{c.TreeHash, plumbing.TreeObject}}
+		for _, p := range c.ParentHashes {
+			next = append(next, want{p, plumbing.CommitObject})
+		}
+		return next, nil
+	case plumbing.TreeObject:
+		tree, err := object.DecodeTree(nil, mem)
+		if err != nil {
+			return nil, hostile("tree %s is malformed: %v", w.hash, err)
+		}
+		if t.verify {
+			if err := checkTree(tree); err != nil {
+				return nil, fmt.Errorf("%w (in tree %s)", err, w.hash)
+			}
+		}
+		t.trees[w.hash] = tree
+		var next []want
+		for _, e := range tree.Entries {
+			switch e.Mode {
+			case filemode.Dir:
+				next = append(next, want{e.Hash, plumbing.TreeObject})
+			case filemode.Submodule:
+				// a gitlink names a commit of another repository: nothing to copy
+			default:
+				next = append(next, want{e.Hash, plumbing.BlobObject})
+			}
+		}
+		return next, nil
+	case plumbing.TagObject:
+		tag, err := object.DecodeTag(nil, mem)
+		if err != nil {
+			return nil, hostile("tag %s is malformed: %v", w.hash, err)
+		}
+		return []want{{tag.Target, tag.TargetType}}, nil
+	}
+	return nil, hostile("object %s has unexpected type %s", w.hash, o.Type())
+}
+
+// packWriter writes a version 2 pack without deltas and remembers what the index needs.
+type packWriter struct {
+	w      *bufio.Writer
+	sum    hash.Hash // over the whole pack, for its trailer
+	crc    hash.Hash32
+	off    int64
+	idx    idxfile.Writer
+	zw     *zlib.Writer
+	header [16]byte
+}
+
+func (p *packWriter) Write(b []byte) (int, error) {
+	p.sum.Write(b)
+	p.crc.Write(b)
+	p.off += int64(len(b))
+	return p.w.Write(b)
+}
+
+// object writes one object: a type and size header, then the zlib stream of data.
+func (p *packWriter) object(h plumbing.Hash, typ plumbing.ObjectType, size int64, data io.Reader, verify bool) error {
+	start := p.off
+	p.crc.Reset()
+	n := 0
+	c := byte(typ)<<4 | byte(size&0x0f)
+	for s := size >> 4; s > 0; s >>= 7 {
+		p.header[n] = c | 0x80
+		n++
+		c = byte(s & 0x7f)
+	}
+	p.header[n] = c
+	if _, err := p.Write(p.header[:n+1]); err != nil {
+		return err
+	}
+	if p.zw == nil {
+		p.zw, _ = zlib.NewWriterLevel(p, zlib.BestSpeed)
+	} else {
+		p.zw.Reset(p)
+	}
+	hasher := plumbing.NewHasher(typ, size)
+	var dst io.Writer = p.zw
+	if verify {
+		dst = io.MultiWriter(p.zw, hasher)
+	}
+	got, err := io.Copy(dst, data)
+	if err != nil {
+		return fmt.Errorf("cannot read object %s: %w", h, err)
+	}
+	if err := p.zw.Close(); err != nil {
+		return err
+	}
+	if got != size || (verify && hasher.Sum() != h) {
+		return hostile("object %s is corrupt: its content does not match its name", h)
+	}
+	p.idx.Add(h, uint64(start), p.crc.Sum32())
+	return nil
+}
+
+// writePack writes everything the walk collected into objectsDir/pack. The pack
+// and its index are written under temporary names and renamed into place, pack
+// first: a kill at any moment leaves at most a stray temporary file, never a
+// pack git would read half of. It returns the number of objects written.
+func (t *transfer) writePack(ctx context.Context, objectsDir string) (int, error) {
+	n := t.count()
+	if n == 0 {
+		return 0, nil
+	}
+	dir := filepath.Join(objectsDir, "pack")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	f, err := os.CreateTemp(dir, "tmp_pack_")
+	if err != nil {
+		return 0, fmt.Errorf("cannot write a pack into %q: %w", dir, err)
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	p := &packWriter{w: bufio.NewWriterSize(f, 1<<20), sum: sha1.New(), crc: crc32.NewIEEE()}
+	var hdr [12]byte
+	copy(hdr[:], "PACK")
+	binary.BigEndian.PutUint32(hdr[4:], 2)
+	binary.BigEndian.PutUint32(hdr[8:], uint32(n))
+	if _, err := p.Write(hdr[:]); err != nil {
+		return 0, err
+	}
+	p.idx.OnHeader(uint32(n))
+	for _, o := range t.small {
+		if err := p.object(o.hash, o.typ, int64(len(o.data)), bytes.NewReader(o.data), false); err != nil {
+			return 0, err
+		}
+	}
+	for _, h := range t.blobs {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := t.copyBlob(p, h); err != nil {
+			return 0, err
+		}
+	}
+	var trailer plumbing.Hash
+	copy(trailer[:], p.sum.Sum(nil))
+	if _, err := p.w.Write(trailer[:]); err != nil {
+		return 0, err
+	}
+	if err := p.w.Flush(); err != nil {
+		return 0, err
+	}
+	if err := p.idx.OnFooter(trailer); err != nil {
+		return 0, err
+	}
+	return n, installPack(f, dir, trailer, &p.idx)
+}
+
+func (t *transfer) copyBlob(p *packWriter, h plumbing.Hash) error {
+	o, err := t.src.EncodedObject(plumbing.AnyObject, h)
+	if err != nil {
+		return fmt.Errorf("cannot read object %s: %w", h, err)
+	}
+	if o.Type() != plumbing.BlobObject {
+		return hostile("object %s is a %s, expected a blob", h, o.Type())
+	}
+	r, err := o.Reader()
+	if err != nil {
+		return fmt.Errorf("cannot read object %s: %w", h, err)
+	}
+	defer r.Close()
+	return p.object(h, plumbing.BlobObject, o.Size(), r, t.verify)
+}
+
+func installPack(f *os.File, dir string, sum plumbing.Hash, w *idxfile.Writer) error {
+	base := filepath.Join(dir, "pack-"+sum.String())
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o444); err != nil {
+		return err
+	}
+	if _, err := os.Stat(base + ".idx"); err == nil {
+		return nil // the same pack is already installed
+	}
+	if err := os.Rename(f.Name(), base+".pack"); err != nil {
+		return err
+	}
+	idx, err := w.Index()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "tmp_idx_")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriter(tmp)
+	if _, err := idxfile.NewEncoder(bw).Encode(idx); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := errors.Join(bw.Flush(), tmp.Chmod(0o444), tmp.Close()); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), base+".idx")
+}
