@@ -1,0 +1,307 @@
+package gitsync
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func mustSync(t *testing.T, o Options) *Report {
+	t.Helper()
+	r, err := Sync(context.Background(), o)
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	return r
+}
+
+func TestSyncFastForwardsAndLaterSyncsSayNoChanges(t *testing.T) {
+	host, ws := newPair(t)
+	o := opts(host, ws)
+	if _, err := Sync(context.Background(), o); !errors.Is(err, ErrNoChanges) {
+		t.Fatalf("sync of a fresh clone: %v, want ErrNoChanges", err)
+	}
+	c1 := commit(t, ws, "add feature", map[string]string{"feature.go": "package main\n\nfunc f() {}\n", "README.md": "hello\nworld\n"})
+	r := mustSync(t, o)
+	if r.Result != ResultFastForwarded || len(r.Commits) != 1 || r.Commits[0].Subject != "add feature" {
+		t.Fatalf("report: %+v", r)
+	}
+	if r.FilesChanged != 2 || r.Insertions != 4 || r.Deletions != 0 {
+		t.Errorf("stats: %d files, +%d -%d; want 2 files, +4 -0", r.FilesChanged, r.Insertions, r.Deletions)
+	}
+	if got := gitIn(t, host, "rev-parse", "main"); got != c1 {
+		t.Errorf("host main = %s, want %s", got, c1)
+	}
+	if got := gitIn(t, host, "rev-parse", "refs/remotes/keystone/demo/main"); got != c1 {
+		t.Errorf("tracking ref = %s, want %s", got, c1)
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "feature.go")); !strings.Contains(string(b), "func f") {
+		t.Error("host working tree was not updated")
+	}
+	if got := gitIn(t, host, "status", "--porcelain"); got != "" {
+		t.Errorf("host tree not clean after sync:\n%s", got)
+	}
+	for i := 0; i < 2; i++ {
+		if r, err := Sync(context.Background(), o); !errors.Is(err, ErrNoChanges) || r.Result != ResultUpToDate {
+			t.Fatalf("sync %d after the first: %v (%+v), want ErrNoChanges", i+2, err, r)
+		}
+	}
+	c2 := commit(t, ws, "more", map[string]string{"more.txt": "x\n"})
+	mustSync(t, o)
+	if got := gitIn(t, host, "rev-parse", "main"); got != c2 {
+		t.Errorf("host main = %s, want %s", got, c2)
+	}
+	if _, err := Sync(context.Background(), o); !errors.Is(err, ErrNoChanges) {
+		t.Fatalf("sync after the second: %v, want ErrNoChanges", err)
+	}
+	gitIn(t, host, "fsck", "--strict", "--no-dangling")
+}
+
+func TestSyncDryRunChangesNothing(t *testing.T) {
+	host, ws := newPair(t)
+	commit(t, ws, "agent work", map[string]string{"a.txt": "a\n"})
+	gitIn(t, ws, "branch", "topic")
+	before := snapshot(t, host)
+	o := opts(host, ws)
+	o.DryRun = true
+	r := mustSync(t, o)
+	if !r.DryRun || r.Result != ResultFastForwarded || len(r.Commits) != 1 || len(r.Refs) != 2 {
+		t.Fatalf("dry-run report: %+v", r)
+	}
+	if d := diffSnapshots(before, snapshot(t, host)); len(d) > 0 {
+		t.Errorf("dry run changed the host: %v", d)
+	}
+}
+
+func TestSyncDivergedHostKeepsEverything(t *testing.T) {
+	host, ws := newPair(t)
+	mine := commit(t, host, "host work", map[string]string{"host.txt": "h\n"})
+	theirs := commit(t, ws, "agent work", map[string]string{"agent.txt": "a\n"})
+	for i := 0; i < 2; i++ {
+		r, err := Sync(context.Background(), opts(host, ws))
+		var m *ManualMergeError
+		if !errors.As(err, &m) || m.Kind != KindDiverged || !errors.Is(err, ErrManualMerge) {
+			t.Fatalf("sync %d: %v, want a diverged ManualMergeError", i+1, err)
+		}
+		if r.Manual == nil || !strings.Contains(strings.Join(m.Commands, "\n"), "git merge refs/remotes/keystone/demo/main") {
+			t.Errorf("commands: %q", m.Commands)
+		}
+		if got := gitIn(t, host, "rev-parse", "main"); got != mine {
+			t.Fatalf("host main moved to %s", got)
+		}
+		if got := gitIn(t, host, "rev-parse", "refs/remotes/keystone/demo/main"); got != theirs {
+			t.Fatalf("tracking ref = %s, want %s", got, theirs)
+		}
+	}
+	// The printed command works, and afterwards there is nothing to sync.
+	gitIn(t, host, "merge", "-q", "--no-edit", "refs/remotes/keystone/demo/main")
+	if _, err := Sync(context.Background(), opts(host, ws)); !errors.Is(err, ErrNoChanges) {
+		t.Fatalf("after a manual merge: %v, want ErrNoChanges", err)
+	}
+}
+
+func TestSyncRefusesToOverwriteHostFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, host string)
+		file  string
+	}{
+		{"modified tracked file", func(t *testing.T, h string) { write(t, filepath.Join(h, "README.md"), "my edit\n") }, "README.md"},
+		{"staged change", func(t *testing.T, h string) {
+			write(t, filepath.Join(h, "README.md"), "staged\n")
+			gitIn(t, h, "add", "README.md")
+		}, "README.md"},
+		{"untracked file in the way", func(t *testing.T, h string) { write(t, filepath.Join(h, "new.txt"), "mine\n") }, "new.txt"},
+		{"ignored file in the way", func(t *testing.T, h string) {
+			write(t, filepath.Join(h, ".git", "info", "exclude"), "secret.env\n")
+			write(t, filepath.Join(h, "secret.env"), "TOKEN=1\n")
+		}, "secret.env"},
+		{"untracked directory in the way", func(t *testing.T, h string) { write(t, filepath.Join(h, "gen", "x"), "mine\n") }, "gen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, ws := newPair(t)
+			commit(t, ws, "agent", map[string]string{"README.md": "agent\n", "new.txt": "agent\n", "secret.env": "agent\n", "gen": "file\n"})
+			tc.setup(t, host)
+			before := snapshot(t, host)
+			head := gitIn(t, host, "rev-parse", "HEAD")
+			_, err := Sync(context.Background(), opts(host, ws))
+			var m *ManualMergeError
+			if !errors.As(err, &m) || m.Kind != KindDirty {
+				t.Fatalf("sync: %v, want a dirty ManualMergeError", err)
+			}
+			if strings.Join(m.Files, ",") != tc.file {
+				t.Errorf("files in the way: %q, want %q", m.Files, tc.file)
+			}
+			if got := gitIn(t, host, "rev-parse", "HEAD"); got != head {
+				t.Errorf("HEAD moved")
+			}
+			after := snapshot(t, host)
+			for k, v := range before {
+				if !strings.HasPrefix(k, ".git/") && after[k] != v {
+					t.Errorf("host file %s changed", k)
+				}
+			}
+		})
+	}
+}
+
+func TestSyncCarriesUnrelatedHostEdits(t *testing.T) {
+	host, ws := newPair(t)
+	write(t, filepath.Join(host, "src", "main.go"), "package main // my edit\n")
+	write(t, filepath.Join(host, "notes.txt"), "mine\n")
+	c := commit(t, ws, "agent", map[string]string{"agent.txt": "a\n"})
+	mustSync(t, opts(host, ws))
+	if got := gitIn(t, host, "rev-parse", "HEAD"); got != c {
+		t.Fatalf("HEAD = %s, want %s", got, c)
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "src", "main.go")); string(b) != "package main // my edit\n" {
+		t.Error("unrelated host edit lost")
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "notes.txt")); string(b) != "mine\n" {
+		t.Error("untracked host file lost")
+	}
+}
+
+func TestSyncDetachedHostHead(t *testing.T) {
+	host, ws := newPair(t)
+	gitIn(t, host, "checkout", "-q", "--detach")
+	head := gitIn(t, host, "rev-parse", "HEAD")
+	c := commit(t, ws, "agent", map[string]string{"agent.txt": "a\n"})
+	_, err := Sync(context.Background(), opts(host, ws))
+	var m *ManualMergeError
+	if !errors.As(err, &m) || m.Kind != KindDetached {
+		t.Fatalf("sync: %v, want a detached ManualMergeError", err)
+	}
+	if got := gitIn(t, host, "rev-parse", "HEAD"); got != head {
+		t.Error("detached HEAD moved")
+	}
+	if got := gitIn(t, host, "rev-parse", "main"); got == c {
+		t.Error("main moved")
+	}
+	if got := gitIn(t, host, "rev-parse", "refs/remotes/keystone/demo/main"); got != c {
+		t.Errorf("tracking ref = %s, want %s", got, c)
+	}
+}
+
+func TestSyncNewSandboxBranch(t *testing.T) {
+	host, ws := newPair(t)
+	main := gitIn(t, host, "rev-parse", "main")
+	gitIn(t, ws, "checkout", "-q", "-b", "agent/fix")
+	c := commit(t, ws, "fix", map[string]string{".github/workflows/ci.yml": "on: push\n"})
+	r := mustSync(t, opts(host, ws))
+	if r.Result != ResultFetched {
+		t.Fatalf("result %q, want %q", r.Result, ResultFetched)
+	}
+	if got := gitIn(t, host, "rev-parse", "refs/remotes/keystone/demo/agent/fix"); got != c {
+		t.Errorf("new branch ref = %s, want %s", got, c)
+	}
+	if got := gitIn(t, host, "rev-parse", "main"); got != main {
+		t.Error("host main moved")
+	}
+	if len(r.Review) != 1 || r.Review[0].Path != ".github/workflows/ci.yml" || r.Review[0].Branch != "agent/fix" {
+		t.Errorf("review: %+v", r.Review)
+	}
+	if _, err := Sync(context.Background(), opts(host, ws)); !errors.Is(err, ErrNoChanges) {
+		t.Fatalf("second sync: %v, want ErrNoChanges", err)
+	}
+}
+
+func TestSyncRewrittenSandboxBranch(t *testing.T) {
+	host, ws := newPair(t)
+	gitIn(t, ws, "checkout", "-q", "-b", "topic")
+	old := commit(t, ws, "first try", map[string]string{"t.txt": "1\n"})
+	mustSync(t, opts(host, ws))
+	gitIn(t, ws, "reset", "-q", "--hard", "HEAD~1")
+	nu := commit(t, ws, "second try", map[string]string{"t.txt": "2\n"})
+	r := mustSync(t, opts(host, ws))
+	if len(r.Refs) != 1 || !r.Refs[0].Forced || r.Refs[0].Old != old || r.Refs[0].New != nu {
+		t.Fatalf("refs: %+v", r.Refs)
+	}
+	// Nothing is lost: the old tip stays in the ref's reflog and in the object store.
+	if log := gitIn(t, host, "reflog", "show", "--format=%H", "refs/remotes/keystone/demo/topic"); !strings.Contains(log, old) {
+		t.Errorf("reflog of the tracking ref lacks the old tip %s:\n%s", old, log)
+	}
+	gitIn(t, host, "cat-file", "-e", old)
+}
+
+func TestSyncRewrittenCurrentBranchIsDiverged(t *testing.T) {
+	host, ws := newPair(t)
+	commit(t, ws, "one", map[string]string{"a.txt": "1\n"})
+	mustSync(t, opts(host, ws))
+	synced := gitIn(t, host, "rev-parse", "main")
+	gitIn(t, ws, "commit", "-q", "--amend", "-m", "one, amended")
+	_, err := Sync(context.Background(), opts(host, ws))
+	if !errors.Is(err, ErrManualMerge) {
+		t.Fatalf("sync: %v, want ErrManualMerge", err)
+	}
+	if got := gitIn(t, host, "rev-parse", "main"); got != synced {
+		t.Error("host main moved")
+	}
+}
+
+func TestSyncEmptyRepositories(t *testing.T) {
+	host := filepath.Join(t.TempDir(), "empty")
+	gitIn(t, t.TempDir(), "init", "-q", "-b", "main", host)
+	ws := filepath.Join(t.TempDir(), "ws")
+	if err := Clone(context.Background(), host, ws); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Sync(context.Background(), opts(host, ws)); !errors.Is(err, ErrNoChanges) {
+		t.Fatalf("empty sync: %v, want ErrNoChanges", err)
+	}
+	write(t, filepath.Join(host, "mine.txt"), "untracked on the host\n")
+	c := commit(t, ws, "first", map[string]string{"a.txt": "a\n"})
+	r := mustSync(t, opts(host, ws))
+	if r.Result != ResultFastForwarded || len(r.Commits) != 1 {
+		t.Fatalf("report: %+v", r)
+	}
+	if got := gitIn(t, host, "rev-parse", "main"); got != c {
+		t.Errorf("main = %s, want %s", got, c)
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "mine.txt")); string(b) != "untracked on the host\n" {
+		t.Error("untracked host file lost")
+	}
+}
+
+func TestSyncListsUncommittedSandboxFiles(t *testing.T) {
+	host, ws := newPair(t)
+	write(t, filepath.Join(ws, "scratch.txt"), "wip\n")
+	write(t, filepath.Join(ws, "README.md"), "edited\n")
+	r, err := Sync(context.Background(), opts(host, ws))
+	if !errors.Is(err, ErrNoChanges) {
+		t.Fatalf("sync: %v", err)
+	}
+	got := map[string]string{}
+	for _, u := range r.Uncommitted {
+		got[u.Path] = u.Status
+	}
+	if got["scratch.txt"] != "??" || got["README.md"] != " M" || len(got) != 2 {
+		t.Errorf("uncommitted: %+v", r.Uncommitted)
+	}
+	if _, err := os.Stat(filepath.Join(host, "scratch.txt")); err == nil {
+		t.Error("uncommitted file was transferred")
+	}
+}
+
+func TestSyncNamesReviewPaths(t *testing.T) {
+	host, ws := newPair(t)
+	commit(t, ws, "sneaky", map[string]string{"flake.nix": "{}\n", ".envrc": "use flake\n",
+		"sub/Makefile": "all:\n", ".claude/settings.json": "{}\n", "ok.txt": "fine\n"})
+	os.Symlink("/etc/passwd", filepath.Join(ws, "link"))
+	gitIn(t, ws, "add", "link")
+	gitIn(t, ws, "commit", "-q", "-m", "link")
+	o := opts(host, ws)
+	o.DryRun = true
+	r := mustSync(t, o)
+	var paths []string
+	for _, p := range r.Review {
+		paths = append(paths, p.Path)
+	}
+	want := ".claude/settings.json .envrc flake.nix link sub/Makefile"
+	if strings.Join(paths, " ") != want {
+		t.Errorf("review paths %q, want %q", paths, want)
+	}
+}
