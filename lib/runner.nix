@@ -20,8 +20,10 @@ let
   guest = config.keystone.guest;
 
   microvmConfig = config.microvm // { inherit (config.networking) hostName; hypervisor = "qemu"; };
-  microvmLib = import "${microvm}/lib" { inherit lib; };
-  hypervisor = import "${microvm}/lib/runners/qemu.nix" { inherit pkgs microvmConfig; macvtapFds = { }; };
+  # a path (offline checks: not copied to the store) or a flake input
+  microvmFile = sub: if builtins.isPath microvm then microvm + sub else "${microvm}${sub}";
+  microvmLib = import (microvmFile "/lib") { inherit lib; };
+  hypervisor = import (microvmFile "/lib/runners/qemu.nix") { inherit pkgs microvmConfig; macvtapFds = { }; };
 
   # Each placeholder must appear where the runner looks for it: a newer
   # microvm.nix that renders its command differently fails here, at
@@ -61,6 +63,12 @@ let
       0) cpu_extra=,-vmx,-svm ;;
       *) die "invalid KEYSTONE_NESTED \"$KEYSTONE_NESTED\" (want 0 or 1)" ;;
     esac
+    mem=$KEYSTONE_MEMORY_MB
+    if [ "$mem" = 2048 ]; then
+      # qemu's microvm machine hangs with exactly 2 GiB (microvm.nix issue 171)
+      echo "keystone-runner: using 2050 MiB instead of 2048 (qemu hangs with exactly 2 GiB)" >&2
+      mem=2050
+    fi
     qmp=''${KEYSTONE_QMP_SOCKET:-qmp.sock}
     [ -d "$KEYSTONE_WORKSPACE" ] || die "workspace \"$KEYSTONE_WORKSPACE\" is not a directory"
     [ -d "$KEYSTONE_GUEST_DIR" ] || die "guest dir \"$KEYSTONE_GUEST_DIR\" is not a directory"
@@ -78,11 +86,13 @@ let
       orig=$a
       case $prev in
         -name) [ "$a" = ${rt.hostName} ] && a=$name ;;
-        -m) [ "$a" = ${toString rt.memory} ] && a=$KEYSTONE_MEMORY_MB ;;
+        -m) [ "$a" = ${toString rt.memory} ] && a=$mem ;;
         -smp) [ "$a" = ${toString rt.vcpus} ] && a=$KEYSTONE_VCPUS ;;
         -cpu) a=$a$cpu_extra ;;
       esac
-      a=''${a//"size=${toString rt.memory}M"/"size=''${KEYSTONE_MEMORY_MB}M"}
+      a=''${a//"size=${toString rt.memory}M"/"size=''${mem}M"}
+      # virtio-net multiqueue vectors follow the vcpu count (2 * vcpus + 2)
+      a=''${a//",vectors=${toString (2 * rt.vcpus + 2)}"/",vectors=$((2 * KEYSTONE_VCPUS + 2))"}
       a=''${a//"path=${rt.workspace},"/"path=$ws,"}
       a=''${a//"path=${rt.guestDir},"/"path=$gd,"}
       a=''${a//"unix:${rt.qmpSocket},"/"unix:$qmpq,"}
@@ -92,7 +102,7 @@ let
       args+=("$a") prev=$orig
     done
     case " ''${args[*]} " in
-      *" ${rt.hostName} "*|*keystone.name=${rt.hostName}*|*/run/keystone-runtime/*|*${rt.qmpSocket}*|*" ${toString rt.memory} "*|*size=${toString rt.memory}M*|*" ${toString rt.vcpus} "*|*${rt.mac}*|*127.0.0.1:${toString rt.sshPort}-*)
+      *" ${rt.hostName} "*|*keystone.name=${rt.hostName}*|*/run/keystone-runtime/*|*${rt.qmpSocket}*|*" ${toString rt.memory} "*|*size=${toString rt.memory}M*|*" ${toString rt.vcpus} "*|*vectors=${toString (2 * rt.vcpus + 2)}*|*${rt.mac}*|*127.0.0.1:${toString rt.sshPort}-*)
         die "a placeholder was left in the qemu command; this runner does not match its microvm.nix" ;;
     esac
     exec -a "microvm@$name" "''${args[@]}"
@@ -113,7 +123,7 @@ let
   '';
 in
 pkgs.runCommand "keystone-runner-${guest.network.mode}" {
-  passthru = { inherit command; nixos = nixos; };
+  passthru = { inherit command nixos; scripts = { inherit run shutdown; }; };
   meta.mainProgram = "microvm-run";
 } ''
   mkdir -p $out/bin $out/share/keystone $out/share/microvm

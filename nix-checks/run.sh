@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The Nix side's checks on a machine without nixpkgs (CI):
+#   1. always: `nix-instantiate --parse` of every tracked .nix file
+#   2. when NIXPKGS_LIB and MICROVM_SRC name the two source trees (nixpkgs.lib
+#      and microvm.nix, see ../shared/tools/nixeval/README.md): the module
+#      evaluation tests (host-test.nix, guest-test.nix) with the offline
+#      evaluator, the runner script test, and `nix flake check --no-build`
+#      with nixeval standing in for nixpkgs.
+# Exit status: 0 all run checks pass; 1 a check failed; 2 a tool is missing.
+#   NIXEVAL   nixeval directory (default: ../shared/tools/nixeval next to the repo)
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$HERE")"
+NIXEVAL="${NIXEVAL:-$ROOT/../shared/tools/nixeval}"
+# fake package names the guest uses beyond nixeval's default set
+PKGS=vim,wget,htop,direnv,codex,claude-code
+rc=0
+say() { echo "nix-checks: $*"; }
+
+command -v nix-instantiate >/dev/null || { say "nix-instantiate not found (Debian: apt-get install nix-bin)"; exit 2; }
+
+cd "$ROOT"
+mapfile -t files < <(git ls-files '*.nix' 2>/dev/null; git ls-files --others --exclude-standard '*.nix' 2>/dev/null)
+bad=0
+for f in "${files[@]}"; do
+  [ -e "$f" ] || continue
+  if ! out=$(nix-instantiate --parse "$f" 2>&1 >/dev/null); then
+    say "parse error in $f"; echo "$out" | grep -v "^warning: the group 'nixbld'" >&2; bad=1
+  fi
+done
+if [ $bad = 0 ]; then say "parse: ${#files[@]} .nix files ok"; else rc=1; fi
+
+if [ -z "${NIXPKGS_LIB:-}" ] || [ -z "${MICROVM_SRC:-}" ]; then
+  say "SKIPPED module evaluation tests: NIXPKGS_LIB and MICROVM_SRC are not set (they name nixpkgs.lib and microvm.nix source trees; see docs/nixos.md, "Checks")"
+  exit $rc
+fi
+[ -x "$NIXEVAL/eval-module.sh" ] || { say "nixeval not found at $NIXEVAL (set NIXEVAL)"; exit 2; }
+
+for t in host-test guest-test; do
+  report=$("$NIXEVAL/eval-module.sh" -q --pkgs "$PKGS" modules/default.nix "nix-checks/$t.nix")
+  st=$?
+  summary=$(printf '%s' "$report" | python3 -c 'import json,sys; d=json.load(sys.stdin); s=d["summary"]; print("%d/%d passed" % (s["passed"], s["total"])); [print("  FAIL", f["name"], json.dumps(f)[:600]) for f in d["failures"]]' 2>&1) || summary="$report"
+  say "$t: $summary"
+  [ $st = 0 ] || rc=1
+done
+
+if NIXEVAL="$NIXEVAL" "$HERE/runner-test.sh" >"${TMPDIR:-/tmp}/keystone-runner-test.log" 2>&1; then
+  say "runner-test: ok ($(grep -c '^ok' "${TMPDIR:-/tmp}/keystone-runner-test.log") checks)"
+else
+  say "runner-test: FAILED"; cat "${TMPDIR:-/tmp}/keystone-runner-test.log"; rc=1
+fi
+
+if command -v nix >/dev/null; then
+  if out=$("$NIXEVAL/flake-check.sh" "$ROOT" check 2>&1); then
+    say "flake check (--no-build, nixeval for nixpkgs): ok"
+  else
+    say "flake check FAILED:"; echo "$out" | tail -30; rc=1
+  fi
+else
+  say "SKIPPED flake check: no nix command"
+fi
+exit $rc
