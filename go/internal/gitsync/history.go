@@ -11,8 +11,9 @@ import (
 )
 
 // union reads objects from the host first and, for objects that arrive with the
-// current transfer (and were checked), from the workspace. Nothing unchecked from
-// the workspace is ever parsed through it.
+// current transfer, from the workspace: commits and trees were checked by the walk;
+// blobs are only counted for the summary and are hashed before anything is
+// installed or reported.
 type union struct {
 	storer.EncodedObjectStorer // the host
 	ws                         storer.EncodedObjectStorer

@@ -56,7 +56,11 @@ func Sync(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep := s.rep
-	if !o.DryRun {
+	if o.DryRun {
+		if err := s.tr.verifyBlobs(ctx); err != nil {
+			return nil, err
+		}
+	} else {
 		if _, err := s.tr.writePack(ctx, filepath.Join(s.dirs.common, "objects")); err != nil {
 			return nil, fmt.Errorf("cannot store the sandbox's objects in %q: %w", o.HostRepo, err)
 		}

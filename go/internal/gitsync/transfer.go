@@ -286,6 +286,37 @@ func (t *transfer) copyBlob(p *packWriter, h plumbing.Hash) error {
 	return p.object(h, plumbing.BlobObject, o.Size(), r, t.verify)
 }
 
+// verifyBlobs hashes every blob of the walk without writing it: a dry run checks
+// exactly what a real sync would.
+func (t *transfer) verifyBlobs(ctx context.Context) error {
+	for _, h := range t.blobs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		o, err := t.src.EncodedObject(plumbing.AnyObject, h)
+		if err != nil {
+			return fmt.Errorf("cannot read object %s: %w", h, err)
+		}
+		if o.Type() != plumbing.BlobObject {
+			return hostile("object %s is a %s, expected a blob", h, o.Type())
+		}
+		r, err := o.Reader()
+		if err != nil {
+			return fmt.Errorf("cannot read object %s: %w", h, err)
+		}
+		hasher := plumbing.NewHasher(plumbing.BlobObject, o.Size())
+		n, err := io.Copy(hasher, r)
+		r.Close()
+		if err != nil {
+			return fmt.Errorf("cannot read object %s: %w", h, err)
+		}
+		if n != o.Size() || hasher.Sum() != h {
+			return hostile("object %s is corrupt: its content does not match its name", h)
+		}
+	}
+	return nil
+}
+
 func installPack(f *os.File, dir string, sum plumbing.Hash, w *idxfile.Writer) error {
 	base := filepath.Join(dir, "pack-"+sum.String())
 	if err := f.Close(); err != nil {
