@@ -4,7 +4,7 @@ package gitsync
 // keys only ever get added.
 type Report struct {
 	Sandbox string `json:"sandbox"`
-	DryRun  bool   `json:"dry_run"`
+	DryRun  bool   `json:"dryRun"`
 	Result  string `json:"result"` // one of the Result* constants
 
 	Branch string `json:"branch"`         // the host's current branch; "" when HEAD is detached
@@ -13,13 +13,13 @@ type Report struct {
 	To     string `json:"to,omitempty"`   // sandbox branch
 
 	Commits      []Commit     `json:"commits"` // on the sandbox's branch, not on the host's; newest first
-	FilesChanged int          `json:"files_changed"`
+	FilesChanged int          `json:"filesChanged"`
 	Insertions   int          `json:"insertions"`
 	Deletions    int          `json:"deletions"`
 	Review       []ReviewPath `json:"review"` // incoming paths that run code on the host or in CI
 
 	Uncommitted      []Uncommitted `json:"uncommitted"` // in the sandbox: listed, not transferred
-	UncommittedError string        `json:"uncommitted_error,omitempty"`
+	UncommittedError string        `json:"uncommittedError,omitempty"`
 
 	Refs   []RefUpdate       `json:"refs"`             // remote-tracking refs moved (or to move)
 	Manual *ManualMergeError `json:"manual,omitempty"` // Result "manual": why and what to run

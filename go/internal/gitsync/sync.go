@@ -85,7 +85,7 @@ func Sync(ctx context.Context, o Options) (*Report, error) {
 		return rep, nil
 	}
 	if !o.DryRun {
-		if _, err := s.git.run(ctx, nil, "merge", "--ff-only", "--quiet", rep.Ref); err != nil {
+		if _, err := s.git.run(context.WithoutCancel(ctx), nil, "merge", "--ff-only", "--quiet", rep.Ref); err != nil {
 			merr := &ManualMergeError{Kind: KindMergeFailed, Branch: rep.Branch, Ref: rep.Ref,
 				Detail: err.Error(), Commands: []string{"git merge --ff-only " + rep.Ref}}
 			rep.Result, rep.Manual = ResultManual, merr
@@ -279,7 +279,8 @@ func (s *syncer) updateRefs(ctx context.Context) error {
 		fmt.Fprintf(&in, "update %s %s %s\n", r.Ref, r.New, old)
 	}
 	in.WriteString("prepare\ncommit\n")
-	_, err := s.git.run(ctx, []byte(in.String()), "update-ref", "--create-reflog",
+	// Not cancelled with ctx: a git killed inside its transaction leaves lock files.
+	_, err := s.git.run(context.WithoutCancel(ctx), []byte(in.String()), "update-ref", "--create-reflog",
 		"-m", "keystone agent sync "+s.o.Name, "--stdin")
 	if err != nil {
 		return fmt.Errorf("cannot update the remote-tracking refs of %q: %w", s.o.Name, err)
