@@ -33,9 +33,14 @@ type WaitError struct {
 }
 
 func (e *WaitError) Error() string {
-	msg := fmt.Sprintf("sandbox sshd at %s did not accept the sandbox key: %v", e.Addr, e.Err)
-	if errors.Is(e.Err, ErrVMExited) {
+	var msg string
+	switch {
+	case errors.Is(e.Err, ErrVMExited):
 		msg = fmt.Sprintf("the VM exited while waiting for its sshd at %s to accept the sandbox key", e.Addr)
+	case errors.Is(e.Err, context.DeadlineExceeded):
+		msg = fmt.Sprintf("timed out waiting for sshd at %s to accept the sandbox key", e.Addr)
+	default:
+		msg = fmt.Sprintf("stopped waiting for sshd at %s to accept the sandbox key: %v", e.Addr, e.Err)
 	}
 	if e.Last != nil {
 		msg += fmt.Sprintf(" (%d attempts, last: %v)", e.Attempts, e.Last)

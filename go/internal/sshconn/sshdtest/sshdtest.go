@@ -11,6 +11,9 @@ package sshdtest
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -169,6 +172,9 @@ func (s *Server) writeKeys(t testing.TB) string {
 	if err := sshconn.WriteKey(hostKeyFile, hostPriv); err != nil {
 		t.Fatal(err)
 	}
+	if err := sshconn.WriteKey(filepath.Join(s.Dir, rsaHostKeyName), rsaHostKey(t)); err != nil {
+		t.Fatal(err)
+	}
 	sshDir := filepath.Join(s.Dir, ".ssh")
 	if err := os.Mkdir(sshDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -177,6 +183,36 @@ func (s *Server) writeKeys(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return hostKeyFile
+}
+
+// rsaHostKeyName is a second host key every server offers, listed first, as
+// a Debian or NixOS server has one: a client that does not restrict its
+// host key algorithms to the pinned key's would negotiate RSA and fail.
+const rsaHostKeyName = "ssh_host_rsa_key"
+
+var rsaKeyOnce struct {
+	sync.Once
+	pem []byte
+	err error
+}
+
+// rsaHostKey is made once per test binary: RSA key generation is slow.
+func rsaHostKey(t testing.TB) []byte {
+	t.Helper()
+	rsaKeyOnce.Do(func() {
+		var k *rsa.PrivateKey
+		if k, rsaKeyOnce.err = rsa.GenerateKey(rand.Reader, 2048); rsaKeyOnce.err != nil {
+			return
+		}
+		var block *pem.Block
+		if block, rsaKeyOnce.err = ssh.MarshalPrivateKey(k, ""); rsaKeyOnce.err == nil {
+			rsaKeyOnce.pem = pem.EncodeToMemory(block)
+		}
+	})
+	if rsaKeyOnce.err != nil {
+		t.Fatalf("cannot make an RSA host key: %v", rsaKeyOnce.err)
+	}
+	return rsaKeyOnce.pem
 }
 
 // openSSH writes an sshd config that names every file sshd would otherwise
@@ -200,6 +236,7 @@ func (s *Server) openSSH(t testing.TB, hostKeyFile string) []string {
 	}
 	config := fmt.Sprintf(`ListenAddress %s
 HostKey %s
+HostKey %s
 AuthorizedKeysFile %s
 PermitRootLogin yes
 StrictModes no
@@ -211,7 +248,7 @@ KbdInteractiveAuthentication no
 PrintMotd no
 PrintLastLog no
 LogLevel VERBOSE
-`, s.Addr, hostKeyFile, filepath.Join(s.Dir, ".ssh", "authorized_keys"))
+`, s.Addr, filepath.Join(s.Dir, rsaHostKeyName), hostKeyFile, filepath.Join(s.Dir, ".ssh", "authorized_keys"))
 	configFile := filepath.Join(s.Dir, "sshd_config")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -247,16 +284,19 @@ func (s *Server) dropbear(t testing.TB, hostKeyFile string) []string {
 	}
 	// Debian 12's dropbear (2022.83) cannot read an OpenSSH-format host key
 	// ("Early exit: String too long"); its own converter can.
-	dropbearKey := hostKeyFile + ".dropbear"
-	convert := exec.Command(DropbearConvertPath, "openssh", "dropbear", hostKeyFile, dropbearKey)
-	if out, err := convert.CombinedOutput(); err != nil {
-		t.Fatalf("cannot convert the host key for dropbear: %v: %s", err, out)
+	var keyArgs []string
+	for _, k := range []string{filepath.Join(s.Dir, rsaHostKeyName), hostKeyFile} {
+		convert := exec.Command(DropbearConvertPath, "openssh", "dropbear", k, k+".dropbear")
+		if out, err := convert.CombinedOutput(); err != nil {
+			t.Fatalf("cannot convert host key %q for dropbear: %v: %s", k, err, out)
+		}
+		keyArgs = append(keyArgs, "-r", k+".dropbear")
 	}
 	// "$1" and "$2" are positional parameters, not interpolated text.
 	mountThenExec := `mount --bind "$1" "$2" && shift 2 && exec "$@"`
-	return append(ns, "--", "/bin/sh", "-c", mountThenExec, "sh", s.Dir, root.HomeDir,
-		DropbearPath, "-F", "-E", "-s", "-m",
-		"-p", s.Addr, "-r", dropbearKey, "-P", filepath.Join(s.Dir, "dropbear.pid"))
+	argv := append(ns, "--", "/bin/sh", "-c", mountThenExec, "sh", s.Dir, root.HomeDir,
+		DropbearPath, "-F", "-E", "-s", "-m", "-p", s.Addr, "-P", filepath.Join(s.Dir, "dropbear.pid"))
+	return append(argv, keyArgs...)
 }
 
 // awaitBanner waits until the server sends its SSH version line.
