@@ -63,8 +63,6 @@ func Render(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "%s; %s.\n", would("Fetched the sandbox's branches", "Would fetch the sandbox's branches"), branchNote(r))
 	case ResultUpToDate:
 		fmt.Fprintln(w, "No changes to sync.")
-	case ResultPaused:
-		fmt.Fprintf(w, "Fetched into %s; fast-forward of %s is paused.\n", r.Ref, r.Branch)
 	case ResultManual:
 		renderManual(w, r)
 	}

@@ -29,7 +29,6 @@ type Options struct {
 	Git       string // the trusted git binary for the host repository; "" means TrustedGit()
 
 	DryRun          bool // change nothing at all, not even refs or objects
-	NoFastForward   bool // fetch into the remote-tracking refs only (the watcher while paused)
 	SkipUncommitted bool // do not list the sandbox's uncommitted files (the watcher)
 }
 
@@ -38,7 +37,6 @@ const (
 	ResultFastForwarded = "fast-forwarded" // the host branch moved to the sandbox's
 	ResultFetched       = "fetched"        // new commits are in the remote-tracking refs only
 	ResultUpToDate      = "up-to-date"     // nothing new: ErrNoChanges
-	ResultPaused        = "paused"         // NoFastForward: fetched, the host branch left alone
 	ResultManual        = "manual"         // see Report.Manual: ErrManualMerge
 )
 
@@ -79,10 +77,6 @@ func Sync(ctx context.Context, o Options) (*Report, error) {
 	if merr := s.checkFastForward(ctx); merr != nil {
 		rep.Result, rep.Manual = ResultManual, merr
 		return rep, merr
-	}
-	if o.NoFastForward {
-		rep.Result = ResultPaused
-		return rep, nil
 	}
 	if !o.DryRun {
 		if _, err := s.git.run(context.WithoutCancel(ctx), nil, "merge", "--ff-only", "--quiet", rep.Ref); err != nil {

@@ -1,0 +1,84 @@
+// Package syncwatch runs syncs for a sandbox on the host: one at a time under a
+// lock (RunOnce, used by `sync` and `stop --sync`), and continuously for the
+// auto-commit and auto-idle sync modes (Watch, run by the detached
+// `keystone agent watch <name>`). It records the outcome of every sync in
+// state/sync.json so that `status` can show it.
+//
+// It never lets the guest reach the host: it polls the workspace's files, which
+// live on the host. A kill at any moment leaves consistent refs (gitsync's order:
+// objects, then all remote-tracking refs in one transaction, then the
+// fast-forward) and a complete sync.json (temp file + rename).
+package syncwatch
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Files in the sandbox's state/ directory.
+const (
+	// StatusFile records the last sync (Status as JSON).
+	StatusFile = "sync.json"
+	// LockFile serialises syncs of one sandbox (flock).
+	LockFile = "sync.lock"
+)
+
+// Status is the content of state/sync.json.
+type Status struct {
+	Mode           string    `json:"mode,omitempty"` // the watcher's sync mode; "" when only manual syncs ran
+	LastSync       time.Time `json:"lastSync,omitzero"`
+	LastResult     string    `json:"lastResult,omitempty"` // a gitsync Result*, or "error"
+	LastError      string    `json:"lastError,omitempty"`
+	Branch         string    `json:"branch,omitempty"`
+	Head           string    `json:"head,omitempty"` // the sandbox's tip that was synced
+	PendingCommits int       `json:"pendingCommits"` // on the sandbox's branch, not yet on the host's
+	// Paused: the host branch could not be fast-forwarded (diverged, dirty,
+	// detached); the sandbox's commits keep arriving in Ref only.
+	Paused       bool     `json:"paused"`
+	PausedReason string   `json:"pausedReason,omitempty"`
+	Ref          string   `json:"ref,omitempty"`
+	Commands     []string `json:"commands,omitempty"`
+	Review       []string `json:"review,omitempty"` // paths to review that arrived with the last sync
+}
+
+// ReadStatus reads state/sync.json; a sandbox that never synced has a zero Status.
+func ReadStatus(stateDir string) (Status, error) {
+	var st Status
+	b, err := os.ReadFile(filepath.Join(stateDir, StatusFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("corrupt sync status %q: %w", filepath.Join(stateDir, StatusFile), err)
+	}
+	return st, nil
+}
+
+// writeStatus replaces state/sync.json atomically.
+func writeStatus(stateDir string, st Status) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(stateDir, ".sync.json-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(stateDir, StatusFile))
+}

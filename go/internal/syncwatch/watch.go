@@ -1,0 +1,179 @@
+package syncwatch
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keystone-agent/keystone/internal/gitsync"
+)
+
+// Sync modes that need a watcher.
+const (
+	ModeAutoCommit = "auto-commit" // sync each new sandbox commit as it appears
+	ModeAutoIdle   = "auto-idle"   // sync once the workspace has been quiet for Idle
+)
+
+// Defaults of Options.
+const (
+	DefaultIdle     = 30 * time.Second
+	DefaultInterval = time.Second
+)
+
+// Options configure a watcher.
+type Options struct {
+	Sync     gitsync.Options
+	StateDir string
+	Mode     string
+	Idle     time.Duration // auto-idle: quiet time before a sync; also the retry period while paused
+	Interval time.Duration // how often the workspace is looked at
+	// Alive reports whether the sandbox still runs; when it stops, the watcher
+	// syncs what is left and returns. Nil means until ctx is done.
+	Alive func() bool
+}
+
+// Event is one sync the watcher ran.
+type Event struct {
+	Time   time.Time
+	Report *gitsync.Report
+	Err    error
+}
+
+// Watch syncs the sandbox whenever its branches change (auto-commit) or once the
+// workspace has been quiet for Idle after they changed (auto-idle), until ctx is
+// done or Alive says the sandbox stopped. When the host branch cannot be
+// fast-forwarded the sandbox's commits still arrive in the remote-tracking refs,
+// the status says the fast-forward is paused, and it is retried every Idle: it
+// resumes by itself once the user has merged or cleaned up.
+func Watch(ctx context.Context, o Options, onEvent func(Event)) error {
+	if o.Mode != ModeAutoCommit && o.Mode != ModeAutoIdle {
+		return fmt.Errorf("unknown sync mode %q (choose auto-commit or auto-idle)", o.Mode)
+	}
+	if o.Idle <= 0 {
+		o.Idle = DefaultIdle
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	o.Sync.SkipUncommitted = true
+	w := &watcher{o: o, onEvent: onEvent}
+	return w.loop(ctx)
+}
+
+type watcher struct {
+	o       Options
+	onEvent func(Event)
+
+	synced       string    // branches fingerprint at the last sync
+	activity     string    // workspace fingerprint at the last look (auto-idle)
+	lastActivity time.Time // when it last changed
+	retry        bool // the last sync needs another try: paused fast-forward or a passing error
+	lastTry      time.Time
+}
+
+func (w *watcher) loop(ctx context.Context) error {
+	t := time.NewTicker(w.o.Interval)
+	defer t.Stop()
+	w.lastActivity = time.Now()
+	for {
+		stopping := w.o.Alive != nil && !w.o.Alive()
+		w.step(ctx, stopping)
+		if stopping {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// step looks at the workspace once and syncs when it is time.
+func (w *watcher) step(ctx context.Context, final bool) {
+	now := time.Now()
+	refs := branchesFingerprint(w.o.Sync.Workspace)
+	if w.o.Mode == ModeAutoIdle {
+		if a := refs + activityFingerprint(w.o.Sync.Workspace); a != w.activity {
+			w.activity, w.lastActivity = a, now
+		}
+	}
+	due := refs != w.synced || (w.retry && now.Sub(w.lastTry) >= w.o.Idle)
+	quiet := w.o.Mode == ModeAutoCommit || final || now.Sub(w.lastActivity) >= w.o.Idle
+	if !due || !quiet {
+		return
+	}
+	w.synced, w.lastTry = refs, now
+	rep, err := RunOnce(ctx, w.o.StateDir, w.o.Mode, w.o.Sync)
+	if errors.Is(err, gitsync.ErrNoChanges) {
+		err = nil
+	}
+	// A hostile workspace is refused until its branches change; anything else
+	// (a paused fast-forward, a busy lock, a vanished host repository) is retried.
+	w.retry = err != nil && !errors.Is(err, gitsync.ErrHostile)
+	if w.onEvent != nil {
+		w.onEvent(Event{Time: now, Report: rep, Err: err})
+	}
+}
+
+// branchesFingerprint changes whenever a branch or HEAD of the workspace moves.
+// It reads only regular files of bounded size: the workspace is hostile.
+func branchesFingerprint(workspace string) string {
+	h := sha256.New()
+	gitDir := filepath.Join(workspace, ".git")
+	add := func(p string) {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			return
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		fmt.Fprintf(h, "%s\x00%d\x00", p, fi.Size())
+		io.Copy(h, io.LimitReader(f, 64<<20))
+	}
+	add(filepath.Join(gitDir, "HEAD"))
+	add(filepath.Join(gitDir, "packed-refs"))
+	filepath.WalkDir(filepath.Join(gitDir, "refs", "heads"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			add(p)
+		}
+		return nil
+	})
+	return string(h.Sum(nil))
+}
+
+// skipActivity are directories whose churn does not count as work: build
+// output and dependency caches.
+var skipActivity = map[string]bool{".git": true, "node_modules": true, "target": true, "dist": true,
+	"build": true, ".next": true, "out": true, ".direnv": true}
+
+// activityFingerprint changes whenever a file of the working tree or the index
+// is added, removed or written.
+func activityFingerprint(workspace string) string {
+	h := sha256.New()
+	if fi, err := os.Lstat(filepath.Join(workspace, ".git", "index")); err == nil {
+		fmt.Fprintf(h, "index %d %d\n", fi.Size(), fi.ModTime().UnixNano())
+	}
+	filepath.WalkDir(workspace, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() && p != workspace && skipActivity[d.Name()] {
+			return fs.SkipDir
+		}
+		if fi, err := d.Info(); err == nil {
+			fmt.Fprintf(h, "%s %d %d\n", p, fi.Size(), fi.ModTime().UnixNano())
+		}
+		return nil
+	})
+	return string(h.Sum(nil))
+}
