@@ -109,6 +109,9 @@ type attachResult struct {
 func TestAttachTerminal(t *testing.T) {
 	dir := t.TempDir()
 	eachServer(t, func(t *testing.T, srv *sshdtest.Server, c *ssh.Client) {
+		if !srv.CanPTY() {
+			t.Skipf("%s running as uid %d cannot give a session a PTY", srv.Kind, os.Geteuid())
+		}
 		p := openPTY(t)
 		p.resize(t, 30, 100)
 		before := p.termios(t)
@@ -141,6 +144,14 @@ func TestAttachTerminal(t *testing.T) {
 			}
 		}
 
+		// Type only once the terminal is raw, as a person would after the
+		// prompt: earlier keys would be echoed and translated locally.
+		for start := time.Now(); p.termios(t).Lflag&(unix.ECHO|unix.ICANON) != 0; {
+			if time.Since(start) > 20*time.Second {
+				fail("the local terminal was not put in raw mode")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		typeLine(`echo "T=$TERM D=$(pwd)"; stty size`)
 		pos, ok := scr.await(t, 0, "T=vt100 D="+dir, 20*time.Second)
 		if !ok {
@@ -148,10 +159,6 @@ func TestAttachTerminal(t *testing.T) {
 		}
 		if pos, ok = scr.await(t, pos, "30 100", 5*time.Second); !ok {
 			fail("the remote terminal is not 30x100")
-		}
-		raw := p.termios(t)
-		if raw.Lflag&(unix.ECHO|unix.ICANON) != 0 {
-			t.Errorf("local terminal not in raw mode while attached: lflag %#x", raw.Lflag)
 		}
 
 		p.resize(t, 40, 120)

@@ -30,11 +30,13 @@ func eachServer(t *testing.T, f func(t *testing.T, srv *sshdtest.Server, c *ssh.
 	for _, k := range servers {
 		t.Run(string(k), func(t *testing.T) {
 			srv := sshdtest.Start(t, k)
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("%s log:\n%s", k, srv.Log())
+				}
+			})
 			c := dial(t, srv.Target())
 			f(t, srv, c)
-			if t.Failed() {
-				t.Logf("%s log:\n%s", k, srv.Log())
-			}
 		})
 	}
 }
@@ -79,6 +81,22 @@ func TestExecExitCodes(t *testing.T) {
 			if got := run(t, c, sshconn.Command{Argv: tc.argv}); got != tc.want {
 				t.Errorf("Exec(%q) = %d; want %d", tc.argv, got, tc.want)
 			}
+		}
+	})
+}
+
+// TestServerHomeIsPrivate guards the machine running the tests: what a
+// remote shell writes to $HOME (an interactive one writes its history on
+// exit) must land in the test server's directory, never in the real home of
+// root or the developer.
+func TestServerHomeIsPrivate(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *sshdtest.Server, c *ssh.Client) {
+		const probe = ".keystone-home-probe"
+		if code := run(t, c, sshconn.Command{Argv: []string{"sh", "-c", `echo x > "$HOME/` + probe + `"`}}); code != 0 {
+			t.Fatalf("writing to $HOME exited %d", code)
+		}
+		if _, err := os.Stat(filepath.Join(srv.Dir, probe)); err != nil {
+			t.Errorf("a file written to the remote $HOME is not in the server's directory: %v", err)
 		}
 	})
 }

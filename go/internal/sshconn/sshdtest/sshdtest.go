@@ -56,8 +56,8 @@ type Server struct {
 	HostKey ssh.PublicKey
 	// Client is the authorized client key.
 	Client ssh.Signer
-	// Dir holds the server's files (keys, config, log); it is the login
-	// user's home for dropbear.
+	// Dir holds the server's files (keys, config) and is the login
+	// user's HOME in every session, so tests never write to a real home.
 	Dir string
 
 	argv []string
@@ -69,6 +69,13 @@ type Server struct {
 // Target is what a client needs to reach s.
 func (s *Server) Target() sshconn.Target {
 	return sshconn.Target{Addr: s.Addr, User: s.User, Signer: s.Client, HostKey: s.HostKey}
+}
+
+// CanPTY reports whether the server can give sessions a PTY: OpenSSH's
+// sshd running as a normal user drops them, because it cannot record the
+// login ("Attempt to write login records by non-root user (aborting)").
+func (s *Server) CanPTY() bool {
+	return s.Kind != OpenSSH || os.Geteuid() == 0
 }
 
 // Log is what the server wrote to stderr so far.
@@ -216,7 +223,9 @@ func rsaHostKey(t testing.TB) []byte {
 }
 
 // openSSH writes an sshd config that names every file sshd would otherwise
-// take from /etc, and returns the command line.
+// take from /etc, and returns the command line. Sessions get HOME=s.Dir, so
+// a shell's history or any other dotfile a test causes lands there, not in
+// the real home of the user running the tests.
 func (s *Server) openSSH(t testing.TB, hostKeyFile string) []string {
 	t.Helper()
 	if _, err := os.Stat(SSHDPath); err != nil {
@@ -247,8 +256,9 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PrintMotd no
 PrintLastLog no
+SetEnv HOME=%s
 LogLevel VERBOSE
-`, s.Addr, filepath.Join(s.Dir, rsaHostKeyName), hostKeyFile, filepath.Join(s.Dir, ".ssh", "authorized_keys"))
+`, s.Addr, filepath.Join(s.Dir, rsaHostKeyName), hostKeyFile, filepath.Join(s.Dir, ".ssh", "authorized_keys"), s.Dir)
 	configFile := filepath.Join(s.Dir, "sshd_config")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -256,14 +266,18 @@ LogLevel VERBOSE
 	return []string{SSHDPath, "-D", "-e", "-f", configFile}
 }
 
-// dropbear returns a command line that mounts s.Dir over the login user's
-// home in a private mount namespace and runs dropbear there. The login user
-// is root: as root the namespace needs no user namespace; as anyone else a
-// user namespace maps them to root.
+// dropbear returns a command line that mounts s.Dir over root's home in a
+// private mount namespace and runs dropbear there, logging in as root.
+// Only root can do that: dropbear reads authorized_keys only from the login
+// user's home, and in a user namespace it fails to change groups, so for
+// anyone else it would have to use their real ~/.ssh, which a test must not.
 func (s *Server) dropbear(t testing.TB, hostKeyFile string) []string {
 	t.Helper()
 	if _, err := os.Stat(DropbearPath); err != nil {
 		t.Skipf("dropbear is not installed (%v): apt-get install dropbear-bin", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("dropbear tests run only as root: dropbear reads ~/.ssh/authorized_keys of the login user, and only root can give it a private home")
 	}
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
@@ -275,9 +289,6 @@ func (s *Server) dropbear(t testing.TB, hostKeyFile string) []string {
 	}
 	s.User = root.Username
 	ns := []string{unshare, "--mount", "--propagation", "private"}
-	if os.Geteuid() != 0 {
-		ns = []string{unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"}
-	}
 	probe := exec.Command(ns[0], append(ns[1:], "--", "mount", "--bind", s.Dir, root.HomeDir)...)
 	if out, err := probe.CombinedOutput(); err != nil {
 		t.Skipf("dropbear needs a private mount namespace to get a private home, and cannot have one: %v: %s", err, bytes.TrimSpace(out))
