@@ -175,6 +175,7 @@ in
       options kvm_amd nested=1
     '';
 
+    security.polkit.enable = lib.mkIf (enabled != { }) true;
     security.polkit.extraConfig = lib.concatStrings (lib.mapAttrsToList polkitRule enabled);
   };
 }

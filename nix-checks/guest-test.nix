@@ -25,8 +25,8 @@ in
   };
   test_sudo_without_password = { expr = d.security.sudo.wheelNeedsPassword; expected = false; };
   test_sshd = {
-    expr = with d.services.openssh; [ enable hostKeys authorizedKeysFiles settings.PermitRootLogin settings.AllowUsers ];
-    expected = [ true [ { path = "/etc/ssh/ssh_host_ed25519_key"; type = "ed25519"; } ] [ "/run/keystone-ssh/%u" ] "no" [ "sandbox" ] ];
+    expr = with d.services.openssh; [ enable hostKeys (lib.elem "/run/keystone-ssh/%u" authorizedKeysFiles) settings.PermitRootLogin settings.AllowUsers ];
+    expected = [ true [ { path = "/etc/ssh/ssh_host_ed25519_key"; type = "ed25519"; } ] true "no" [ "sandbox" ] ];
   };
   test_tools = {
     expr = lib.all (n: lib.any (lib.hasPrefix n) (pkgNames d)) [ "git" "python3" "vim" "curl" "wget" "htop" "tmux" ] && d.programs.direnv.enable;
@@ -57,9 +57,9 @@ in
     expr = [ d.networking.useNetworkd d.networking.dhcpcd.enable d.systemd.network.wait-online.enable (lib.elem "quiet" d.boot.kernelParams) ];
     expected = [ true false false true ];
   };
-  test_nested_kvm_modules = { expr = d.boot.kernelModules; expected = [ "kvm-intel" "kvm-amd" ]; };
+  test_nested_kvm_modules = { expr = lib.filter (lib.hasPrefix "kvm") d.boot.kernelModules; expected = [ "kvm-intel" "kvm-amd" ]; };
   test_nested_off = {
-    expr = (guestWith { keystone.guest = { name = "demo"; nested = false; workspace.source = "/w"; guestDir = "/g"; }; }).config.boot.kernelModules;
+    expr = lib.filter (lib.hasPrefix "kvm") (guestWith { keystone.guest = { name = "demo"; nested = false; workspace.source = "/w"; guestDir = "/g"; }; }).config.boot.kernelModules;
     expected = [ ];
   };
   test_no_host_paths = {
@@ -72,7 +72,7 @@ in
     expected = [ ];
   };
   test_gemini_assertion = {
-    expr = failed (guestWith { keystone.guest = { name = "x"; workspace.source = "/w"; guestDir = "/g"; agent.gemini-cli.enable = true; }; });
+    expr = failed (guestWith { keystone.guest = { name = "x"; workspace.source = "/w"; guestDir = "/g"; agent.gemini-cli = { enable = true; package = null; }; }; });
     expected = [ "keystone.guest.agent.gemini-cli.enable: this nixpkgs has no package `gemini-cli`; set keystone.guest.agent.gemini-cli.package or use a newer nixpkgs." ];
   };
   test_runtime_rejects_tap = {

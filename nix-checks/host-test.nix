@@ -177,7 +177,7 @@ in
   test_project_path_absolute = { expr = (one { projectPath = "src/app"; }).toplevel; expectError = ".*projectPath.*"; };
   test_network_mode_enum = { expr = (one { network.mode = "nat"; }).toplevel; expectError = ".*network\\.mode.*"; };
   test_gemini_missing_package = {
-    expr = (one { agents = [ "gemini-cli" ]; }).toplevel;
+    expr = (one { agents = [ "gemini-cli" ]; extraModules = [ { keystone.guest.agent.gemini-cli.package = null; } ]; }).toplevel;
     expectError = ".*keystone\\.guest\\.agent\\.gemini-cli\\.enable: this nixpkgs has no package `gemini-cli`.*";
   };
 }

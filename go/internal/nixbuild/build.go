@@ -1,0 +1,131 @@
+package nixbuild
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/keystone-agent/keystone/internal/statedir"
+)
+
+// TailLines is how many lines of nix's output a BuildError keeps.
+const TailLines = 20
+
+// ErrNixNotFound means the nix program is not on PATH.
+var ErrNixNotFound = errors.New("the \"nix\" program was not found in PATH (install Nix with flakes enabled)")
+
+// BuildError is a failed `nix build`: the CLI prints "Failed to build MicroVM"
+// and Tail, and exits 3.
+type BuildError struct {
+	Log  string   // state/build.log: the whole output
+	Tail []string // its last TailLines lines
+	Err  error    // how nix ended (*exec.ExitError, or the context's error)
+}
+
+func (e *BuildError) Error() string {
+	return fmt.Sprintf("failed to build MicroVM: nix build: %v (full log: %s)", e.Err, e.Log)
+}
+
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// Build runs `nix build` of the runner of the flake in stateDir (rendered
+// there by the caller), leaving the result at stateDir/runner. nix's output
+// streams to progress (may be nil) and, whole, into stateDir/build.log. It
+// returns the runner link's path.
+//
+// The flake is addressed as `path:.` from stateDir, so no character of the
+// directory's name is ever parsed as part of a flake URL.
+func Build(ctx context.Context, stateDir string, progress io.Writer) (string, error) {
+	nix, err := exec.LookPath("nix")
+	if err != nil {
+		return "", fmt.Errorf("cannot build the sandbox runner: %w", ErrNixNotFound)
+	}
+	logPath := filepath.Join(stateDir, statedir.BuildLog)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("cannot build the sandbox runner: %w", err)
+	}
+	defer logFile.Close()
+
+	if progress == nil {
+		progress = io.Discard
+	}
+	tail := &tailWriter{max: TailLines}
+	out := &lockedWriter{w: io.MultiWriter(logFile, tail, progress)}
+	cmd := exec.CommandContext(ctx, nix,
+		"--extra-experimental-features", "nix-command flakes",
+		"build", "--print-build-logs",
+		"--out-link", statedir.RunnerLink,
+		"path:.#runner")
+	cmd.Dir = stateDir
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return "", &BuildError{Log: logPath, Tail: tail.lines(), Err: err}
+	}
+	return filepath.Join(stateDir, statedir.RunnerLink), nil
+}
+
+// lockedWriter serialises writes: exec copies stdout and stderr from two goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// tailWriter keeps the last max complete lines written to it, plus a final
+// partial line. Carriage returns (progress redraws) end a line too.
+type tailWriter struct {
+	max     int
+	done    []string
+	partial []byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if c == '\n' || c == '\r' {
+			t.push()
+			continue
+		}
+		t.partial = append(t.partial, c)
+	}
+	return len(p), nil
+}
+
+func (t *tailWriter) push() {
+	line := strings.TrimRight(string(t.partial), " \t")
+	t.partial = t.partial[:0]
+	if line == "" {
+		return
+	}
+	t.done = append(t.done, line)
+	if len(t.done) > t.max {
+		t.done = t.done[len(t.done)-t.max:]
+	}
+}
+
+func (t *tailWriter) lines() []string {
+	out := slices.Clone(t.done)
+	if p := strings.TrimSpace(string(bytes.TrimRight(t.partial, " \t"))); p != "" {
+		out = append(out, p)
+		if len(out) > t.max {
+			out = out[len(out)-t.max:]
+		}
+	}
+	return out
+}

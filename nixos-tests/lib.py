@@ -1,0 +1,30 @@
+# Shared steps of the keystone NixOS tests (prepended to each testScript).
+import shlex
+
+def as_alice(cmd):
+    return "sudo -u alice -H -- sh -c " + shlex.quote(cmd)
+
+def plant_secrets_and_project(host):
+    # what the guest must never see
+    host.succeed(as_alice("install -d -m 700 ~/.ssh && echo alice-ssh-secret > ~/.ssh/id_ed25519 && chmod 600 ~/.ssh/id_ed25519"))
+    host.succeed("echo root-secret > /root/secret && chmod 600 /root/secret")
+    # the project: a git repository with one commit
+    host.succeed(as_alice(
+        "mkdir -p ~/project && cd ~/project && git init -q -b main"
+        " && git config user.email alice@host && git config user.name Alice"
+        " && echo hello > README && git add README && git commit -qm init"))
+
+def assert_isolated(host, name):
+    # the guest's 9p/virtiofs mounts are exactly the store, the clone and the keys
+    tags = host.succeed(as_alice(f"keystone agent exec {name} -- sh -c \"awk '\\$3 == \\\"9p\\\" || \\$3 == \\\"virtiofs\\\" {{print \\$1}}' /proc/mounts | sort -u\"")).split()
+    assert set(tags) <= {"ro-store", "workspace", "keystone"}, f"unexpected shares {tags}"
+    for path in ["/workspace", "/mnt/keystone", "/home", "/root", "/etc", "/var", "/tmp"]:
+        host.fail(as_alice(f"keystone agent exec {name} -- sudo grep -rqs -e alice-ssh-secret -e root-secret {path}"))
+    host.fail(as_alice(f"keystone agent exec {name} -- sudo ls /mnt/keystone/client_ed25519"))
+    # the keys share is read-only even for the guest's root
+    host.fail(as_alice(f"keystone agent exec {name} -- sudo touch /mnt/keystone/x"))
+
+def assert_no_process(host, name):
+    host.wait_until_fails(f"pgrep -f 'microvm@{name}'", timeout=60)
+    host.fail("pgrep -u alice qemu")
+    host.fail("pgrep virtiofsd")
