@@ -46,7 +46,7 @@
 
       nixosModules = {
         # the guest every sandbox runs; microvm.nix's guest module comes from the importer
-        guest = ./modules/guest.nix;
+        guest = { imports = [ ./modules/guest.nix ]; };
         # declared sandboxes: keystone.agent.sandboxes.<name>
         host = { pkgs, ... }: {
           imports = [ microvm.nixosModules.host ./modules ];

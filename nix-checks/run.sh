@@ -3,9 +3,11 @@
 #   1. always: `nix-instantiate --parse` of every tracked .nix file
 #   2. when NIXPKGS_LIB and MICROVM_SRC name the two source trees (nixpkgs.lib
 #      and microvm.nix, see ../shared/tools/nixeval/README.md): the module
-#      evaluation tests (host-test.nix, guest-test.nix) with the offline
-#      evaluator, the runner script test, and `nix flake check --no-build`
-#      with nixeval standing in for nixpkgs.
+#      evaluation tests (host-test.nix, guest-test.nix, nixos-tests-test.nix)
+#      with the offline evaluator, the runner script test, a syntax check of
+#      the NixOS tests' Python scripts, and the flake's outputs evaluated with
+#      nixeval standing in for nixpkgs (flake-check.sh; `nix flake check`
+#      itself needs pkgs.testers, i.e. real nixpkgs).
 # Exit status: 0 all run checks pass; 1 a check failed; 2 a tool is missing.
 #   NIXEVAL   nixeval directory (default: ../shared/tools/nixeval next to the repo)
 set -uo pipefail
@@ -13,7 +15,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 NIXEVAL="${NIXEVAL:-$ROOT/../shared/tools/nixeval}"
 # fake package names the guest uses beyond nixeval's default set
-PKGS=vim,wget,htop,direnv,codex,claude-code
+PKGS=vim,wget,htop,direnv,codex,claude-code,procps
 rc=0
 say() { echo "nix-checks: $*"; }
 
@@ -36,7 +38,7 @@ if [ -z "${NIXPKGS_LIB:-}" ] || [ -z "${MICROVM_SRC:-}" ]; then
 fi
 [ -x "$NIXEVAL/eval-module.sh" ] || { say "nixeval not found at $NIXEVAL (set NIXEVAL)"; exit 2; }
 
-for t in host-test guest-test; do
+for t in host-test guest-test nixos-tests-test; do
   report=$("$NIXEVAL/eval-module.sh" -q --pkgs "$PKGS" modules/default.nix "nix-checks/$t.nix")
   st=$?
   summary=$(printf '%s' "$report" | python3 -c 'import json,sys; d=json.load(sys.stdin); s=d["summary"]; print("%d/%d passed" % (s["passed"], s["total"])); [print("  FAIL", f["name"], json.dumps(f)[:600]) for f in d["failures"]]' 2>&1) || summary="$report"
@@ -50,13 +52,26 @@ else
   say "runner-test: FAILED"; cat "${TMPDIR:-/tmp}/keystone-runner-test.log"; rc=1
 fi
 
-if command -v nix >/dev/null; then
-  if out=$("$NIXEVAL/flake-check.sh" "$ROOT" check 2>&1); then
-    say "flake check (--no-build, nixeval for nixpkgs): ok"
+# the NixOS tests' scripts: lib.py + testScript, as the test driver runs them
+for t in declared imperative; do
+  if "$NIXEVAL/eval-module.sh" -q --strict --pkgs "$PKGS,procps" -e "(import $ROOT/nixos-tests/$t.nix { self = { }; }).testScript" modules/default.nix \
+      | python3 -c 'import json,sys; compile(json.load(sys.stdin), sys.argv[1], "exec")' "nixos-tests/$t.nix"; then
+    say "nixos-tests/$t.nix: Python test script compiles"
   else
-    say "flake check FAILED:"; echo "$out" | tail -30; rc=1
+    say "nixos-tests/$t.nix: Python test script does not compile"; rc=1
   fi
+done
+
+# the flake's outputs, evaluated with nixeval as nixpkgs (templates need the real store)
+attrs=(packages.x86_64-linux.keystone.name packages.x86_64-linux.sandbox-runner.name
+  apps.x86_64-linux.default.program checks.x86_64-linux.module-eval.name checks.x86_64-linux.go-test.name
+  templates.host.description templates.sandbox.description)
+# (devShells need pkgs.mkShell, which the stand-in lacks)
+if ! command -v nix >/dev/null; then
+  say "SKIPPED flake outputs: no nix command"
+elif out=$("$NIXEVAL/flake-check.sh" --real-store "$ROOT" eval "${attrs[@]}" 2>&1); then
+  say "flake outputs evaluate (${#attrs[@]} attributes, nixeval as nixpkgs)"
 else
-  say "SKIPPED flake check: no nix command"
+  say "flake outputs FAILED:"; echo "$out" | grep -v -e "^warning" -e "^ *→" -e "^•" | tail -30; rc=1
 fi
 exit $rc
