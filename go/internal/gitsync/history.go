@@ -153,14 +153,3 @@ func onlyExcluded(q *commitQueue, flags map[plumbing.Hash]*walkItem) bool {
 	return true
 }
 
-// isAncestor reports whether a is reachable from b (a == b included).
-func isAncestor(ctx context.Context, s storer.EncodedObjectStorer, a, b plumbing.Hash) (bool, error) {
-	if a.IsZero() || a == b {
-		return true, nil
-	}
-	if b.IsZero() {
-		return false, nil
-	}
-	rest, err := rangeCommits(ctx, s, b, a)
-	return len(rest) == 0, err
-}

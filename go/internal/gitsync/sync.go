@@ -222,7 +222,7 @@ func (s *syncer) refUpdates(ctx context.Context, branches []branch) error {
 		base := s.head
 		if !old.IsZero() {
 			u.Old, base = old.String(), old
-			ok, err := isAncestor(ctx, s.u, old, b.hash)
+			ok, err := s.isAncestor(ctx, old, b.hash)
 			if err != nil {
 				return err
 			}
@@ -290,7 +290,7 @@ func (s *syncer) checkFastForward(ctx context.Context) *ManualMergeError {
 			"git switch <branch>", "git merge --ff-only " + r.Ref}}
 	}
 	tip := plumbing.NewHash(r.To)
-	ok, err := isAncestor(ctx, s.u, s.head, tip)
+	ok, err := s.isAncestor(ctx, s.head, tip)
 	if err != nil || !ok {
 		return &ManualMergeError{Kind: KindDiverged, Branch: r.Branch, Ref: r.Ref, Commands: []string{
 			"git merge " + r.Ref, "git rebase " + r.Ref}}
@@ -373,4 +373,48 @@ func uncommitted(ws *filesystem.Storage, workspace string) ([]Uncommitted, error
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
+}
+
+// isAncestor reports whether the host-known commit a is reachable from b, exactly
+// (a date-ordered walk can be fooled by skewed clocks, which a hostile sandbox
+// can set at will). It walks b's history through the commits arriving with this
+// sync; the host-known commits where that walk stops are handed to the host's
+// git, which answers from its own repository (and commit-graph) alone.
+func (s *syncer) isAncestor(ctx context.Context, a, b plumbing.Hash) (bool, error) {
+	if a.IsZero() || a == b {
+		return true, nil
+	}
+	if b.IsZero() {
+		return false, nil
+	}
+	args := []string{"rev-list", "--count", a.String(), "--not"}
+	seen := map[plumbing.Hash]bool{}
+	for stack := []plumbing.Hash{b}; len(stack) > 0; {
+		h := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if h == a {
+			return true, nil
+		}
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		if !s.tr.has(h) {
+			args = append(args, h.String())
+			continue
+		}
+		c, err := object.GetCommit(s.u, h)
+		if err != nil {
+			return false, err
+		}
+		stack = append(stack, c.ParentHashes...)
+	}
+	if len(args) == 4 {
+		return false, nil
+	}
+	out, err := s.git.run(ctx, nil, args...)
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(string(out)) == "0", nil
 }

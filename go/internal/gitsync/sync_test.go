@@ -3,6 +3,7 @@ package gitsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -303,5 +304,27 @@ func TestSyncNamesReviewPaths(t *testing.T) {
 	want := ".claude/settings.json .envrc flake.nix link sub/Makefile"
 	if strings.Join(paths, " ") != want {
 		t.Errorf("review paths %q, want %q", paths, want)
+	}
+}
+
+// A sandbox can set its clock at will: commits dated before the host's must
+// still fast-forward, and dates in the future must not hide host commits.
+func TestSyncIgnoresCommitDates(t *testing.T) {
+	host, ws := newPair(t)
+	t.Setenv("GIT_COMMITTER_DATE", "2001-01-01T00:00:00Z")
+	var c string
+	for i := 0; i < 8; i++ {
+		c = commit(t, ws, fmt.Sprint("old ", i), map[string]string{"old.txt": fmt.Sprint(i)})
+	}
+	r := mustSync(t, opts(host, ws))
+	if r.Result != ResultFastForwarded || len(r.Commits) != 8 || gitIn(t, host, "rev-parse", "main") != c {
+		t.Fatalf("past-dated commits: %+v", r)
+	}
+	t.Setenv("GIT_COMMITTER_DATE", "2001-01-02T00:00:00Z")
+	commit(t, host, "host, dated later than the sandbox's next commits", map[string]string{"h.txt": "h"})
+	t.Setenv("GIT_COMMITTER_DATE", "2000-01-01T00:00:00Z")
+	commit(t, ws, "even older", map[string]string{"older.txt": "x"})
+	if _, err := Sync(context.Background(), opts(host, ws)); !errors.Is(err, ErrManualMerge) {
+		t.Fatalf("diverged with skewed dates: %v, want ErrManualMerge", err)
 	}
 }
