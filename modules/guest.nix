@@ -5,10 +5,11 @@
 # (imperative sandboxes), so the two cannot drift. microvm.nix's guest module
 # (nixos-modules/microvm) is brought by the importer, not imported here.
 #
-# What the guest may see of the host: /nix/store (read-only), the sandbox's
-# workspace clone at /workspace, and the read-only "keystone" share with its
-# SSH host key and authorized_keys. Nothing else: no host credentials, no
-# project directory, no home directory.
+# What the guest may see of the host: the sandbox's workspace clone at
+# /workspace and the read-only "keystone" share with its SSH host key and
+# authorized_keys. Its own closure comes on a read-only disk image. Nothing
+# else: not the host's /nix/store, no credentials, no project directory, no
+# home directory.
 { config, lib, pkgs, ... }:
 let
   inherit (lib) mkOption mkDefault mkIf types;
@@ -208,8 +209,12 @@ in
         host = { address = "127.0.0.1"; port = cfg.sshPort; };
         guest.port = 22;
       };
+      # The guest's own closure on a read-only erofs disk, not a share of
+      # the host's /nix/store: the guest sees no host file outside /workspace.
+      # One image per guest configuration, shared by its sandboxes.
+      storeOnDisk = true;
+      storeDiskType = "erofs";
       shares = [
-        { tag = "ro-store"; source = "/nix/store"; mountPoint = "/nix/.ro-store"; proto = "9p"; }
         ({ tag = "workspace"; source = cfg.workspace.source; mountPoint = "/workspace"; inherit (cfg.workspace) proto; securityModel = "none"; }
           // lib.optionalAttrs (cfg.workspace.socket != null) { inherit (cfg.workspace) socket; })
       ];

@@ -63,9 +63,9 @@ in
     expected = [ ];
   };
   test_no_host_paths = {
-    # shares: the store (read-only) and the clone; the keys go through a readonly=on fsdev
+    # shares: only the clone; the keys go through a readonly=on fsdev; the store is a disk image
     expr = map (s: s.source) d.microvm.shares ++ [ (lib.elem "local,id=ks-keys,path=/sb/demo/state/guest,security_model=none,readonly=on" d.microvm.qemu.extraArgs) ];
-    expected = [ "/nix/store" "/sb/demo/workspace" true ];
+    expected = [ "/sb/demo/workspace" true ];
   };
   test_no_credentials_mounted = {
     expr = lib.filter (p: has "/.ssh" p || has "/root" p || lib.hasPrefix "/home/" p) (lib.attrNames d.fileSystems ++ map (s: s.source) d.microvm.shares);
@@ -83,7 +83,7 @@ in
   # --- the imperative guest: placeholders, replaced by the runner at run time ---
   test_runtime_placeholders = {
     expr = [ i.microvm.mem i.microvm.vcpu i.microvm.socket i.networking.hostName i.system.name (map (s: s.source) i.microvm.shares) ];
-    expected = [ rt.memory rt.vcpus rt.qmpSocket rt.hostName "keystone-sandbox" [ "/nix/store" rt.workspace ] ];
+    expected = [ rt.memory rt.vcpus rt.qmpSocket rt.hostName "keystone-sandbox" [ rt.workspace ] ];
   };
   test_runner_command_has_placeholders = {
     expr = map (s: has s runner.command) [ "-m ${toString rt.memory} " "-smp ${toString rt.vcpus} " "hostfwd=tcp:127.0.0.1:${toString rt.sshPort}-:22" "path=${rt.workspace}," "path=${rt.guestDir},security_model=none,readonly=on" "unix:${rt.qmpSocket}," "keystone.name=${rt.hostName}" ];

@@ -74,8 +74,8 @@ in
     expected = [ [ "virtiofs" "/var/lib/keystone-agent/infra/state/virtiofs-workspace.sock" ] ];
   };
   test_only_store_and_clone_shared = {
-    expr = map (s: s.source) (g.microvm.shares);
-    expected = [ "/nix/store" "/var/lib/keystone-agent/my-app/workspace" ];
+    expr = [ (map (s: s.source) g.microvm.shares) g.microvm.storeOnDisk ];
+    expected = [ [ "/var/lib/keystone-agent/my-app/workspace" ] true ];
   };
   test_bridge_interface = { expr = map (i: [ i.type i.bridge ]) gi.microvm.interfaces; expected = [ [ "bridge" "br0" ] ]; };
   test_autostart = { expr = c.microvm.autostart; expected = [ "infra" ]; };
@@ -99,6 +99,8 @@ in
   test_nested_off_cpu = { expr = [ (has "-vmx,-svm" cmd) (has "-cpu host,+x2apic,-sgx,-vmx,-svm" cmdInfra) ]; expected = [ false true ]; };
   test_bridge_no_hostfwd = { expr = has "hostfwd" cmdInfra; expected = false; };
   test_no_project_in_command = { expr = has "/home/alice/src/my-app" cmd; expected = false; };
+  test_host_store_not_shared = { expr = has "path=/nix/store," cmd; expected = false; };
+  test_store_disk = { expr = has "read-only=on,file=${g.microvm.storeDisk}" cmd || has "file=${g.microvm.storeDisk},if=none" cmd; expected = true; };
 
   # --- host units and their order ---
   test_prepare_unit = {

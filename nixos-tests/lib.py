@@ -15,9 +15,9 @@ def plant_secrets_and_project(host):
         " && echo hello > README && git add README && git commit -qm init"))
 
 def assert_isolated(host, name):
-    # the guest's 9p/virtiofs mounts are exactly the store, the clone and the keys
+    # the guest's 9p/virtiofs mounts are exactly the clone and the keys
     tags = host.succeed(as_alice(f"keystone agent exec {name} -- sh -c \"awk '\\$3 == \\\"9p\\\" || \\$3 == \\\"virtiofs\\\" {{print \\$1}}' /proc/mounts | sort -u\"")).split()
-    assert set(tags) <= {"ro-store", "workspace", "keystone"}, f"unexpected shares {tags}"
+    assert set(tags) == {"workspace", "keystone"}, f"unexpected shares {tags}"
     for path in ["/workspace", "/mnt/keystone", "/home", "/root", "/etc", "/var", "/tmp"]:
         host.fail(as_alice(f"keystone agent exec {name} -- sudo grep -rqs -e alice-ssh-secret -e root-secret {path}"))
     host.fail(as_alice(f"keystone agent exec {name} -- sudo ls /mnt/keystone/client_ed25519"))
