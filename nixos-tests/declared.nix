@@ -28,7 +28,8 @@
         host.succeed("test -d /var/lib/keystone-agent/demo/workspace/.git")
         host.succeed("stat -c %U /var/lib/keystone-agent/demo/state/client_ed25519 | grep -x alice")
         host.succeed("stat -c %a /var/lib/keystone-agent/demo/state/client_ed25519 | grep -x 600")
-        host.succeed("ps -o user= -C qemu-system-x86_64 | grep -x alice")
+        host.succeed("pgrep -u alice qemu-system")  # the VM runs as its owner
+        host.fail("pgrep -u root qemu-system")
         host.succeed("ss -tlnH 'sport = :2300' | grep -q '127.0.0.1:2300'")
         host.fail("ss -tlnH 'sport = :2300' | grep -v '127.0.0.1:2300'")
         host.wait_until_succeeds(as_alice("keystone agent exec demo -- true"), timeout=300)

@@ -25,6 +25,7 @@ def assert_isolated(host, name):
     host.fail(as_alice(f"keystone agent exec {name} -- sudo touch /mnt/keystone/x"))
 
 def assert_no_process(host, name):
-    host.wait_until_fails(f"pgrep -f 'microvm@{name}'", timeout=60)
+    # [@]: the pattern must not match the shell that runs pgrep
+    host.wait_until_fails(f"pgrep -f 'microvm[@]{name}'", timeout=60)
     host.fail("pgrep -u alice qemu")
     host.fail("pgrep virtiofsd")
