@@ -55,7 +55,9 @@ let
     [[ $name =~ ^${k.namePattern}$ ]] || die "invalid KEYSTONE_SANDBOX_NAME \"$name\""
     [[ $KEYSTONE_MEMORY_MB =~ ^[1-9][0-9]{0,6}$ ]] || die "invalid KEYSTONE_MEMORY_MB \"$KEYSTONE_MEMORY_MB\""
     [[ $KEYSTONE_VCPUS =~ ^[1-9][0-9]{0,2}$ ]] || die "invalid KEYSTONE_VCPUS \"$KEYSTONE_VCPUS\""
-    [[ $KEYSTONE_SSH_PORT =~ ^[1-9][0-9]{0,4}$ ]] && (( KEYSTONE_SSH_PORT <= 65535 )) || die "invalid KEYSTONE_SSH_PORT \"$KEYSTONE_SSH_PORT\""
+    if ! [[ $KEYSTONE_SSH_PORT =~ ^[1-9][0-9]{0,4}$ ]] || (( KEYSTONE_SSH_PORT > 65535 )); then
+      die "invalid KEYSTONE_SSH_PORT \"$KEYSTONE_SSH_PORT\""
+    fi
     network=''${KEYSTONE_NETWORK:-user}
     [ "$network" = ${guest.network.mode} ] || die "this runner was built for network mode \"${guest.network.mode}\", not \"$network\""
     case ''${KEYSTONE_NESTED:-1} in

@@ -21,7 +21,7 @@ say() { echo "nix-checks: $*"; }
 
 command -v nix-instantiate >/dev/null || { say "nix-instantiate not found (Debian: apt-get install nix-bin)"; exit 2; }
 
-cd "$ROOT"
+cd "$ROOT" || exit 2
 mapfile -t files < <(git ls-files '*.nix' 2>/dev/null; git ls-files --others --exclude-standard '*.nix' 2>/dev/null)
 bad=0
 for f in "${files[@]}"; do
@@ -33,7 +33,7 @@ done
 if [ $bad = 0 ]; then say "parse: ${#files[@]} .nix files ok"; else rc=1; fi
 
 if [ -z "${NIXPKGS_LIB:-}" ] || [ -z "${MICROVM_SRC:-}" ]; then
-  say "SKIPPED module evaluation tests: NIXPKGS_LIB and MICROVM_SRC are not set (they name nixpkgs.lib and microvm.nix source trees; see docs/nixos.md, "Checks")"
+  say "SKIPPED module evaluation tests: NIXPKGS_LIB and MICROVM_SRC are not set (they name nixpkgs.lib and microvm.nix source trees; see docs/nixos.md, section Checks)"
   exit $rc
 fi
 [ -x "$NIXEVAL/eval-module.sh" ] || { say "nixeval not found at $NIXEVAL (set NIXEVAL)"; exit 2; }
@@ -50,6 +50,29 @@ if NIXEVAL="$NIXEVAL" "$HERE/runner-test.sh" >"${TMPDIR:-/tmp}/keystone-runner-t
   say "runner-test: ok ($(grep -c '^ok' "${TMPDIR:-/tmp}/keystone-runner-test.log") checks)"
 else
   say "runner-test: FAILED"; cat "${TMPDIR:-/tmp}/keystone-runner-test.log"; rc=1
+fi
+
+# the shell the modules generate, linted like microvm.nix's checks/shellcheck.nix
+if command -v shellcheck >/dev/null; then
+  T=$(mktemp -d)
+  if "$NIXEVAL/eval-module.sh" -q --strict --pkgs "$PKGS" \
+      -e '(import ./nix-checks/scripts.nix) { inherit lib pkgs evalHost evalGuest microvmSrc; }' modules/default.nix >"$T/scripts.json" &&
+     python3 - "$T" <<'PY'
+import json, subprocess, sys
+d = sys.argv[1]
+bad = 0
+for name, text in json.load(open(d + "/scripts.json")).items():
+    path = "%s/%s.sh" % (d, name)
+    open(path, "w").write("#!/usr/bin/env bash\n" + text)
+    r = subprocess.run(["shellcheck", "-s", "bash", path], capture_output=True, text=True)
+    if r.returncode:
+        print(r.stdout); bad = 1
+sys.exit(bad)
+PY
+  then say "shellcheck: generated scripts clean"; else say "shellcheck: generated scripts have findings"; rc=1; fi
+  rm -rf "$T"
+else
+  say "SKIPPED shellcheck of generated scripts: shellcheck not installed (Debian: apt-get install shellcheck)"
 fi
 
 # the NixOS tests' scripts: lib.py + testScript, as the test driver runs them

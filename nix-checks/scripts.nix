@@ -1,0 +1,19 @@
+# The shell the modules generate, by name, for nix-checks/run.sh to lint with
+# shellcheck (like microvm.nix's checks/shellcheck.nix). Evaluated with nixeval:
+#   eval-module.sh -e '(import nix-checks/scripts.nix) { inherit lib pkgs evalHost evalGuest microvmSrc; }' modules/default.nix
+{ lib, pkgs, evalHost, evalGuest, microvmSrc, ... }:
+let
+  host = evalHost [ {
+    keystone.agent.package = pkgs.mkFake "keystone-0.1.0" { };
+    users.users.alice.isNormalUser = true;
+    keystone.agent.sandboxes.demo = { projectPath = "/home/alice/p"; owner = "alice"; authorizedKeys = [ "ssh-ed25519 AAAA alice@x" ]; };
+  } ];
+  imperative = evalGuest { modules = [ (microvmSrc + "/nixos-modules/microvm") ../modules/guest.nix { keystone.guest.runtime = true; } ]; };
+  runner = import ../lib/runner.nix { inherit pkgs; microvm = microvmSrc; nixos = imperative; };
+in
+{
+  "keystone-agent-prepare" = host.config.systemd.services.keystone-agent-prepare-demo.script;
+  "keystone-guest-setup" = host.guests.demo.config.systemd.services.keystone-guest-setup.script;
+  "microvm-run" = runner.scripts.run.text;
+  "microvm-shutdown" = runner.scripts.shutdown.text;
+}
