@@ -2,7 +2,9 @@ package nixbuild
 
 import (
 	"bytes"
+	"errors"
 	"flag"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,6 +133,10 @@ func TestTemplateMatchesRender(t *testing.T) {
 		}
 	}
 	got, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// the flake's go-test check builds from go/ alone
+		t.Skipf("%s is outside this source tree", path)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
