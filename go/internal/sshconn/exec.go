@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
@@ -18,6 +19,12 @@ import (
 // Exec and Attach: the status ssh(1) uses for its own failures, so a caller
 // can pass it on unchanged.
 const ExitTransport = 255
+
+// closeGrace bounds how long a cancelled command's session may take to
+// close. Waiting for the close matters on a connection that stays in use: x/crypto
+// reuses the channel number, and a late message of dropbear for the old
+// channel would land on the next session.
+const closeGrace = 2 * time.Second
 
 // SessionOpener opens sessions on an established connection. *ssh.Client is
 // one; a connection pool or an OpenSSH control-socket client can be another
@@ -94,6 +101,10 @@ func wait(ctx context.Context, c SessionOpener, s *ssh.Session) (int, error) {
 	case <-ctx.Done():
 		s.Signal(ssh.SIGTERM)
 		s.Close()
+		select {
+		case <-waited:
+		case <-time.After(closeGrace):
+		}
 		return ExitTransport, fmt.Errorf("remote command interrupted: %w", context.Cause(ctx))
 	}
 }
