@@ -46,11 +46,15 @@ for t in host-test guest-test nixos-tests-test; do
   [ $st = 0 ] || rc=1
 done
 
-if NIXEVAL="$NIXEVAL" "$HERE/runner-test.sh" >"${TMPDIR:-/tmp}/keystone-runner-test.log" 2>&1; then
-  say "runner-test: ok ($(grep -c '^ok' "${TMPDIR:-/tmp}/keystone-runner-test.log") checks)"
-else
-  say "runner-test: FAILED"; cat "${TMPDIR:-/tmp}/keystone-runner-test.log"; rc=1
-fi
+# scripts the modules generate, run for real: the runner's argv, the prepare unit
+for t in runner-test prepare-test; do
+  log="${TMPDIR:-/tmp}/keystone-$t.log"
+  if NIXEVAL="$NIXEVAL" "$HERE/$t.sh" >"$log" 2>&1; then
+    say "$t: ok ($(grep -c '^ok' "$log") checks)"
+  else
+    say "$t: FAILED"; cat "$log"; rc=1
+  fi
+done
 
 # the shell the modules generate, linted like microvm.nix's checks/shellcheck.nix
 if command -v shellcheck >/dev/null; then
@@ -73,6 +77,17 @@ PY
   rm -rf "$T"
 else
   say "SKIPPED shellcheck of generated scripts: shellcheck not installed (Debian: apt-get install shellcheck)"
+fi
+
+# the polkit rules, run by node against a stand-in polkit object
+if command -v node >/dev/null; then
+  if "$NIXEVAL/eval-module.sh" -q --strict --pkgs "$PKGS" -e '(evalHost [ {
+        keystone.agent.package = pkgs.mkFake "keystone" { }; users.users.alice.isNormalUser = true; users.users.bob.isNormalUser = true;
+        keystone.agent.sandboxes.demo = { projectPath = "/home/alice/p"; owner = "alice"; };
+        keystone.agent.sandboxes.other = { projectPath = "/home/bob/p"; owner = "bob"; sshPort = 2400; }; } ]).config.security.polkit.extraConfig' modules/default.nix \
+      | python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin))' | node nix-checks/polkit-test.js; then :; else rc=1; fi
+else
+  say "SKIPPED polkit rule test: node not installed"
 fi
 
 # the NixOS tests' scripts: lib.py + testScript, as the test driver runs them
