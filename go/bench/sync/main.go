@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -31,7 +32,16 @@ func main() {
 	n := flag.Int("n", 5, "runs per scenario and tool (the median is reported)")
 	keep := flag.Bool("keep", false, "keep the scratch directory")
 	only := flag.String("only", "", "run only scenarios whose name contains this")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the keystone runs to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		profile = f
+	}
 	if err := run(*n, *keep, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -51,6 +61,9 @@ var scenarios = []scenario{
 	{"1000 commits", 1000, 2 << 10, false},
 	{"50 MB history (100 commits x 512 KB)", 100, 512 << 10, false},
 }
+
+// profile receives the CPU profile of the keystone runs (-cpuprofile).
+var profile *os.File
 
 func run(n int, keep bool, only string) error {
 	gitBin, err := gitsync.TrustedGit()
@@ -88,6 +101,10 @@ func run(n int, keep bool, only string) error {
 			return fmt.Errorf("%s: git: %w", sc.name, err)
 		}
 		ourT, err := measure(n, dir, host, func(copyDir string) error {
+			if profile != nil {
+				pprof.StartCPUProfile(profile)
+				defer pprof.StopCPUProfile()
+			}
 			r, err := gitsync.Sync(context.Background(), gitsync.Options{Name: "bench", HostRepo: copyDir, Workspace: ws, Git: gitBin})
 			if err == nil && len(r.Commits) != sc.commits {
 				err = fmt.Errorf("synced %d commits, want %d", len(r.Commits), sc.commits)
@@ -98,8 +115,9 @@ func run(n int, keep bool, only string) error {
 			return fmt.Errorf("%s: keystone: %w", sc.name, err)
 		}
 		fmt.Fprintf(out, "%s\t%.1f\t%v\t%v\t%.2f\t\n", sc.name, mb, gitT.Round(time.Millisecond/10), ourT.Round(time.Millisecond/10), float64(ourT)/float64(gitT))
-		out.Flush()
+		fmt.Fprintf(os.Stderr, "done: %s\n", sc.name)
 	}
+	out.Flush()
 	fmt.Printf("\nmedian of %d runs each; %s, %d CPUs, %s, %s\n", n, runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), runtime.Version(), gitVersion(gitBin))
 	return nil
 }

@@ -46,11 +46,12 @@ func Clone(ctx context.Context, hostRepo, workspace string) (err error) {
 
 func cloneInto(ctx context.Context, dirs hostDirs, workspace string) error {
 	host := openStorage(dirs.common)
-	repo, err := git.PlainInit(workspace, false)
-	if err != nil {
+	defer host.Close()
+	if _, err := git.PlainInit(workspace, false); err != nil {
 		return err
 	}
 	ws := openStorage(filepath.Join(workspace, ".git"))
+	defer ws.Close()
 	it, err := host.IterReferences()
 	if err != nil {
 		return err
@@ -97,7 +98,9 @@ func cloneInto(ctx context.Context, dirs hostDirs, workspace string) error {
 		return err
 	}
 	// Reopen so that go-git sees the pack written behind its back.
-	repo, err = git.Open(openStorage(filepath.Join(workspace, ".git")), osfs.New(workspace))
+	final := openStorage(filepath.Join(workspace, ".git"))
+	defer final.Close()
+	repo, err := git.Open(final, osfs.New(workspace))
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package gitsync
 import (
 	"container/heap"
 	"context"
-	"errors"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -21,11 +20,16 @@ type union struct {
 }
 
 func (u *union) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
-	o, err := u.EncodedObjectStorer.EncodedObject(t, h)
-	if errors.Is(err, plumbing.ErrObjectNotFound) && u.incoming != nil && u.incoming.has(h) {
+	if u.incoming != nil && u.incoming.has(h) {
+		if o, ok := u.incoming.memory(h); ok {
+			if t != plumbing.AnyObject && o.Type() != t {
+				return nil, plumbing.ErrObjectNotFound
+			}
+			return o, nil
+		}
 		return u.ws.EncodedObject(t, h)
 	}
-	return o, err
+	return u.EncodedObjectStorer.EncodedObject(t, h)
 }
 
 func (u *union) HasEncodedObject(h plumbing.Hash) error {
@@ -152,4 +156,3 @@ func onlyExcluded(q *commitQueue, flags map[plumbing.Hash]*walkItem) bool {
 	}
 	return true
 }
-

@@ -50,6 +50,9 @@ const (
 // in one `git update-ref` transaction, then `git merge --ff-only` in the host.
 func Sync(ctx context.Context, o Options) (*Report, error) {
 	s, err := prepare(ctx, o)
+	if s != nil {
+		defer s.close()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -96,11 +99,25 @@ type syncer struct {
 	git   hostGit
 	dirs  hostDirs
 	host  *filesystem.Storage
+	ws    *filesystem.Storage
 	u     *union
 	tr    *transfer
 	rep   *Report
 	paths []string // paths changed on the current branch
 	head  plumbing.Hash
+}
+
+func (s *syncer) close() {
+	for _, st := range []*filesystem.Storage{s.host, s.ws} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	if s.ws != nil {
+		if r, ok := s.ws.Filesystem().(*rootFS); ok {
+			r.Close()
+		}
+	}
 }
 
 // prepare reads and checks everything and fills the report; it changes nothing.
@@ -114,33 +131,37 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 	s := &syncer{o: o, git: hostGit{bin: o.Git, dir: o.HostRepo}}
 	var err error
 	if s.dirs, err = s.git.dirs(ctx); err != nil {
-		return nil, err
+		return s, err
 	}
 	ws, _, err := openWorkspace(o.Workspace)
 	if err != nil {
-		return nil, err
+		return s, err
 	}
+	s.ws = ws
 	branches, wsHead, err := workspaceBranches(ws)
 	if err != nil {
-		return nil, err
+		return s, err
 	}
 	s.host = openStorage(s.dirs.common)
+	if _, err := os.Stat(filepath.Join(s.dirs.common, "shallow")); err == nil {
+		return s, fmt.Errorf("%q is a shallow clone: sync needs its whole history (`git fetch --unshallow`)", o.HostRepo)
+	}
 	s.tr = newTransfer(ws, func(h plumbing.Hash) bool { return s.host.HasEncodedObject(h) == nil }, true)
 	var tips []want
 	for _, b := range branches {
 		tips = append(tips, want{b.hash, plumbing.CommitObject})
 	}
 	if err := s.tr.walk(ctx, tips); err != nil {
-		return nil, err
+		return s, err
 	}
 	s.u = &union{EncodedObjectStorer: s.host, ws: ws, incoming: s.tr}
 	s.rep = &Report{Sandbox: o.Name, DryRun: o.DryRun, Commits: []Commit{}, Review: []ReviewPath{},
 		Uncommitted: []Uncommitted{}, Refs: []RefUpdate{}}
 	if err := s.current(ctx, branches, wsHead); err != nil {
-		return nil, err
+		return s, err
 	}
 	if err := s.refUpdates(ctx, branches); err != nil {
-		return nil, err
+		return s, err
 	}
 	if !o.SkipUncommitted {
 		s.rep.Uncommitted, err = uncommitted(ws, o.Workspace)

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
@@ -32,9 +31,9 @@ type transfer struct {
 	verify bool
 
 	seen  map[plumbing.Hash]struct{}
-	small []rawObject     // commits, trees and tags, already read and checked
-	blobs []plumbing.Hash // read only when the pack is written
-	trees map[plumbing.Hash]*object.Tree
+	small []rawObject           // commits, trees and tags, already read and checked
+	raw   map[plumbing.Hash]int // index into small
+	blobs []plumbing.Hash       // read only when the pack is written
 }
 
 type rawObject struct {
@@ -50,7 +49,7 @@ type want struct {
 
 func newTransfer(src storer.EncodedObjectStorer, have func(plumbing.Hash) bool, verify bool) *transfer {
 	return &transfer{src: src, have: have, verify: verify,
-		seen: map[plumbing.Hash]struct{}{}, trees: map[plumbing.Hash]*object.Tree{}}
+		seen: map[plumbing.Hash]struct{}{}, raw: map[plumbing.Hash]int{}}
 }
 
 // count is the number of objects the pack will hold.
@@ -58,6 +57,18 @@ func (t *transfer) count() int { return len(t.small) + len(t.blobs) }
 
 // has reports whether h arrives with this transfer (it was checked).
 func (t *transfer) has(h plumbing.Hash) bool { _, ok := t.seen[h]; return ok }
+
+// memory returns an arriving commit, tree or tag from memory.
+func (t *transfer) memory(h plumbing.Hash) (plumbing.EncodedObject, bool) {
+	i, ok := t.raw[h]
+	if !ok {
+		return nil, false
+	}
+	o := &plumbing.MemoryObject{}
+	o.SetType(t.small[i].typ)
+	o.Write(t.small[i].data)
+	return o, true
+}
 
 // walk visits everything reachable from tips that the destination does not have.
 // It stops at objects the destination has: a repository that has a commit has its
@@ -108,10 +119,9 @@ func (t *transfer) read(w want) ([]want, error) {
 	if t.verify && plumbing.ComputeHash(o.Type(), data) != w.hash {
 		return nil, hostile("object %s is corrupt: its content does not match its name", w.hash)
 	}
-	mem := &plumbing.MemoryObject{}
-	mem.SetType(o.Type())
-	mem.Write(data)
+	t.raw[w.hash] = len(t.small)
 	t.small = append(t.small, rawObject{w.hash, o.Type(), data})
+	mem, _ := t.memory(w.hash)
 	switch o.Type() {
 	case plumbing.CommitObject:
 		c, err := object.DecodeCommit(nil, mem)
@@ -124,28 +134,10 @@ func (t *transfer) read(w want) ([]want, error) {
 		}
 		return next, nil
 	case plumbing.TreeObject:
-		tree, err := object.DecodeTree(nil, mem)
-		if err != nil {
-			return nil, hostile("tree %s is malformed: %v", w.hash, err)
+		if !t.verify {
+			return parseTreeTrusted(w.hash, data)
 		}
-		if t.verify {
-			if err := checkTree(tree); err != nil {
-				return nil, fmt.Errorf("%w (in tree %s)", err, w.hash)
-			}
-		}
-		t.trees[w.hash] = tree
-		var next []want
-		for _, e := range tree.Entries {
-			switch e.Mode {
-			case filemode.Dir:
-				next = append(next, want{e.Hash, plumbing.TreeObject})
-			case filemode.Submodule:
-				// a gitlink names a commit of another repository: nothing to copy
-			default:
-				next = append(next, want{e.Hash, plumbing.BlobObject})
-			}
-		}
-		return next, nil
+		return parseTree(w.hash, data)
 	case plumbing.TagObject:
 		tag, err := object.DecodeTag(nil, mem)
 		if err != nil {
@@ -349,4 +341,28 @@ func installPack(f *os.File, dir string, sum plumbing.Hash, w *idxfile.Writer) e
 		return err
 	}
 	return os.Rename(tmp.Name(), base+".idx")
+}
+
+// parseTreeTrusted lists a trusted tree's entries (Clone: the host's own
+// repository may hold names the checks refuse, which git itself accepted).
+func parseTreeTrusted(h plumbing.Hash, data []byte) ([]want, error) {
+	var next []want
+	for len(data) > 0 {
+		sp := bytes.IndexByte(data, ' ')
+		nul := bytes.IndexByte(data, 0)
+		if sp < 0 || nul < sp || len(data) < nul+21 {
+			return nil, fmt.Errorf("tree %s is malformed", h)
+		}
+		var target plumbing.Hash
+		copy(target[:], data[nul+1:nul+21])
+		switch string(data[:sp]) {
+		case "40000":
+			next = append(next, want{target, plumbing.TreeObject})
+		case "160000":
+		default:
+			next = append(next, want{target, plumbing.BlobObject})
+		}
+		data = data[nul+21:]
+	}
+	return next, nil
 }

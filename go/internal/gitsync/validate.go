@@ -1,11 +1,11 @@
 package gitsync
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // ErrHostile wraps every refusal caused by content of the workspace that no
@@ -63,22 +63,54 @@ func dropIgnorable(r rune) rune {
 	return r
 }
 
-// checkTree validates every entry of a tree that is about to arrive on the host.
-func checkTree(t *object.Tree) error {
-	for _, e := range t.Entries {
-		if err := checkEntryName(e.Name); err != nil {
-			return err
+// parseTree reads a raw tree object, checking every entry as it goes: names
+// (checkEntryName), modes, and git's order without duplicates, which `git fsck`
+// also demands (two entries of one name could check out either). It returns what
+// the entries point at.
+func parseTree(h plumbing.Hash, data []byte) ([]want, error) {
+	var next []want
+	prev := ""
+	names := map[string]bool{}
+	for len(data) > 0 {
+		sp := bytes.IndexByte(data, ' ')
+		if sp < 0 {
+			return nil, hostile("tree %s is malformed", h)
 		}
-		switch e.Mode {
-		case filemode.Regular, filemode.Executable, filemode.Dir, filemode.Submodule:
-		case filemode.Symlink:
-			switch strings.ToLower(e.Name) {
+		mode := string(data[:sp])
+		data = data[sp+1:]
+		nul := bytes.IndexByte(data, 0)
+		if nul < 0 || len(data) < nul+1+20 {
+			return nil, hostile("tree %s is malformed", h)
+		}
+		name := string(data[:nul])
+		var target plumbing.Hash
+		copy(target[:], data[nul+1:nul+21])
+		data = data[nul+21:]
+		if err := checkEntryName(name); err != nil {
+			return nil, fmt.Errorf("%w (in tree %s)", err, h)
+		}
+		key := name
+		switch mode {
+		case "100644", "100755", "100664":
+			next = append(next, want{target, plumbing.BlobObject})
+		case "120000":
+			switch strings.ToLower(name) {
 			case ".gitmodules", ".gitattributes", ".gitignore", ".mailmap":
-				return hostile("tree entry %q is a symbolic link", e.Name)
+				return nil, hostile("tree entry %q is a symbolic link (in tree %s)", name, h)
 			}
+			next = append(next, want{target, plumbing.BlobObject})
+		case "40000":
+			key += "/"
+			next = append(next, want{target, plumbing.TreeObject})
+		case "160000":
+			// a gitlink names a commit of another repository: nothing to copy
 		default:
-			return hostile("tree entry %q has invalid mode %o", e.Name, uint32(e.Mode))
+			return nil, hostile("tree entry %q has invalid mode %s (in tree %s)", name, mode, h)
 		}
+		if key <= prev || names[name] {
+			return nil, hostile("tree %s is not sorted or repeats %q", h, name)
+		}
+		prev, names[name] = key, true
 	}
-	return nil
+	return next, nil
 }

@@ -13,11 +13,13 @@ import (
 	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
-// openStorage opens a git directory's object and ref storage in-process. The file
-// system is bound to dir: a symbolic link inside it cannot lead go-git out of it.
+// storageOptions keep pack files open between reads (the caller closes the storage).
+var storageOptions = filesystem.Options{KeepDescriptors: true, MaxOpenDescriptors: 64}
+
+// openStorage opens a trusted git directory (the host's, or a workspace this
+// process is creating) in-process.
 func openStorage(dir string) *filesystem.Storage {
-	return filesystem.NewStorageWithOptions(osfs.New(dir, osfs.WithBoundOS()),
-		cache.NewObjectLRUDefault(), filesystem.Options{})
+	return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRUDefault(), storageOptions)
 }
 
 // openWorkspace opens the workspace's repository for reading, refusing the layouts
@@ -37,7 +39,13 @@ func openWorkspace(workspace string) (*filesystem.Storage, string, error) {
 			return nil, "", hostile("%q exists: the workspace must not borrow objects from elsewhere", filepath.Join(gitDir, p))
 		}
 	}
-	st := openStorage(gitDir)
+	// Every read goes through an os.Root: a symbolic link inside .git cannot lead
+	// go-git out of it.
+	root, err := openRootFS(gitDir)
+	if err != nil {
+		return nil, "", err
+	}
+	st := filesystem.NewStorageWithOptions(root, cache.NewObjectLRUDefault(), storageOptions)
 	cfg, err := st.Config()
 	if err != nil {
 		return nil, "", hostile("cannot read the workspace's git config: %v", err)
