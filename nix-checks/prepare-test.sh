@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2034 # expect() evaluates its single-quoted checks
 # Runs the real script of keystone-agent-prepare-<name> (rendered by
 # modules/host.nix, offline with nixeval) against a real git project in a
 # temporary directory, twice, and checks what a declared sandbox's VM and the
@@ -6,7 +7,6 @@
 # runner link; the second run keeps the keys and the workspace.
 # Needs NIXPKGS_LIB, MICROVM_SRC, git and ssh-keygen.
 set -euo pipefail
-# shellcheck disable=SC2016,SC2034 # expect() evaluates its single-quoted checks
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 NIXEVAL="${NIXEVAL:-$ROOT/../shared/tools/nixeval}"
