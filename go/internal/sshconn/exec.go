@@ -20,10 +20,10 @@ import (
 // can pass it on unchanged.
 const ExitTransport = 255
 
-// closeGrace bounds how long a cancelled command's session may take to
-// close. Waiting for the close matters on a connection that stays in use: x/crypto
-// reuses the channel number, and a late message of dropbear for the old
-// channel would land on the next session.
+// closeGrace bounds how long a cancelled command's channel may take to
+// close. The close is worth waiting for on a connection that stays in use:
+// x/crypto reuses channel numbers, and a late message of dropbear for the old
+// channel would land on the next session (seen as its exec failing with EOF).
 const closeGrace = 2 * time.Second
 
 // SessionOpener opens sessions on an established connection. *ssh.Client is
@@ -89,9 +89,10 @@ func feed(stdin io.WriteCloser, r io.Reader) {
 }
 
 // wait collects the status of a started session. If ctx ends first it sends
-// SIGTERM, closes the session and returns at once: a server may keep the
-// channel open until the command exits (OpenSSH refuses signals for root
-// logins), and a cancelled caller must not wait for that.
+// SIGTERM, closes the session and returns without waiting for the command:
+// a server may keep the channel open until the command exits (OpenSSH
+// refuses signals for root logins), and a cancelled caller must not wait for
+// that; only the channel's close gets up to closeGrace.
 func wait(ctx context.Context, c SessionOpener, s *ssh.Session) (int, error) {
 	waited := make(chan error, 1)
 	go func() { waited <- s.Wait() }()
