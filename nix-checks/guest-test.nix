@@ -98,6 +98,11 @@ in
     expr = (import ../lib/runner.nix { inherit pkgs; microvm = microvmSrc; nixos = guestWith { keystone.guest = { runtime = true; agents = [ "codex" ]; }; }; }).outPath == runner.outPath;
     expected = true;
   };
+  test_runner_bridge = {
+    expr = let r = import ../lib/runner.nix { inherit pkgs; microvm = microvmSrc; nixos = guestWith { keystone.guest = { runtime = true; network = { mode = "bridge"; bridge = "br0"; }; }; }; };
+      in [ (has "bridge,id=ks-net,br=br0,helper=/run/wrappers/bin/qemu-bridge-helper" r.command) (has "hostfwd" r.command) (has "mac=${rt.mac}" r.command) ];
+    expected = [ true false true ];
+  };
   test_runner_needs_runtime = {
     expr = (import ../lib/runner.nix { inherit pkgs; microvm = microvmSrc; nixos = declared; }).outPath;
     expectError = ".*must set keystone\\.guest\\.runtime = true.*";
