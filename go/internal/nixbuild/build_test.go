@@ -36,8 +36,8 @@ func copyKeystoneFlake(t *testing.T) string {
 	return dst
 }
 
-// isolateNix gives nix a private HOME and a proxy on a closed loopback port:
-// every download fails at once, and no traffic leaves the machine.
+// isolateNix gives nix a private HOME and store, and a proxy on a closed
+// loopback port: every download fails at once, and no traffic leaves the machine.
 func isolateNix(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("HOME", home)
@@ -46,7 +46,8 @@ func isolateNix(t *testing.T) {
 	for _, v := range []string{"http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"} {
 		t.Setenv(v, "http://127.0.0.1:9")
 	}
-	t.Setenv("NIX_CONFIG", "download-attempts = 1\nsubstituters =\nflake-registry =")
+	// a private chroot store: no root needed, nothing left in /nix/store
+	t.Setenv("NIX_CONFIG", "download-attempts = 1\nsubstituters =\nflake-registry =\nstore = "+filepath.Join(home, "store"))
 }
 
 // A real `nix build` of a rendered flake, on a machine that cannot fetch
@@ -85,6 +86,7 @@ func TestBuildFailureIsTyped(t *testing.T) {
 	}
 	last := be.Tail[len(be.Tail)-1]
 	tail := strings.Join(be.Tail, "\n")
+	t.Logf("tail of nix build:\n%s", tail)
 	if !strings.Contains(tail, "error:") || !strings.Contains(tail, "nixpkgs") {
 		t.Errorf("tail does not show nix's error about nixpkgs:\n%s", tail)
 	}
