@@ -100,14 +100,14 @@ for t in declared imperative; do
   fi
 done
 
-# the flake's outputs, evaluated with nixeval as nixpkgs (templates need the real store)
+# the flake's outputs, evaluated with nixeval as nixpkgs (in a private store)
 attrs=(packages.x86_64-linux.keystone.name packages.x86_64-linux.sandbox-runner.name
   apps.x86_64-linux.default.program checks.x86_64-linux.module-eval.name checks.x86_64-linux.go-test.name
-  templates.host.description templates.sandbox.description)
+  templates.host.path templates.sandbox.path)
 # (devShells need pkgs.mkShell, which the stand-in lacks)
 if ! command -v nix >/dev/null; then
   say "SKIPPED flake outputs: no nix command"
-elif out=$("$NIXEVAL/flake-check.sh" --real-store "$ROOT" eval "${attrs[@]}" 2>&1); then
+elif out=$("$NIXEVAL/flake-check.sh" "$ROOT" eval "${attrs[@]}" 2>&1); then
   say "flake outputs evaluate (${#attrs[@]} attributes, nixeval as nixpkgs)"
 else
   say "flake outputs FAILED:"; echo "$out" | grep -v -e "^warning" -e "^ *→" -e "^•" | tail -30; rc=1
