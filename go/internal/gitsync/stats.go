@@ -11,9 +11,10 @@ import (
 
 // diffSummary is what changes between two commits.
 type diffSummary struct {
-	paths           []string // every path added, changed or removed
-	files, ins, del int
-	review          []ReviewPath
+	paths   []string // every path added, changed or removed
+	files   int
+	review  []ReviewPath
+	changes object.Changes
 }
 
 func treeOf(s storer.EncodedObjectStorer, commit plumbing.Hash) (*object.Tree, error) {
@@ -27,9 +28,8 @@ func treeOf(s storer.EncodedObjectStorer, commit plumbing.Hash) (*object.Tree, e
 	return c.Tree()
 }
 
-// diff compares from and to. With lines set it counts inserted and deleted lines
-// like `git diff --shortstat` (binary files count as changed, with no lines).
-func diff(ctx context.Context, s storer.EncodedObjectStorer, from, to plumbing.Hash, branch string, lines bool) (*diffSummary, error) {
+// summarize lists what changes between two commits: paths and the ones to review.
+func summarize(ctx context.Context, s storer.EncodedObjectStorer, from, to plumbing.Hash, branch string) (*diffSummary, error) {
 	a, err := treeOf(s, from)
 	if err != nil {
 		return nil, err
@@ -42,7 +42,7 @@ func diff(ctx context.Context, s storer.EncodedObjectStorer, from, to plumbing.H
 	if err != nil {
 		return nil, err
 	}
-	d := &diffSummary{files: len(changes)}
+	d := &diffSummary{files: len(changes), changes: changes}
 	for _, c := range changes {
 		name, mode, deleted := c.To.Name, c.To.TreeEntry.Mode, false
 		if name == "" {
@@ -55,17 +55,6 @@ func diff(ctx context.Context, s storer.EncodedObjectStorer, from, to plumbing.H
 			}
 			d.review = append(d.review, ReviewPath{Path: name, Reason: r, Branch: branch})
 		}
-	}
-	if !lines || len(changes) == 0 {
-		return d, nil
-	}
-	patch, err := changes.PatchContext(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, st := range patch.Stats() {
-		d.ins += st.Addition
-		d.del += st.Deletion
 	}
 	return d, nil
 }

@@ -69,6 +69,9 @@ func Sync(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	if rep.Insertions, rep.Deletions, err = lineStats(ctx, s.u, s.tr.stats, s.changes); err != nil {
+		return nil, fmt.Errorf("cannot count the changed lines: %w", err)
+	}
 	if len(rep.Commits) == 0 {
 		if s.tr.count() == 0 && newCommits(rep.Refs) == 0 {
 			rep.Result = ResultUpToDate
@@ -95,16 +98,17 @@ func Sync(ctx context.Context, o Options) (*Report, error) {
 
 // syncer is one sync's state between its phases.
 type syncer struct {
-	o     Options
-	git   hostGit
-	dirs  hostDirs
-	host  *filesystem.Storage
-	ws    *filesystem.Storage
-	u     *union
-	tr    *transfer
-	rep   *Report
-	paths []string // paths changed on the current branch
-	head  plumbing.Hash
+	o       Options
+	git     hostGit
+	dirs    hostDirs
+	host    *filesystem.Storage
+	ws      *filesystem.Storage
+	u       *union
+	tr      *transfer
+	rep     *Report
+	paths   []string       // paths changed on the current branch
+	changes object.Changes // the same changes, counted into lines once blobs were read
+	head    plumbing.Hash
 }
 
 func (s *syncer) close() {
@@ -213,12 +217,12 @@ func (s *syncer) current(ctx context.Context, branches []branch, wsHead string) 
 	if len(commits) == 0 {
 		return nil
 	}
-	d, err := diff(ctx, s.u, s.head, tip, want, true)
+	d, err := summarize(ctx, s.u, s.head, tip, want)
 	if err != nil {
 		return fmt.Errorf("cannot compute the changes: %w", err)
 	}
-	s.paths = d.paths
-	s.rep.FilesChanged, s.rep.Insertions, s.rep.Deletions = d.files, d.ins, d.del
+	s.paths, s.changes = d.paths, d.changes
+	s.rep.FilesChanged = d.files
 	s.rep.Review = append(s.rep.Review, d.review...)
 	return nil
 }
@@ -259,7 +263,7 @@ func (s *syncer) refUpdates(ctx context.Context, branches []branch) error {
 			}
 		}
 		if ref != s.rep.Ref && u.Commits > 0 {
-			d, err := diff(ctx, s.u, base, b.hash, b.name, false)
+			d, err := summarize(ctx, s.u, base, b.hash, b.name)
 			if err != nil {
 				return err
 			}

@@ -328,3 +328,19 @@ func TestSyncIgnoresCommitDates(t *testing.T) {
 		t.Fatalf("diverged with skewed dates: %v, want ErrManualMerge", err)
 	}
 }
+
+func TestSyncCountsLinesLikeGit(t *testing.T) {
+	host, ws := newPair(t)
+	commit(t, host, "more", map[string]string{"doomed.txt": "1\n2\n3\n", "edit.txt": "a\nb\nc\nd\n"})
+	gitIn(t, ws, "pull", "-q", host, "main") // fixture only: the trusted CLI on test repositories
+	os.Remove(filepath.Join(ws, "doomed.txt"))
+	commit(t, ws, "agent", map[string]string{"edit.txt": "a\nB\nc\nd\ne", "bin.dat": "\x00\x01\x02\n"})
+	o := opts(host, ws)
+	o.DryRun = true
+	r := mustSync(t, o)
+	want := gitIn(t, ws, "diff", "--shortstat", "HEAD~1", "HEAD")
+	got := fmt.Sprintf("%d files changed, %d insertions(+), %d deletions(-)", r.FilesChanged, r.Insertions, r.Deletions)
+	if got != want {
+		t.Errorf("stats %q, git says %q", got, want)
+	}
+}

@@ -31,9 +31,10 @@ type transfer struct {
 	verify bool
 
 	seen  map[plumbing.Hash]struct{}
-	small []rawObject           // commits, trees and tags, already read and checked
-	raw   map[plumbing.Hash]int // index into small
-	blobs []plumbing.Hash       // read only when the pack is written
+	small []rawObject                // commits, trees and tags, already read and checked
+	raw   map[plumbing.Hash]int      // index into small
+	blobs []plumbing.Hash            // read only when the pack is written
+	stats map[plumbing.Hash]blobStat // lines of each blob, learnt while it streamed by
 }
 
 type rawObject struct {
@@ -49,7 +50,7 @@ type want struct {
 
 func newTransfer(src storer.EncodedObjectStorer, have func(plumbing.Hash) bool, verify bool) *transfer {
 	return &transfer{src: src, have: have, verify: verify,
-		seen: map[plumbing.Hash]struct{}{}, raw: map[plumbing.Hash]int{}}
+		seen: map[plumbing.Hash]struct{}{}, raw: map[plumbing.Hash]int{}, stats: map[plumbing.Hash]blobStat{}}
 }
 
 // count is the number of objects the pack will hold.
@@ -275,7 +276,12 @@ func (t *transfer) copyBlob(p *packWriter, h plumbing.Hash) error {
 		return fmt.Errorf("cannot read object %s: %w", h, err)
 	}
 	defer r.Close()
-	return p.object(h, plumbing.BlobObject, o.Size(), r, t.verify)
+	var lc lineCounter
+	if err := p.object(h, plumbing.BlobObject, o.Size(), io.TeeReader(r, &lc), t.verify); err != nil {
+		return err
+	}
+	t.stats[h] = lc.stat()
+	return nil
 }
 
 // verifyBlobs hashes every blob of the walk without writing it: a dry run checks
@@ -297,8 +303,10 @@ func (t *transfer) verifyBlobs(ctx context.Context) error {
 			return fmt.Errorf("cannot read object %s: %w", h, err)
 		}
 		hasher := plumbing.NewHasher(plumbing.BlobObject, o.Size())
-		n, err := io.Copy(hasher, r)
+		var lc lineCounter
+		n, err := io.Copy(io.MultiWriter(hasher, &lc), r)
 		r.Close()
+		t.stats[h] = lc.stat()
 		if err != nil {
 			return fmt.Errorf("cannot read object %s: %w", h, err)
 		}
