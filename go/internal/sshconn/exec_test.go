@@ -227,6 +227,16 @@ func TestExecInvalidCommand(t *testing.T) {
 	}
 }
 
+// endless is an input that never ends while the test runs. A remote `cat`
+// reading it runs until its session goes away, and then exits because its
+// input closes (a `sleep` would outlive the test: OpenSSH refuses signals
+// for root logins and does not kill a command when its channel closes).
+func endless(t *testing.T) io.Reader {
+	r, w := io.Pipe()
+	t.Cleanup(func() { w.Close() })
+	return r
+}
+
 func TestExecTransportFailure(t *testing.T) {
 	eachServer(t, func(t *testing.T, _ *sshdtest.Server, c *ssh.Client) {
 		type result struct {
@@ -235,7 +245,7 @@ func TestExecTransportFailure(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			code, err := sshconn.Exec(context.Background(), c, sshconn.Command{Argv: []string{"sleep", "30"}})
+			code, err := sshconn.Exec(context.Background(), c, sshconn.Command{Argv: []string{"cat"}, Stdin: endless(t)})
 			done <- result{code, err}
 		}()
 		time.Sleep(500 * time.Millisecond)
@@ -262,7 +272,7 @@ func TestExecContextCancel(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		code, err := sshconn.Exec(ctx, c, sshconn.Command{Argv: []string{"sleep", "30"}})
+		code, err := sshconn.Exec(ctx, c, sshconn.Command{Argv: []string{"cat"}, Stdin: endless(t)})
 		if !errors.Is(err, context.DeadlineExceeded) || code != sshconn.ExitTransport {
 			t.Errorf("Exec past its deadline = %d, %v; want %d and context.DeadlineExceeded", code, err, sshconn.ExitTransport)
 		}
