@@ -80,8 +80,7 @@
         default = self.templates.host;
       };
 
-      checks.${system} = {
-        module-eval = import ./nix-checks { inherit pkgs nixpkgs microvm; };
+      checks.${system} = import ./nix-checks { inherit pkgs nixpkgs microvm; } // {
         go-test = keystone.overrideAttrs (old: {
           pname = "keystone-go-test";
           doCheck = true;

@@ -1,4 +1,4 @@
-# checks.<system>.module-eval: the evaluation tests of nix-checks/*-test.nix
+# checks.<system>.{module-eval,shellcheck}: the evaluation tests of nix-checks/*-test.nix
 # under real NixOS (nixpkgs' nixosSystem, microvm.nix's modules), with the
 # same scope shape as the offline harness (../shared/tools/nixeval), so one
 # test file serves both. Differences: packages are real (pkgs.mkFake makes a
@@ -51,8 +51,20 @@ let
   results = run ./host-test.nix ++ run ./guest-test.nix;
   failures = lib.filter (r: !r.ok) results;
 in
-pkgs.runCommand "keystone-module-eval" { } (
-  if failures == [ ] then ''
-    echo "${toString (lib.length results)} module evaluation tests passed" > $out
-  '' else throw "module evaluation tests failed:\n${lib.concatMapStrings (f: "- ${f.name}: ${f.why}\n") failures}"
-)
+{
+  module-eval = pkgs.runCommand "keystone-module-eval" { } (
+    if failures == [ ] then ''
+      echo "${toString (lib.length results)} module evaluation tests passed" > $out
+    '' else throw "module evaluation tests failed:\n${lib.concatMapStrings (f: "- ${f.name}: ${f.why}\n") failures}"
+  );
+
+  # the shell the modules generate (nix-checks/scripts.nix), like microvm.nix's checks/shellcheck.nix
+  shellcheck = pkgs.runCommand "keystone-shellcheck" { nativeBuildInputs = [ pkgs.shellcheck ]; } (
+    lib.concatStrings (lib.mapAttrsToList (name: text: ''
+      cat > ${name}.sh <<'KEYSTONE_EOF'
+      ${if lib.hasPrefix "#!" text then "" else "#!/usr/bin/env bash\n"}${text}
+      KEYSTONE_EOF
+      shellcheck -s bash ${name}.sh
+    '') (import ./scripts.nix scope)) + "touch $out\n"
+  );
+}

@@ -102,7 +102,8 @@ done
 
 # the flake's outputs, evaluated with nixeval as nixpkgs (in a private store)
 attrs=(packages.x86_64-linux.keystone.name packages.x86_64-linux.sandbox-runner.name
-  apps.x86_64-linux.default.program checks.x86_64-linux.module-eval.name checks.x86_64-linux.go-test.name
+  apps.x86_64-linux.default.program checks.x86_64-linux.module-eval.name checks.x86_64-linux.shellcheck.name
+  checks.x86_64-linux.go-test.name
   templates.host.path templates.sandbox.path)
 # (devShells need pkgs.mkShell, which the stand-in lacks)
 if ! command -v nix >/dev/null; then
