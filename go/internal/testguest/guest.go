@@ -1,11 +1,11 @@
 package testguest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"debug/elf"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -91,7 +91,7 @@ func guestTree(ctx context.Context, h host, scripts map[string][]byte) (tree, er
 	t.symlink("var/run", "../run")
 	// The kernel opens /dev/console before /init runs and devtmpfs is not
 	// mounted yet: without this node init has no stdin, stdout or stderr.
-	t["dev/console"] = &node{kind: 'c', perm: 0o600, major: 5, minor: 1}
+	t.add("dev/console", &node{kind: 'c', perm: 0o600, major: 5, minor: 1})
 
 	libs := map[string]bool{}
 	for _, p := range programs {
@@ -99,14 +99,14 @@ func guestTree(ctx context.Context, h host, scripts map[string][]byte) (tree, er
 			return nil, &MissingError{Program: p.path, Package: p.pkg}
 		}
 		t.copy(strings.TrimPrefix(p.path, "/"), p.path, 0o755)
-		if err := sharedLibs(ctx, p.path, libs); err != nil {
+		if err := sharedLibs(p.path, libs); err != nil {
 			return nil, err
 		}
 	}
 	if err := addBusyboxApplets(ctx, t); err != nil {
 		return nil, err
 	}
-	if err := addGitCore(ctx, t, libs); err != nil {
+	if err := addGitCore(t, libs); err != nil {
 		return nil, err
 	}
 	for lib := range libs {
@@ -131,47 +131,56 @@ func guestTree(ctx context.Context, h host, scripts map[string][]byte) (tree, er
 	return t, nil
 }
 
-// sharedLibs adds the libraries ldd lists for prog, the loader included.
-func sharedLibs(ctx context.Context, prog string, libs map[string]bool) error {
-	if _, err := exec.LookPath("ldd"); err != nil {
-		return &MissingError{Program: "ldd", Package: "libc-bin"}
-	}
+// libDirs are the loader's default directories on x86-64 Debian (multiarch
+// first); Debian's binaries carry no RPATH or RUNPATH.
+var libDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
+
+// sharedLibs adds the loader and the libraries prog needs, transitively.
+// It reads the ELF headers itself: ldd costs a quarter of a second per
+// program here, and planning runs on every Build, cached or not.
+func sharedLibs(prog string, libs map[string]bool) error {
 	f, err := elf.Open(prog)
 	if err != nil {
 		return fmt.Errorf("failed to read %q: %w", prog, err)
 	}
-	dynamic := false
+	defer f.Close()
 	for _, p := range f.Progs {
-		dynamic = dynamic || p.Type == elf.PT_INTERP
+		if p.Type == elf.PT_INTERP {
+			interp, err := io.ReadAll(p.Open())
+			if err != nil {
+				return fmt.Errorf("failed to read the loader of %q: %w", prog, err)
+			}
+			libs[string(bytes.TrimRight(interp, "\x00"))] = true
+		}
 	}
-	f.Close()
-	if !dynamic {
-		return nil
-	}
-	out, err := exec.CommandContext(ctx, "ldd", prog).Output()
+	needed, err := f.ImportedLibraries()
 	if err != nil {
-		return fmt.Errorf("failed to list the libraries of %q with ldd: %w", prog, err)
+		return fmt.Errorf("failed to read the libraries of %q: %w", prog, err)
 	}
-	for _, l := range parseLDD(out) {
-		libs[l] = true
+	for _, lib := range needed {
+		p := findLib(lib)
+		if p == "" {
+			return fmt.Errorf("library %q of %q not found in %s", lib, prog, strings.Join(libDirs, ", "))
+		}
+		if libs[p] {
+			continue
+		}
+		libs[p] = true
+		if err := sharedLibs(p, libs); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// parseLDD returns the absolute paths in ldd's output.
-func parseLDD(out []byte) []string {
-	var paths []string
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if _, after, ok := strings.Cut(line, "=> "); ok {
-			line = after
-		}
-		if p, _, _ := strings.Cut(line, " ("); strings.HasPrefix(p, "/") {
-			paths = append(paths, p)
+func findLib(name string) string {
+	for _, d := range libDirs {
+		p := filepath.Join(d, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
 		}
 	}
-	return paths
+	return ""
 }
 
 // addBusyboxApplets links every applet the host's busybox has.
@@ -190,7 +199,7 @@ func addBusyboxApplets(ctx context.Context, t tree) error {
 
 // addGitCore adds git's exec-path: links to git and the shell scripts; the
 // Perl scripts and the curl-based helpers are left out.
-func addGitCore(ctx context.Context, t tree, libs map[string]bool) error {
+func addGitCore(t tree, libs map[string]bool) error {
 	entries, err := os.ReadDir(gitCoreDir)
 	if err != nil {
 		return &MissingError{Program: gitCoreDir, Package: "git"}
@@ -206,9 +215,11 @@ func addGitCore(ctx context.Context, t tree, libs map[string]bool) error {
 			}
 		case e.Type().IsRegular() && isShellScript(src):
 			t.copy(dst+"/"+e.Name(), src, 0o755)
-		case e.Name() == "git-sh-setup" || e.Name() == "git-sh-i18n" || e.Name() == "git-sh-i18n--envsubst":
+		case e.Name() == "git-sh-setup" || e.Name() == "git-sh-i18n":
+			t.copy(dst+"/"+e.Name(), src, 0o644) // sourced by the scripts
+		case e.Name() == "git-sh-i18n--envsubst":
 			t.copy(dst+"/"+e.Name(), src, 0o755)
-			if err := sharedLibs(ctx, src, libs); err != nil && e.Name() == "git-sh-i18n--envsubst" {
+			if err := sharedLibs(src, libs); err != nil {
 				return err
 			}
 		}
@@ -260,9 +271,7 @@ func addModules(t tree, release string) error {
 	var list []string
 	for _, rel := range order {
 		base, comp := moduleFile(rel)
-		n := &node{kind: 'f', perm: 0o644, src: filepath.Join(dir, rel), comp: comp}
-		t.mkdirAll(moduleDir)
-		t[moduleDir+"/"+base] = n
+		t.add(moduleDir+"/"+base, &node{kind: 'f', perm: 0o644, src: filepath.Join(dir, rel), comp: comp})
 		list = append(list, base)
 	}
 	t.file(moduleDir+"/order", 0o644, []byte(strings.Join(list, "\n")+"\n"))

@@ -39,25 +39,21 @@ func (t tree) mkdirAll(dir string) {
 	}
 }
 
-func (t tree) dir(p string, perm fs.FileMode) {
+// add puts n at p, creating missing parent directories.
+func (t tree) add(p string, n *node) {
 	t.mkdirAll(path.Dir(p))
-	t[p] = &node{kind: 'd', perm: perm}
+	t[p] = n
 }
 
-func (t tree) copy(p, src string, perm fs.FileMode) {
-	t.mkdirAll(path.Dir(p))
-	t[p] = &node{kind: 'f', perm: perm, src: src}
-}
+func (t tree) dir(p string, perm fs.FileMode) { t.add(p, &node{kind: 'd', perm: perm}) }
+
+func (t tree) copy(p, src string, perm fs.FileMode) { t.add(p, &node{kind: 'f', perm: perm, src: src}) }
 
 func (t tree) file(p string, perm fs.FileMode, data []byte) {
-	t.mkdirAll(path.Dir(p))
-	t[p] = &node{kind: 'f', perm: perm, data: data}
+	t.add(p, &node{kind: 'f', perm: perm, data: data})
 }
 
-func (t tree) symlink(p, target string) {
-	t.mkdirAll(path.Dir(p))
-	t[p] = &node{kind: 'l', target: target}
-}
+func (t tree) symlink(p, target string) { t.add(p, &node{kind: 'l', target: target}) }
 
 // sorted returns the paths in archive order: a parent sorts before its children.
 func (t tree) sorted() []string {

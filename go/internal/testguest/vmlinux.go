@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -59,11 +60,49 @@ func Vmlinux(ctx context.Context, bzImage []byte) ([]byte, error) {
 	if uint32(len(out)) != size {
 		return nil, fmt.Errorf("decompressed kernel is %d bytes; the bzImage says %d", len(out), size)
 	}
-	if !bytes.HasPrefix(out, []byte("\x7fELF")) {
-		return nil, errors.New("decompressed kernel is not an ELF file")
+	if err := checkPVH(out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
+
+// xenElfnotePhys32Entry is the ELF note type of the PVH entry point.
+const xenElfnotePhys32Entry = 18
+
+// checkPVH makes sure qemu can boot the ELF kernel: without a PVH entry
+// note it refuses with "Error loading uncompressed kernel without PVH ELF Note".
+func checkPVH(vmlinux []byte) error {
+	f, err := elf.NewFile(bytes.NewReader(vmlinux))
+	if err != nil {
+		return fmt.Errorf("decompressed kernel is not an ELF file: %w", err)
+	}
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_NOTE {
+			continue
+		}
+		notes, err := io.ReadAll(p.Open())
+		if err != nil {
+			return fmt.Errorf("failed to read the kernel's ELF notes: %w", err)
+		}
+		for len(notes) >= 12 {
+			namesz := binary.LittleEndian.Uint32(notes[0:])
+			descsz := binary.LittleEndian.Uint32(notes[4:])
+			typ := binary.LittleEndian.Uint32(notes[8:])
+			name := notes[12:min(len(notes), 12+int(namesz))]
+			if typ == xenElfnotePhys32Entry && bytes.Equal(bytes.TrimRight(name, "\x00"), []byte("Xen")) {
+				return nil
+			}
+			next := 12 + align4(namesz) + align4(descsz)
+			if next > len(notes) {
+				break
+			}
+			notes = notes[next:]
+		}
+	}
+	return errors.New("the kernel has no PVH entry point (CONFIG_PVH): qemu's microvm machine cannot boot it")
+}
+
+func align4(n uint32) int { return int((n + 3) &^ 3) }
 
 // bzPayload returns the compressed payload without the appended size, and that size.
 func bzPayload(b []byte) ([]byte, uint32, error) {

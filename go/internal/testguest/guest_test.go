@@ -1,0 +1,328 @@
+package testguest
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestModuleOrder(t *testing.T) {
+	deps := map[string][]string{
+		"9p":           {"kernel/fs/9p/9p.ko", "kernel/net/9p/9pnet.ko", "kernel/fs/netfs/netfs.ko.xz"},
+		"9pnet":        {"kernel/net/9p/9pnet.ko"},
+		"netfs":        {"kernel/fs/netfs/netfs.ko.xz"},
+		"9pnet_virtio": {"kernel/net/9p/9pnet_virtio.ko", "kernel/virtio/virtio.ko", "kernel/net/9p/9pnet.ko"},
+		"virtio":       {"kernel/virtio/virtio.ko"},
+		"loop_a":       {"a.ko", "b.ko"},
+		"b":            {"b.ko", "a.ko"},
+	}
+	builtin := map[string]bool{"virtio": true}
+	got, err := moduleOrder([]string{"9pnet-virtio", "9p"}, deps, builtin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"kernel/net/9p/9pnet.ko", "kernel/net/9p/9pnet_virtio.ko", "kernel/fs/netfs/netfs.ko.xz", "kernel/fs/9p/9p.ko"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q; want %q", got, want)
+	}
+	if _, err := moduleOrder([]string{"nope"}, deps, builtin); err == nil || !strings.Contains(err.Error(), `"nope" not found`) {
+		t.Fatalf("got %v; want a missing module error", err)
+	}
+}
+
+func TestRenderBoot(t *testing.T) {
+	boot, err := renderBoot(bootData{ModuleDir: "lib/modules/test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`insmod "/lib/modules/test/$m"`,
+		"</lib/modules/test/order",
+		"mount -t 9p -o \"$opts\" workspace /workspace",
+		"mount -t 9p -o \"$opts,ro\" keystone /run/keystone",
+		"mount -t 9p -o \"$opts\" home /home/sandbox",
+		"umount /run/keystone",
+	} {
+		if !bytes.Contains(boot, []byte(want)) {
+			t.Errorf("boot script lacks %q", want)
+		}
+	}
+	if bytes.Contains(boot, []byte("{{")) {
+		t.Error("boot script has an unrendered template action")
+	}
+	shellSyntax(t, "boot", boot)
+}
+
+// shellSyntax checks a script with the host's sh -n.
+func shellSyntax(t *testing.T, name string, script []byte) {
+	t.Helper()
+	cmd := exec.Command("sh", "-n")
+	cmd.Stdin = bytes.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("%s: sh -n: %v: %s", name, err, out)
+	}
+}
+
+func TestScriptsSyntax(t *testing.T) {
+	guest, err := guestScripts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, err := runnerFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []map[string][]byte{guest, runner} {
+		for name, data := range m {
+			if bytes.HasPrefix(data, []byte("#!/bin/sh")) {
+				shellSyntax(t, name, data)
+			}
+		}
+	}
+}
+
+// TestGuestTree checks the planned image against what its scripts run.
+func TestGuestTree(t *testing.T) {
+	h, err := findKernel("")
+	if err != nil {
+		t.Skip(err)
+	}
+	scripts, err := guestScripts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := guestTree(context.Background(), h, scripts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{
+		"init", "sbin/init", "bin/sh", "sbin/acpid", "usr/bin/mkpasswd", "sbin/poweroff", "sbin/insmod",
+		"usr/sbin/dropbear", "usr/bin/dropbearconvert", "usr/bin/git", "usr/lib/git-core/git-upload-pack",
+		"lib64/ld-linux-x86-64.so.2", "etc/inittab", "etc/keystone/boot", "etc/keystone/sshd",
+		"etc/keystone/poweroff", "etc/acpi/PWRF/00000080", "etc/gitconfig", "dev/console",
+		moduleDir + "/order", moduleDir + "/9p.ko", moduleDir + "/virtio_mmio.ko",
+	} {
+		if _, ok := tr[p]; !ok {
+			t.Errorf("guest image lacks %q", p)
+		}
+	}
+	if n := tr["."]; n == nil || n.perm != 0o755 {
+		t.Errorf("guest root is %+v; want a 0755 directory", n)
+	}
+	if n := tr["etc/keystone/boot"]; n.perm != 0o755 {
+		t.Errorf("boot script mode %o; want 0755", n.perm)
+	}
+}
+
+func TestCPIO(t *testing.T) {
+	tr := tree{".": {kind: 'd', perm: 0o755}}
+	tr.file("etc/motd", 0o644, []byte("hello"))
+	tr.symlink("bin/sh", "/bin/busybox")
+	tr.add("dev/console", &node{kind: 'c', perm: 0o600, major: 5, minor: 1})
+	var b bytes.Buffer
+	if err := tr.writeCPIO(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	got := readCPIO(t, b.Bytes())
+	want := []string{
+		". 40755 0",
+		"bin 40755 0",
+		"bin/sh 120777 12 /bin/busybox",
+		"dev 40755 0",
+		"dev/console 20600 0",
+		"etc 40755 0",
+		"etc/motd 100644 5 hello",
+		"TRAILER!!! 0 0",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// readCPIO lists a newc archive as "name mode size [data]", checking
+// alignment and that every entry is owned by root.
+func readCPIO(t *testing.T, b []byte) []string {
+	t.Helper()
+	var out []string
+	off := 0
+	field := func(i int) int {
+		v, err := strconv.ParseUint(string(b[off+6+8*i:off+14+8*i]), 16, 32)
+		if err != nil {
+			t.Fatalf("bad header field at %d: %v", off, err)
+		}
+		return int(v)
+	}
+	align := func(n int) int { return (n + 3) &^ 3 }
+	for off < len(b) {
+		if string(b[off:off+6]) != "070701" {
+			t.Fatalf("bad magic at %d", off)
+		}
+		mode, uid, gid, size, namesize := field(1), field(2), field(3), field(6), field(11)
+		if uid != 0 || gid != 0 {
+			t.Errorf("entry at %d owned by %d:%d", off, uid, gid)
+		}
+		name := string(b[off+110 : off+110+namesize-1])
+		data := align(off + 110 + namesize)
+		line := name + " " + strconv.FormatInt(int64(mode), 8) + " " + strconv.Itoa(size)
+		if size > 0 {
+			line += " " + string(b[data:data+size])
+		}
+		out = append(out, line)
+		off = align(data + size)
+		if name == "TRAILER!!!" {
+			break
+		}
+	}
+	return out
+}
+
+func TestReplaceable(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o755)
+	runner := filepath.Join(dir, "runner")
+	os.MkdirAll(filepath.Join(runner, shareDir), 0o755)
+	os.WriteFile(filepath.Join(runner, markerFile), []byte("x\n"), 0o644)
+	other := filepath.Join(dir, "project")
+	os.Mkdir(other, 0o755)
+	os.WriteFile(filepath.Join(other, "main.go"), []byte("package main\n"), 0o644)
+	for _, p := range []string{filepath.Join(dir, "new"), empty, runner} {
+		if err := replaceable(p); err != nil {
+			t.Errorf("replaceable(%q) = %v; want nil", p, err)
+		}
+	}
+	if err := replaceable(other); err == nil || !strings.Contains(err.Error(), "not a test guest runner") {
+		t.Errorf("replaceable(%q) = %v; want a refusal", other, err)
+	}
+}
+
+// TestRunnerScripts runs the runner's scripts where they must refuse.
+func TestRunnerScripts(t *testing.T) {
+	runner, err := runnerFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, name := range []string{runBin, shutdownBin} {
+		os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+		os.WriteFile(filepath.Join(dir, name), runner[name], 0o755)
+	}
+	env := contractEnv(t, dir, 2222, 1000, 1000)
+	for _, tc := range []struct {
+		name string
+		prog string
+		drop string
+		set  string
+		want string
+	}{
+		{"missing variable", runBin, "KEYSTONE_VCPUS", "", "environment variable KEYSTONE_VCPUS is not set"},
+		{"bad number", runBin, "", "KEYSTONE_MEMORY_MB=lots", `KEYSTONE_MEMORY_MB="lots" is not a number`},
+		{"bad name", runBin, "", "KEYSTONE_SANDBOX_NAME=a b", "is not a valid sandbox name"},
+		{"bad nested", runBin, "", "KEYSTONE_NESTED=yes", "is not 0 or 1"},
+		{"no host key", runBin, "", "KEYSTONE_GUEST_DIR=" + dir, "no host key in"},
+		{"no QMP socket", shutdownBin, "", "", `no QMP socket at "qmp.sock"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e []string
+			for _, kv := range env {
+				if tc.drop == "" || !strings.HasPrefix(kv, tc.drop+"=") {
+					e = append(e, kv)
+				}
+			}
+			if tc.set != "" {
+				e = append(e, tc.set)
+			}
+			cmd := exec.Command(filepath.Join(dir, tc.prog))
+			cmd.Dir = t.TempDir()
+			cmd.Env = e
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("got %v: %s; want a failure saying %q", err, out, tc.want)
+			}
+		})
+	}
+}
+
+// contractEnv is the runner environment of docs/runner-contract.md for a
+// sandbox whose files are under dir.
+func contractEnv(t *testing.T, dir string, port, uid, gid int) []string {
+	t.Helper()
+	for _, d := range []string{"workspace", "state/guest"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return append(os.Environ(),
+		"KEYSTONE_SANDBOX_NAME=test-guest",
+		"KEYSTONE_STATE_DIR="+filepath.Join(dir, "state"),
+		"KEYSTONE_WORKSPACE="+filepath.Join(dir, "workspace"),
+		"KEYSTONE_GUEST_DIR="+filepath.Join(dir, "state/guest"),
+		"KEYSTONE_SSH_PORT="+strconv.Itoa(port),
+		"KEYSTONE_MEMORY_MB=2048",
+		"KEYSTONE_VCPUS=2",
+		"KEYSTONE_NESTED=0",
+		"KEYSTONE_NETWORK=user",
+		"KEYSTONE_HOST_UID="+strconv.Itoa(uid),
+		"KEYSTONE_HOST_GID="+strconv.Itoa(gid),
+		"KEYSTONE_QMP_SOCKET=qmp.sock",
+	)
+}
+
+// TestBuildCache builds into an empty cache, then again: the second build
+// must find the first and be fast; -out must give a standalone copy.
+func TestBuildCache(t *testing.T) {
+	if _, err := findKernel(""); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	cache := t.TempDir()
+	start := time.Now()
+	dir, err := Build(ctx, Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cold := time.Since(start)
+	start = time.Now()
+	again, err := Build(ctx, Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm := time.Since(start)
+	t.Logf("build: cold %v, warm %v", cold.Round(time.Millisecond), warm.Round(time.Millisecond))
+	if again != dir {
+		t.Errorf("second build returned %q; want the cached %q", again, dir)
+	}
+	if warm > time.Second {
+		t.Errorf("cached build took %v; want well under a second", warm)
+	}
+	out := filepath.Join(t.TempDir(), "runner")
+	for i := 0; i < 2; i++ { // the second time replaces the first
+		got, err := Build(ctx, Options{CacheDir: cache, Out: out})
+		if err != nil || got != out {
+			t.Fatalf("Build with Out = %q, %v; want %q", got, err, out)
+		}
+	}
+	if err := os.RemoveAll(cache); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{runBin, shutdownBin, runnerJSON, vmlinuxFile, initrdFile} {
+		fi, err := os.Stat(filepath.Join(out, name))
+		if err != nil || fi.Size() == 0 {
+			t.Errorf("%s after the cache is gone: %v", name, err)
+		}
+	}
+	f, _ := os.Open(filepath.Join(out, runnerJSON))
+	data, _ := io.ReadAll(f)
+	f.Close()
+	if strings.TrimSpace(string(data)) != `{"accel":"auto"}` {
+		t.Errorf("runner.json = %s", data)
+	}
+}
