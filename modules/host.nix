@@ -43,12 +43,17 @@ let
 
   # Named fragments of the prepare script; it runs as the owner, and runs the
   # host's git only against the owner's own project (never the workspace).
+  # The clone is made beside the workspace and renamed, so a failed clone
+  # never leaves a half workspace; an existing workspace is never replaced.
   cloneWorkspace = sb: ''
-    if [ ! -e "$dir/workspace/.git" ]; then
+    if [ ! -e "$dir/workspace" ] && [ ! -L "$dir/workspace" ]; then
       log "cloning ${sb.projectPath} into $dir/workspace"
       rm -rf "$dir/workspace.tmp"
       git -c core.hooksPath=/dev/null clone --quiet --no-local --no-hardlinks -- ${lib.escapeShellArg sb.projectPath} "$dir/workspace.tmp"
-      mv "$dir/workspace.tmp" "$dir/workspace"
+      mv -T "$dir/workspace.tmp" "$dir/workspace"
+    elif [ ! -d "$dir/workspace/.git" ]; then
+      log "$dir/workspace exists but is not a git clone: move it away (or remove it) to get a fresh clone"
+      exit 1
     fi
   '';
   generateKeys = name: sb: ''

@@ -51,4 +51,9 @@ bash "$T/prepare.sh" >"$T/out2" 2>&1 || { no "second prepare exited $?"; cat "$T
 expect "second run keeps the host key" '[ "$(cat "$s/guest/ssh_host_ed25519_key.pub")" = "$hostkey" ]'
 expect "second run keeps the workspace" '[ -e "$T/sb/workspace/file-from-guest" ]'
 expect "second run does not clone again" '! grep -q cloning "$T/out2"'
+mkdir -p "$T/sb2/state" "$T/sb2/workspace"
+echo keep >"$T/sb2/workspace/notes"
+sed "s|$T/sb|$T/sb2|g" "$T/prepare.sh" >"$T/prepare2.sh"
+if bash "$T/prepare2.sh" >"$T/out3" 2>&1; then no "a workspace that is not a clone was accepted"; else ok "a workspace that is not a clone stops the unit: $(grep -o 'is not a git clone.*' "$T/out3")"; fi
+expect "and is left as it was" '[ "$(ls -A "$T/sb2/workspace")" = notes ] && [ ! -e "$T/sb2/workspace.tmp" ]'
 exit $fail
