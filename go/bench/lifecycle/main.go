@@ -1,0 +1,141 @@
+// Command lifecycle measures keystone agent against what a user would do by
+// hand, in one run, on the same guest: start → first SSH command, exec round
+// trips, list/status with many sandboxes, and how many idle sandboxes fit.
+// It prints medians and ratios; docs/benchmarks.md records the results.
+// Numbers are never asserted: a target that is missed is reported as such.
+//
+//	go run ./bench/lifecycle [-runner DIR] [-boots 5] [-execs 20] [-scale 8]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keystone-agent/keystone/internal/testguest"
+)
+
+func main() {
+	runnerDir := flag.String("runner", "", "runner directory (default: build the Debian test guest)")
+	boots := flag.Int("boots", 5, "boots per start measurement")
+	execs := flag.Int("execs", 20, "exec round trips per measurement")
+	listN := flag.Int("sandboxes", 100, "registered sandboxes for list/status")
+	scale := flag.Int("scale", 0, "idle 512 MB sandboxes to start for the scale measurement (0: skip)")
+	flag.Parse()
+	if err := run(*runnerDir, *boots, *execs, *listN, *scale); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type row struct {
+	metric, ours, base, ratio, target string
+}
+
+func run(runnerDir string, boots, execs, listN, scale int) error {
+	ctx := context.Background()
+	if runnerDir == "" {
+		var err error
+		if runnerDir, err = testguest.Build(ctx, testguest.Options{}); err != nil {
+			return err
+		}
+	}
+	b, err := newBench(runnerDir)
+	if err != nil {
+		return err
+	}
+	defer b.cleanup()
+	var rows []row
+
+	cold, restart, raw, firstExec, err := b.startToSSH(boots)
+	if err != nil {
+		return err
+	}
+	rows = append(rows,
+		ratioRow("start → first SSH command (restart)", restart, raw, "≤ 1.2×"),
+		row{"start → first SSH command (cold, first start)", ms(cold), "", "", ""},
+		row{"first exec after start", ms(firstExec), "", "", ""},
+	)
+	ours, base, err := b.execRoundTrip(execs)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, ratioRow(fmt.Sprintf("exec -- true (median of %d)", execs), ours, base, "≤ 1.0×"))
+	list, status, rss, err := b.listStatus(listN, execs)
+	if err != nil {
+		return err
+	}
+	rows = append(rows,
+		row{fmt.Sprintf("list --json, %d sandboxes", listN), ms(list), "", "", "≤ 50 ms"},
+		row{fmt.Sprintf("status --json, %d sandboxes", listN), ms(status), "", "", "≤ 50 ms"},
+		row{"helper peak RSS (list)", fmt.Sprintf("%.1f MB", float64(rss)/1024), "", "", ""},
+	)
+	if scale > 0 {
+		srows, err := b.scale(scale)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, srows...)
+	}
+	fmt.Printf("machine: %s, %d CPUs, %s; accelerator: %s\n", hostname(), runtime.NumCPU(), kernel(), accel())
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\tkeystone\tbaseline\tratio\ttarget")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.metric, r.ours, r.base, r.ratio, r.target)
+	}
+	return tw.Flush()
+}
+
+func ratioRow(metric string, ours, base time.Duration, target string) row {
+	return row{metric, ms(ours), ms(base), fmt.Sprintf("%.2f×", float64(ours)/float64(base)), target}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func timeIt(f func() error) (time.Duration, error) {
+	t := time.Now()
+	err := f()
+	return time.Since(t), err
+}
+
+func hostname() string { h, _ := os.Hostname(); return h }
+
+func kernel() string {
+	var u syscall.Utsname
+	if syscall.Uname(&u) != nil {
+		return "?"
+	}
+	var b strings.Builder
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b.WriteByte(byte(c))
+	}
+	return "Linux " + b.String()
+}
+
+// accel says what the test guest's runner will pick, by the same rule.
+func accel() string {
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		return "tcg (kvm_pvm present: software nested virtualisation)"
+	}
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+		f.Close()
+		return "kvm"
+	}
+	return "tcg (no usable /dev/kvm)"
+}

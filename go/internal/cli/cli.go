@@ -1,0 +1,189 @@
+// Package cli implements `keystone agent <verb>`: one file per verb, each
+// parsing its flags, resolving the sandbox, calling one package and printing.
+//
+// Output policy: stdout carries results (tables, JSON); stderr carries
+// progress, warnings, errors and hints. With --json, stdout is exactly one
+// JSON value. Verbs return errors; only Main turns them into an exit code.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/keystone-agent/keystone/internal/sandbox"
+)
+
+// Env is the process's outside world, passed explicitly so tests can capture it.
+type Env struct {
+	Stdin          *os.File
+	Stdout, Stderr io.Writer
+	// Sandboxes is built lazily: `help` needs no state directory.
+	sandboxes *sandbox.Env
+}
+
+// Sandboxes returns the lifecycle environment of the current user.
+func (e *Env) Sandboxes() (*sandbox.Env, error) {
+	if e.sandboxes == nil {
+		sb, err := sandbox.NewEnv(e.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		e.sandboxes = sb
+	}
+	return e.sandboxes, nil
+}
+
+type verb struct {
+	name    string
+	summary string
+	usage   string
+	run     func(ctx context.Context, env *Env, args []string) error
+	hidden  bool
+}
+
+// verbs is filled by the verb files' init functions.
+var verbs = map[string]*verb{}
+
+func register(v *verb) { verbs[v.name] = v }
+
+// Main runs the CLI and returns the process exit code.
+func Main(args []string) int {
+	env := &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return report(env, Run(ctx, env, args))
+}
+
+// Run executes one command line (without the program name).
+func Run(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 && args[0] == "agent" {
+		args = args[1:]
+	}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			if v, ok := verbs[args[1]]; ok {
+				fmt.Fprint(env.Stdout, v.usage)
+				return nil
+			}
+		}
+		fmt.Fprint(env.Stdout, mainUsage())
+		if len(args) == 0 {
+			return &ExitError{Code: ExitUsage, Quiet: true}
+		}
+		return nil
+	}
+	v, ok := verbs[args[0]]
+	if !ok {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("unknown command %q", args[0]), Hint: "`keystone agent help` lists the commands"}
+	}
+	return v.run(ctx, env, args[1:])
+}
+
+func report(env *Env, err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	if h, ok := errors.AsType[*helpRequest](err); ok {
+		fmt.Fprint(env.Stdout, h.usage)
+		return ExitOK
+	}
+	ee := classify(err)
+	if !ee.Quiet && ee.Err != nil {
+		fmt.Fprintf(env.Stderr, "keystone: %s\n", ee.Err)
+		if d, ok := errors.AsType[detailer](ee.Err); ok {
+			for _, line := range strings.Split(strings.TrimRight(d.Detail(), "\n"), "\n") {
+				fmt.Fprintf(env.Stderr, "  | %s\n", line)
+			}
+		}
+		if ee.Hint != "" {
+			fmt.Fprintf(env.Stderr, "keystone: hint: %s\n", ee.Hint)
+		}
+	}
+	return ee.Code
+}
+
+// detailer is an error with more lines to show (a log's tail).
+type detailer interface {
+	error
+	Detail() string
+}
+
+// detailed is an error line with lines to show under it.
+type detailed struct {
+	msg, detail string
+}
+
+func (d *detailed) Error() string  { return d.msg }
+func (d *detailed) Detail() string { return d.detail }
+
+func mainUsage() string {
+	var b strings.Builder
+	b.WriteString("Usage: keystone agent <command> [arguments]\n\nRun AI coding agents in isolated microVM sandboxes.\n\nCommands:\n")
+	names := make([]string, 0, len(verbs))
+	for n, v := range verbs {
+		if !v.hidden {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-9s %s\n", n, verbs[n].summary)
+	}
+	b.WriteString("\nRun `keystone agent help <command>` for its options.\n")
+	return b.String()
+}
+
+// newFlags returns a FlagSet that reports errors instead of exiting.
+func newFlags(v *verb) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(v.name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	return fs
+}
+
+// parse parses args and turns pflag's errors into usage errors.
+func parse(fs *pflag.FlagSet, v *verb, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return &helpRequest{usage: v.usage + "\nOptions:\n" + fs.FlagUsages()}
+		}
+		return &ExitError{Code: ExitUsage, Err: err, Hint: fmt.Sprintf("`keystone agent help %s` shows the options", v.name)}
+	}
+	return nil
+}
+
+type helpRequest struct{ usage string }
+
+func (h *helpRequest) Error() string { return h.usage }
+
+// maxArgs refuses extra positional arguments.
+func maxArgs(v *verb, args []string, n int) error {
+	if len(args) > n {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s: unexpected argument %q", v.name, args[n]), Hint: "usage: " + strings.TrimSpace(strings.SplitN(v.usage, "\n", 2)[0])}
+	}
+	return nil
+}
+
+// resolve finds the sandbox named by args[0], or the current project's.
+func resolve(env *Env, args []string) (*sandbox.Env, *sandbox.Sandbox, error) {
+	sbe, err := env.Sandboxes()
+	if err != nil {
+		return nil, nil, err
+	}
+	var sb *sandbox.Sandbox
+	if len(args) > 0 {
+		sb, err = sbe.Get(args[0])
+	} else {
+		sb, err = sbe.ForProject(".")
+	}
+	return sbe, sb, err
+}

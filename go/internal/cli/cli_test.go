@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/keystone-agent/keystone/internal/testguest"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"keystone": func() { os.Exit(Main(os.Args[1:])) },
+	})
+}
+
+// TestScripts runs the CLI transcripts in testdata/script. Scripts that boot
+// a guest start with `[!vm] skip`; the vm condition holds when the Debian test
+// guest could be built (qemu and the Debian packages are installed). Under CI
+// the guest must build: a missing package fails the run instead of skipping.
+func TestScripts(t *testing.T) {
+	runnerDir, guestErr := buildGuest(t)
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			home := filepath.Join(e.WorkDir, "home")
+			e.Setenv("HOME", home)
+			e.Setenv("XDG_CONFIG_HOME", "")
+			e.Setenv("STATE", filepath.Join(home, ".config", "keystone", "agent"))
+			e.Setenv("KEYSTONE_AGENT_DECLARED", filepath.Join(e.WorkDir, "no-declared.json"))
+			e.Setenv("KEYSTONE_AGENT_RUNNER", "")
+			e.Setenv("GUEST", runnerDir)
+			e.Setenv("GIT_CONFIG_GLOBAL", filepath.Join(e.WorkDir, "gitconfig"))
+			e.Setenv("GIT_AUTHOR_NAME", "Test")
+			e.Setenv("GIT_AUTHOR_EMAIL", "test@example.invalid")
+			e.Setenv("GIT_COMMITTER_NAME", "Test")
+			e.Setenv("GIT_COMMITTER_EMAIL", "test@example.invalid")
+			return os.MkdirAll(home, 0o700)
+		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "vm":
+				return guestErr == nil, nil
+			case "nix":
+				_, err := exec.LookPath("nix")
+				return err == nil, nil
+			}
+			return false, errors.New("unknown condition " + cond)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exits":   cmdExits,
+			"mkrepo":  cmdMkrepo,
+		},
+	})
+}
+
+func buildGuest(t *testing.T) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir, err := testguest.Build(ctx, testguest.Options{})
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the test guest must build under CI: %v", err)
+		}
+		t.Logf("skipping scripts that boot a guest: %v", err)
+	}
+	return dir, err
+}
+
+// exits N command args...: run a command and require exit status N (the
+// script's `!` only means non-zero); stdout and stderr are kept for checks.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits N command [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("exits: bad status %q", args[0])
+	}
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		got = ee.ExitCode()
+	} else if err != nil {
+		ts.Fatalf("exits: %v", err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited with %d; want %d", strings.Join(args[1:], " "), got, want)
+	}
+}
+
+// mkrepo DIR [file content]...: a git repository with one commit made by the
+// host's git, the trusted side.
+func cmdMkrepo(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 || len(args)%2 != 1 {
+		ts.Fatalf("usage: mkrepo DIR [file content]...")
+	}
+	dir := ts.MkAbs(args[0])
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		ts.Fatalf("%v", err)
+	}
+	files := args[1:]
+	if len(files) == 0 {
+		files = []string{"README.md", "hello\n"}
+	}
+	for i := 0; i < len(files); i += 2 {
+		p := filepath.Join(dir, files[i])
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(files[i+1]), 0o644); err != nil {
+			ts.Fatalf("%v", err)
+		}
+	}
+	for _, argv := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"commit", "-q", "-m", "initial"}} {
+		if err := ts.Exec("git", append([]string{"-C", dir}, argv...)...); err != nil {
+			ts.Fatalf("git %s: %v", strings.Join(argv, " "), err)
+		}
+	}
+}

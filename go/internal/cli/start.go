@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/keystone-agent/keystone/internal/sandbox"
+)
+
+func init() {
+	register(&verb{
+		name:    "start",
+		summary: "clone a project into a sandbox, boot it and attach",
+		usage: `Usage: keystone agent start [path] [options]
+
+Clone the project's committed history into a sandbox workspace, build and
+boot the sandbox, wait for SSH and attach at /workspace.
+
+Exit codes: 0 success, 1 not a git repository, 2 sandbox already running,
+3 build failed, 4 KVM not available, 64 bad option or value.
+`,
+		run: runStart,
+	})
+}
+
+func runStart(ctx context.Context, env *Env, args []string) error {
+	v := verbs["start"]
+	fs := newFlags(v)
+	spec := sandbox.Spec{}
+	fs.StringVar(&spec.Name, "name", "", "custom sandbox name (default: directory name)")
+	fs.IntVar(&spec.MemoryMB, "memory", sandbox.DefaultMemoryMB, "RAM in MB (minimum 2048)")
+	fs.IntVar(&spec.VCPUs, "vcpus", sandbox.DefaultVCPUs, "virtual CPUs (minimum 1)")
+	noNested := fs.Bool("no-nested", false, "disable nested virtualization")
+	fs.BoolVar(&spec.Fresh, "fresh", false, "discard previous state")
+	noAttach := fs.Bool("no-attach", false, "don't attach after starting")
+	fs.StringVar(&spec.Network, "network", "user", "network mode: user, tap, macvtap, bridge")
+	fs.StringVar(&spec.SyncMode, "sync-mode", "manual", "sync mode: manual, auto-commit, auto-idle")
+	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
+	if err := parse(fs, v, args); err != nil {
+		return err
+	}
+	if err := maxArgs(v, fs.Args(), 1); err != nil {
+		return err
+	}
+	spec.Nested = !*noNested
+	if fs.NArg() == 1 {
+		spec.Project = fs.Arg(0)
+	}
+	sbe, err := env.Sandboxes()
+	if err != nil {
+		return err
+	}
+	sb, err := sbe.Start(ctx, spec)
+	if err != nil {
+		return err
+	}
+	if *noAttach {
+		fmt.Fprintf(env.Stderr, "Sandbox %q is running (SSH on 127.0.0.1:%d).\nRun `keystone agent attach %s` to open a shell.\n", sb.Name, sb.SSHPort, sb.Name)
+		return nil
+	}
+	return attach(ctx, env, sb)
+}

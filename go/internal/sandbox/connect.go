@@ -1,0 +1,46 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/keystone-agent/keystone/internal/sshconn"
+	"github.com/keystone-agent/keystone/internal/statedir"
+)
+
+// GuestUser is the account every guest has.
+const GuestUser = "sandbox"
+
+// Target is how to reach the sandbox: its client key and pinned host key.
+func (sb *Sandbox) Target() (sshconn.Target, error) {
+	signer, err := sshconn.LoadSigner(sb.Dir.Path(statedir.ClientKey))
+	if err != nil {
+		return sshconn.Target{}, fmt.Errorf("failed to read the client key of %q: %w", sb.Name, err)
+	}
+	if sb.HostKey == "" {
+		return sshconn.Target{}, fmt.Errorf("sandbox %q has no pinned host key", sb.Name)
+	}
+	hostKey, err := sshconn.ParseHostKey([]byte(sb.HostKey))
+	if err != nil {
+		return sshconn.Target{}, fmt.Errorf("sandbox %q: bad pinned host key: %w", sb.Name, err)
+	}
+	return sshconn.Target{
+		Addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(sb.SSHPort)),
+		User:    GuestUser,
+		Signer:  signer,
+		HostKey: hostKey,
+	}, nil
+}
+
+// Dial connects to a running sandbox.
+func (sb *Sandbox) Dial(ctx context.Context) (*ssh.Client, error) {
+	t, err := sb.Target()
+	if err != nil {
+		return nil, err
+	}
+	return sshconn.Dial(ctx, t)
+}

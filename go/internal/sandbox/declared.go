@@ -1,0 +1,77 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/keystone-agent/keystone/internal/names"
+	"github.com/keystone-agent/keystone/internal/registry"
+	"github.com/keystone-agent/keystone/internal/statedir"
+)
+
+// declared reads the sandboxes the NixOS module declared (docs/nixos.md).
+// The file is another program's JSON, so it is read with gjson and each
+// entry is checked before use; a missing file means none are declared.
+func (e *Env) declared() ([]*Sandbox, error) {
+	data, err := os.ReadFile(e.Declared)
+	if errors.Is(err, fs.ErrNotExist) || e.Declared == "" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read declared sandboxes %q: %w", e.Declared, err)
+	}
+	if !gjson.ValidBytes(data) {
+		return nil, fmt.Errorf("declared sandboxes %q is not valid JSON", e.Declared)
+	}
+	var out []*Sandbox
+	var bad error
+	gjson.GetBytes(data, "sandboxes").ForEach(func(key, v gjson.Result) bool {
+		name := key.String()
+		dir := v.Get("dir").String()
+		if names.Validate(name) != nil || !strings.HasPrefix(dir, "/") {
+			bad = fmt.Errorf("declared sandboxes %q: entry %q is invalid", e.Declared, name)
+			return false
+		}
+		sb := &Sandbox{
+			Entry: registry.Entry{
+				Name:        name,
+				ProjectPath: v.Get("projectPath").String(),
+				MemoryMB:    int(v.Get("memory").Int()),
+				VCPUs:       int(v.Get("vcpus").Int()),
+				Nested:      v.Get("nested").Bool(),
+				Network:     v.Get("network").String(),
+				SyncMode:    v.Get("syncMode").String(),
+				SSHPort:     int(v.Get("sshPort").Int()),
+			},
+			Dir:      statedir.Sandbox(dir),
+			Declared: true,
+			Unit:     v.Get("unit").String(),
+		}
+		if pub, err := os.ReadFile(sb.Dir.Guest() + "/" + statedir.HostKey + ".pub"); err == nil {
+			sb.HostKey = strings.TrimSpace(string(pub))
+		}
+		out = append(out, sb)
+		return true
+	})
+	return out, bad
+}
+
+// unitPID asks systemd for the main pid of a declared sandbox's VM unit;
+// systemctl is the interface to systemd, so it is run, not reimplemented.
+func unitPID(unit string) (int, error) {
+	if unit == "" {
+		return 0, errors.New("no systemd unit declared")
+	}
+	out, err := exec.Command("systemctl", "show", "--property=MainPID", "--value", "--", unit).Output()
+	if err != nil {
+		return 0, fmt.Errorf("systemctl show %s: %w", unit, err)
+	}
+	return strconv.Atoi(strings.TrimSpace(string(out)))
+}

@@ -1,0 +1,124 @@
+package sandbox
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/keystone-agent/keystone/internal/runner"
+)
+
+// States a sandbox can be in. They are derived, never stored.
+const (
+	Running = "running"
+	Stopped = "stopped"
+	Broken  = "error"
+)
+
+// Status is one sandbox as `status --json` and `list --json` print it.
+// The JSON field names are an API (docs/cli.md): only ever add to them.
+type Status struct {
+	Name        string    `json:"name"`
+	State       string    `json:"state"`
+	Reason      string    `json:"reason,omitempty"`
+	ProjectPath string    `json:"projectPath"`
+	Workspace   string    `json:"workspace"`
+	SSHPort     int       `json:"sshPort"`
+	MemoryMB    int       `json:"memory"`
+	VCPUs       int       `json:"vcpus"`
+	Nested      bool      `json:"nested"`
+	Network     string    `json:"network"`
+	SyncMode    string    `json:"syncMode"`
+	PID         int       `json:"pid,omitempty"`
+	Declared    bool      `json:"declared"`
+	Runner      string    `json:"runner,omitempty"`
+	Created     time.Time `json:"created,omitzero"`
+}
+
+// Inspect derives the state of sb from evidence: the recorded pid, whether
+// that process is still the runner, and whether SSH answers on the port.
+func (e *Env) Inspect(sb *Sandbox) Status {
+	st := Status{
+		Name: sb.Name, ProjectPath: sb.ProjectPath, Workspace: sb.Dir.Workspace(),
+		SSHPort: sb.SSHPort, MemoryMB: sb.MemoryMB, VCPUs: sb.VCPUs, Nested: sb.Nested,
+		Network: sb.Network, SyncMode: sb.SyncMode, Declared: sb.Declared,
+		Runner: sb.Runner, Created: sb.Created,
+	}
+	st.State, st.PID, st.Reason = evidence(sb)
+	return st
+}
+
+func evidence(sb *Sandbox) (state string, pid int, reason string) {
+	if _, err := os.Stat(sb.Dir.Workspace()); err != nil {
+		return Broken, 0, "workspace " + sb.Dir.Workspace() + " is missing"
+	}
+	if sb.Declared {
+		pid, err := unitPID(sb.Unit)
+		if err != nil {
+			return Broken, 0, err.Error()
+		}
+		if pid == 0 {
+			return Stopped, 0, ""
+		}
+		if sshAnswers(sb.SSHPort) {
+			return Running, pid, ""
+		}
+		return Broken, pid, fmt.Sprintf("%s runs (pid %d) but SSH does not answer on port %d", sb.Unit, pid, sb.SSHPort)
+	}
+	pid, err := runner.ReadPID(sb.Dir.State())
+	switch {
+	case err != nil:
+		return Broken, 0, err.Error()
+	case pid == 0:
+		return Stopped, 0, ""
+	}
+	switch runner.Inspect(pid, sb.Dir.State()) {
+	case runner.Gone:
+		return Broken, pid, fmt.Sprintf("the VM (pid %d) exited without being stopped; see %s (`keystone agent start` recovers)", pid, consolePath(sb))
+	case runner.Stranger:
+		return Broken, pid, fmt.Sprintf("pid %d in %s belongs to another program", pid, pidPath(sb))
+	}
+	if sshAnswers(sb.SSHPort) {
+		return Running, pid, ""
+	}
+	return Broken, pid, fmt.Sprintf("the VM runs (pid %d) but SSH does not answer on 127.0.0.1:%d", pid, sb.SSHPort)
+}
+
+// sshAnswers reads the server's identification line: qemu's port forward
+// accepts connections before the guest's sshd is up, so a TCP connect proves
+// nothing, while the "SSH-2.0-" banner comes only from a live sshd.
+func sshAnswers(port int) bool {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "SSH-")
+}
+
+func ownerOf(fi os.FileInfo) (int, int) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid), int(st.Gid)
+	}
+	return os.Getuid(), os.Getgid()
+}
+
+// InspectAll inspects sandboxes concurrently: each may wait on an SSH banner.
+func (e *Env) InspectAll(sbs []*Sandbox) []Status {
+	out := make([]Status, len(sbs))
+	var wg sync.WaitGroup
+	for i, sb := range sbs {
+		wg.Add(1)
+		go func() { defer wg.Done(); out[i] = e.Inspect(sb) }()
+	}
+	wg.Wait()
+	return out
+}

@@ -1,0 +1,71 @@
+package sandbox
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/keystone-agent/keystone/internal/names"
+)
+
+// Defaults and minimums from the user guide ("Default Resources").
+const (
+	DefaultMemoryMB = 8192
+	MinMemoryMB     = 2048
+	DefaultVCPUs    = 4
+	MinVCPUs        = 1
+	// MaxVCPUs is qemu's limit for the machine types we use.
+	MaxVCPUs = 255
+	// MaxMemoryMB guards against typos such as an extra zero digit.
+	MaxMemoryMB = 1 << 22 // 4 TiB
+	FirstPort   = 2223
+)
+
+// Network modes and sync modes the guide lists.
+var (
+	NetworkModes = []string{"user", "tap", "macvtap", "bridge"}
+	SyncModes    = []string{"manual", "auto-commit", "auto-idle"}
+)
+
+// Spec is what `keystone agent start` asks for.
+type Spec struct {
+	Project  string // a path inside the project's git repository
+	Name     string // empty: derived from the project directory
+	MemoryMB int
+	VCPUs    int
+	Nested   bool
+	Network  string
+	SyncMode string
+	Runner   string // prebuilt runner directory; empty: the registry's, else nix build
+	Fresh    bool
+}
+
+// UsageError is bad input caught before anything is created.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usagef(format string, a ...any) error { return &UsageError{Msg: fmt.Sprintf(format, a...)} }
+
+// Validate checks every value against the guide's limits.
+func (s Spec) Validate() error {
+	if s.Name != "" {
+		if err := names.Validate(s.Name); err != nil {
+			return &UsageError{Msg: err.Error()}
+		}
+	}
+	switch {
+	case s.MemoryMB < MinMemoryMB:
+		return usagef("--memory %d is below the minimum of %d MB", s.MemoryMB, MinMemoryMB)
+	case s.MemoryMB > MaxMemoryMB:
+		return usagef("--memory %d is more than %d MB", s.MemoryMB, MaxMemoryMB)
+	case s.VCPUs < MinVCPUs:
+		return usagef("--vcpus %d is below the minimum of %d", s.VCPUs, MinVCPUs)
+	case s.VCPUs > MaxVCPUs:
+		return usagef("--vcpus %d is more than %d", s.VCPUs, MaxVCPUs)
+	case !slices.Contains(NetworkModes, s.Network):
+		return usagef("unknown network mode %q (choose user, tap, macvtap or bridge)", s.Network)
+	case !slices.Contains(SyncModes, s.SyncMode):
+		return usagef("unknown sync mode %q (choose manual, auto-commit or auto-idle)", s.SyncMode)
+	}
+	return nil
+}

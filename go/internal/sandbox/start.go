@@ -1,0 +1,303 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/gofrs/flock"
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/keystone-agent/keystone/internal/gitsync"
+	"github.com/keystone-agent/keystone/internal/kvm"
+	"github.com/keystone-agent/keystone/internal/names"
+	"github.com/keystone-agent/keystone/internal/nixbuild"
+	"github.com/keystone-agent/keystone/internal/registry"
+	"github.com/keystone-agent/keystone/internal/runner"
+	"github.com/keystone-agent/keystone/internal/sshconn"
+	"github.com/keystone-agent/keystone/internal/statedir"
+)
+
+// Errors start maps to the guide's exit codes.
+var (
+	ErrNotRepo        = errors.New("not a git repository")
+	ErrAlreadyRunning = errors.New("sandbox already running")
+)
+
+// BootError says the VM did not become reachable; Log is the console's tail.
+type BootError struct {
+	Msg string
+	Log string
+}
+
+func (e *BootError) Error() string { return e.Msg }
+
+// Detail is the console's tail, printed under the error line.
+func (e *BootError) Detail() string { return e.Log }
+
+// ReadyTimeout bounds the wait for SSH after the runner starts.
+var ReadyTimeout = 3 * time.Minute
+
+// Start creates the sandbox when it is new, boots it and waits until SSH
+// answers with the pinned host key. A sandbox that runs already is refused
+// (ErrAlreadyRunning) unless spec.Fresh, which stops it and starts over.
+func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	project, err := repoRoot(spec.Project)
+	if err != nil {
+		return nil, err
+	}
+	name := spec.Name
+	if name == "" {
+		if name, err = names.FromPath(project); err != nil {
+			return nil, &UsageError{Msg: err.Error()}
+		}
+	}
+	dir := e.Root.Sandbox(name)
+	if err := os.MkdirAll(filepath.Dir(dir.Root()), 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create the state directory: %w", err)
+	}
+	// One start (or stop, or destroy) per sandbox at a time.
+	lk := flock.New(dir.Root() + ".lock")
+	if ok, err := lk.TryLock(); err != nil || !ok {
+		return nil, fmt.Errorf("sandbox %q is busy: another keystone command holds %s", name, lk.Path())
+	}
+	defer lk.Unlock()
+
+	old, err := e.Registry.Get(name)
+	existed := err == nil
+	if err != nil && !errors.Is(err, registry.ErrNotFound) {
+		return nil, err
+	}
+	if existed && old.ProjectPath != project {
+		return nil, &UsageError{Msg: fmt.Sprintf("sandbox %q belongs to project %q, not %q (choose another --name)", name, old.ProjectPath, project)}
+	}
+	sb := &Sandbox{Entry: old, Dir: dir}
+	if existed {
+		if state, _, _ := evidence(sb); state == Running && !spec.Fresh {
+			return nil, fmt.Errorf("%w: %q (use `keystone agent attach %s`, or --fresh to start over)", ErrAlreadyRunning, name, name)
+		}
+	}
+	runnerDir := old.Runner
+	if spec.Runner != "" {
+		runnerDir = spec.Runner
+	}
+	needsKVM := true
+	if runnerDir != "" {
+		if runnerDir, err = filepath.Abs(runnerDir); err != nil {
+			return nil, err
+		}
+		meta, err := runner.Check(runnerDir)
+		if err != nil {
+			return nil, &UsageError{Msg: err.Error()}
+		}
+		needsKVM = meta.NeedsKVM
+	}
+	if needsKVM {
+		if err := kvm.Check(kvm.Device()); err != nil {
+			return nil, err
+		}
+	}
+
+	if existed {
+		if err := e.stopLeftover(sb); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Fresh && existed {
+		e.progressf("Discarding the previous state of %q", name)
+		if err := os.RemoveAll(dir.Root()); err != nil {
+			return nil, fmt.Errorf("failed to discard %q: %w", dir.Root(), err)
+		}
+	}
+	created := !existed || spec.Fresh
+	sb.Entry = registry.Entry{
+		Name: name, ProjectPath: project, MemoryMB: spec.MemoryMB, VCPUs: spec.VCPUs,
+		Nested: spec.Nested, Network: spec.Network, SyncMode: spec.SyncMode,
+		SSHPort: old.SSHPort, Runner: runnerDir, Created: old.Created,
+	}
+	if created || sb.Created.IsZero() {
+		sb.Created = time.Now().UTC().Truncate(time.Second)
+	}
+	var proc *runner.Process
+	if err := e.boot(ctx, sb, runnerDir, created, &proc); err != nil {
+		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
+	}
+	if err := e.StartWatcher(sb); err != nil {
+		e.progressf("keystone: warning: %v", err)
+	}
+	return sb, nil
+}
+
+// stopLeftover stops a VM that runs although a start is allowed: with
+// --fresh, or alive without SSH answering (hung), and drops a stale pid file.
+func (e *Env) stopLeftover(sb *Sandbox) error {
+	_, pid, _ := evidence(sb)
+	if pid != 0 && runner.Inspect(pid, sb.Dir.State()) == runner.Runner {
+		e.progressf("Stopping the previous VM of %q (pid %d)", sb.Name, pid)
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, runner.DefaultStop); err != nil {
+			return err
+		}
+	}
+	return runner.RemovePID(sb.Dir.State())
+}
+
+func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, created bool, proc **runner.Process) error {
+	for _, d := range []string{sb.Dir.Root(), sb.Dir.State()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(sb.Dir.Workspace()); errors.Is(err, fs.ErrNotExist) {
+		e.progressf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace())
+		if err := gitsync.Clone(ctx, sb.ProjectPath, sb.Dir.Workspace()); err != nil {
+			return fmt.Errorf("failed to clone the project: %w", err)
+		}
+	}
+	if err := giveAwayFromRoot(sb.Dir.Workspace()); err != nil {
+		return fmt.Errorf("failed to hand the workspace to the guest user: %w", err)
+	}
+	hostKey, err := e.ensureKeys(sb)
+	if err != nil {
+		return err
+	}
+	sb.HostKey = hostKey
+	reserved := e.declaredPorts()
+	if err := e.Registry.Update(func(tx *registry.Tx) error {
+		port, err := pickPort(tx, sb.Name, sb.SSHPort, reserved)
+		if err != nil {
+			return err
+		}
+		if sb.SSHPort != 0 && port != sb.SSHPort {
+			e.progressf("Port %d is in use; %q now uses port %d", sb.SSHPort, sb.Name, port)
+		}
+		sb.SSHPort = port
+		tx.Put(sb.Entry)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if runnerDir == "" {
+		if runnerDir, err = e.build(ctx, sb); err != nil {
+			return err
+		}
+	} else if err := relink(sb.Dir.Path(statedir.RunnerLink), runnerDir); err != nil {
+		return err
+	}
+	e.progressf("Booting %q (%d MB, %d vCPUs, SSH on 127.0.0.1:%d)", sb.Name, sb.MemoryMB, sb.VCPUs, sb.SSHPort)
+	p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv())
+	if err != nil {
+		return err
+	}
+	*proc = p
+	target, err := sb.Target()
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+	defer cancel()
+	if err := sshconn.WaitReady(wctx, target, p.Done()); err != nil {
+		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become reachable over SSH: %v", sb.Name, err),
+			Log: tail(consolePath(sb), 15)}
+	}
+	return nil
+}
+
+func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
+	flake, err := nixbuild.Render(nixbuild.Params{Name: sb.Name})
+	if err != nil {
+		return "", err
+	}
+	if err := writeAtomic(sb.Dir.Path(statedir.FlakeFile), flake, 0o644); err != nil {
+		return "", err
+	}
+	e.progressf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name)
+	return nixbuild.Build(ctx, sb.Dir.State(), e.Progress)
+}
+
+// undo removes what a failed start created; an existing sandbox keeps its
+// workspace and registry entry, a new one is removed entirely.
+func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) error {
+	var errs *multierror.Error
+	if proc != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), proc.Pid, proc.Done(), runner.StopOptions{Grace: 2 * time.Second, Term: 2 * time.Second}); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	if !keep {
+		if err := os.RemoveAll(sb.Dir.Root()); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+		if err := e.Registry.Update(func(tx *registry.Tx) error { tx.Delete(sb.Name); return nil }); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	if errs.ErrorOrNil() != nil {
+		return fmt.Errorf("%w (and cleaning up failed: %v)", cause, errs)
+	}
+	return cause
+}
+
+// repoRoot returns the top directory of the git repository containing path.
+// The host repository is the user's own and trusted; it is only read.
+func repoRoot(path string) (string, error) {
+	if path == "" {
+		path = "."
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("%w: %q is not a directory", ErrNotRepo, abs)
+	}
+	repo, err := git.PlainOpenWithOptions(abs, &git.PlainOpenOptions{DetectDotGit: true})
+	if err != nil {
+		return "", fmt.Errorf("%w: %q", ErrNotRepo, abs)
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		return "", fmt.Errorf("%w: %q has no working tree", ErrNotRepo, abs)
+	}
+	root := wt.Filesystem.Root()
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r
+	}
+	return root, nil
+}
+
+func (e *Env) runnerDir(sb *Sandbox) string {
+	if d, err := filepath.EvalSymlinks(sb.Dir.Path(statedir.RunnerLink)); err == nil {
+		return d
+	}
+	return sb.Runner
+}
+
+func (e *Env) declaredPorts() map[int]bool {
+	decl, _ := e.declared()
+	out := map[int]bool{}
+	for _, d := range decl {
+		out[d.SSHPort] = true
+	}
+	return out
+}
+
+func relink(link, target string) error {
+	tmp := link + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, link)
+}
+
+func consolePath(sb *Sandbox) string { return sb.Dir.Path(statedir.ConsoleLog) }
+
+func pidPath(sb *Sandbox) string { return sb.Dir.Path(statedir.PIDFile) }
