@@ -57,8 +57,8 @@ func TestScripts(t *testing.T) {
 			return false, errors.New("unknown condition " + cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits":   cmdExits,
-			"mkrepo":  cmdMkrepo,
+			"exits":  cmdExits,
+			"mkrepo": cmdMkrepo,
 		},
 	})
 }

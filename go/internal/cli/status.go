@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-
 )
 
 func init() {
@@ -39,4 +38,3 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	}
 	return printStatus(env.Stdout, st)
 }
-

@@ -75,4 +75,3 @@ func (e *Env) watcherPID(sb *Sandbox) (int, string) {
 	}
 	return pid, path
 }
-
