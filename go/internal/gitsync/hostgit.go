@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // GitEnv names the variable that pins the trusted git binary. The Nix package
@@ -62,7 +63,11 @@ func (g hostGit) run(ctx context.Context, stdin []byte, args ...string) ([]byte,
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	t0 := time.Now()
 	out, err := cmd.Output()
+	if os.Getenv("KEYSTONE_SYNC_TRACE") != "" {
+		fmt.Fprintf(os.Stderr, "trace: git %s %v\n", args[0], time.Since(t0))
+	}
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		var ee *exec.ExitError

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
@@ -49,7 +50,10 @@ const (
 // incoming object, install them as one pack (rename), move all remote-tracking refs
 // in one `git update-ref` transaction, then `git merge --ff-only` in the host.
 func Sync(ctx context.Context, o Options) (*Report, error) {
+	trace(o, "start")
+	defer trace(o, "end")
 	s, err := prepare(ctx, o)
+	trace(o, "prepared")
 	if s != nil {
 		defer s.close()
 	}
@@ -65,6 +69,7 @@ func Sync(ctx context.Context, o Options) (*Report, error) {
 		if _, err := s.tr.writePack(ctx, filepath.Join(s.dirs.common, "objects")); err != nil {
 			return nil, fmt.Errorf("cannot store the sandbox's objects in %q: %w", o.HostRepo, err)
 		}
+		trace(o, "packed")
 		if err := s.updateRefs(ctx); err != nil {
 			return nil, err
 		}
@@ -153,20 +158,23 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 	s.tr = newTransfer(ws, func(h plumbing.Hash) bool { return s.host.HasEncodedObject(h) == nil }, true)
 	var tips []want
 	for _, b := range branches {
-		tips = append(tips, want{b.hash, plumbing.CommitObject})
+		tips = append(tips, want{b.hash, plumbing.CommitObject, ""})
 	}
 	if err := s.tr.walk(ctx, tips); err != nil {
 		return s, err
 	}
+	trace(o, "walked")
 	s.u = &union{EncodedObjectStorer: s.host, ws: ws, incoming: s.tr}
 	s.rep = &Report{Sandbox: o.Name, DryRun: o.DryRun, Commits: []Commit{}, Review: []ReviewPath{},
 		Uncommitted: []Uncommitted{}, Refs: []RefUpdate{}}
 	if err := s.current(ctx, branches, wsHead); err != nil {
 		return s, err
 	}
+	trace(o, "current")
 	if err := s.refUpdates(ctx, branches); err != nil {
 		return s, err
 	}
+	trace(o, "refs")
 	if !o.SkipUncommitted {
 		s.rep.Uncommitted, err = uncommitted(ws, o.Workspace)
 		if err != nil {
@@ -174,6 +182,14 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 		}
 	}
 	return s, nil
+}
+
+var traceStart = time.Now()
+
+func trace(o Options, what string) {
+	if os.Getenv("KEYSTONE_SYNC_TRACE") != "" {
+		fmt.Fprintf(os.Stderr, "trace: %s at %v\n", what, time.Since(traceStart))
+	}
 }
 
 // current finds the host's branch, its counterpart in the sandbox and the commits

@@ -344,3 +344,33 @@ func TestSyncCountsLinesLikeGit(t *testing.T) {
 		t.Errorf("stats %q, git says %q", got, want)
 	}
 }
+
+// Many commits rewrite the same trees: they travel as deltas, which the host's
+// git must read back exactly.
+func TestSyncPackWithTreeDeltasIsValid(t *testing.T) {
+	host, ws := newPair(t)
+	var c string
+	for i := 0; i < 30; i++ {
+		c = commit(t, ws, fmt.Sprint("step ", i), map[string]string{fmt.Sprintf("src/gen/f%02d.txt", i): fmt.Sprint(i, "\n")})
+	}
+	mustSync(t, opts(host, ws))
+	gitIn(t, host, "fsck", "--strict", "--no-dangling", "--full")
+	if got := gitIn(t, host, "rev-parse", "main"); got != c {
+		t.Fatalf("main = %s, want %s", got, c)
+	}
+	packs, _ := filepath.Glob(filepath.Join(host, ".git", "objects", "pack", "pack-*.idx"))
+	deltas := 0
+	for _, p := range packs {
+		for _, line := range strings.Split(gitIn(t, host, "verify-pack", "-v", p), "\n") {
+			if f := strings.Fields(line); len(f) == 7 && f[1] == "tree" {
+				deltas++
+			}
+		}
+	}
+	if deltas < 30 {
+		t.Errorf("%d trees stored as deltas, want at least 30", deltas)
+	}
+	if a, b := gitIn(t, host, "ls-tree", "-r", "main"), gitIn(t, ws, "ls-tree", "-r", "main"); a != b {
+		t.Error("trees differ between host and workspace")
+	}
+}

@@ -41,11 +41,13 @@ type rawObject struct {
 	hash plumbing.Hash
 	typ  plumbing.ObjectType
 	data []byte
+	path string
 }
 
 type want struct {
 	hash plumbing.Hash
 	typ  plumbing.ObjectType
+	path string // trees: where the tree sits ("/" for a root), to find a delta base
 }
 
 func newTransfer(src storer.EncodedObjectStorer, have func(plumbing.Hash) bool, verify bool) *transfer {
@@ -121,7 +123,7 @@ func (t *transfer) read(w want) ([]want, error) {
 		return nil, hostile("object %s is corrupt: its content does not match its name", w.hash)
 	}
 	t.raw[w.hash] = len(t.small)
-	t.small = append(t.small, rawObject{w.hash, o.Type(), data})
+	t.small = append(t.small, rawObject{w.hash, o.Type(), data, w.path})
 	mem, _ := t.memory(w.hash)
 	switch o.Type() {
 	case plumbing.CommitObject:
@@ -129,22 +131,22 @@ func (t *transfer) read(w want) ([]want, error) {
 		if err != nil {
 			return nil, hostile("commit %s is malformed: %v", w.hash, err)
 		}
-		next := []want{{c.TreeHash, plumbing.TreeObject}}
+		next := []want{{c.TreeHash, plumbing.TreeObject, "/"}}
 		for _, p := range c.ParentHashes {
-			next = append(next, want{p, plumbing.CommitObject})
+			next = append(next, want{p, plumbing.CommitObject, ""})
 		}
 		return next, nil
 	case plumbing.TreeObject:
 		if !t.verify {
-			return parseTreeTrusted(w.hash, data)
+			return parseTreeTrusted(w.hash, w.path, data)
 		}
-		return parseTree(w.hash, data)
+		return parseTree(w.hash, w.path, data)
 	case plumbing.TagObject:
 		tag, err := object.DecodeTag(nil, mem)
 		if err != nil {
 			return nil, hostile("tag %s is malformed: %v", w.hash, err)
 		}
-		return []want{{tag.Target, tag.TargetType}}, nil
+		return []want{{tag.Target, tag.TargetType, ""}}, nil
 	}
 	return nil, hostile("object %s has unexpected type %s", w.hash, o.Type())
 }
@@ -169,17 +171,28 @@ func (p *packWriter) Write(b []byte) (int, error) {
 
 // object writes one object: a type and size header, then the zlib stream of data.
 func (p *packWriter) object(h plumbing.Hash, typ plumbing.ObjectType, size int64, data io.Reader, verify bool) error {
+	return p.entry(h, typ, typ, size, nil, data, verify)
+}
+
+// delta writes h as an OFS_DELTA against the object written at base.
+func (p *packWriter) delta(h plumbing.Hash, base int64, delta []byte) error {
+	return p.entry(h, plumbing.OFSDeltaObject, plumbing.AnyObject, int64(len(delta)), ofsDeltaOffset(p.off-base), bytes.NewReader(delta), false)
+}
+
+// entry writes one pack entry: header (kind, size), extra header bytes, then the
+// zlib stream of data, which with verify must hash to h as an object of type typ.
+func (p *packWriter) entry(h plumbing.Hash, kind, typ plumbing.ObjectType, size int64, extra []byte, data io.Reader, verify bool) error {
 	start := p.off
 	p.crc.Reset()
 	n := 0
-	c := byte(typ)<<4 | byte(size&0x0f)
+	c := byte(kind)<<4 | byte(size&0x0f)
 	for s := size >> 4; s > 0; s >>= 7 {
 		p.header[n] = c | 0x80
 		n++
 		c = byte(s & 0x7f)
 	}
 	p.header[n] = c
-	if _, err := p.Write(p.header[:n+1]); err != nil {
+	if _, err := p.Write(append(p.header[:n+1], extra...)); err != nil {
 		return err
 	}
 	if p.zw == nil {
@@ -187,9 +200,10 @@ func (p *packWriter) object(h plumbing.Hash, typ plumbing.ObjectType, size int64
 	} else {
 		p.zw.Reset(p)
 	}
-	hasher := plumbing.NewHasher(typ, size)
+	var hasher plumbing.Hasher
 	var dst io.Writer = p.zw
 	if verify {
+		hasher = plumbing.NewHasher(typ, size)
 		dst = io.MultiWriter(p.zw, hasher)
 	}
 	got, err := io.Copy(dst, data)
@@ -236,9 +250,28 @@ func (t *transfer) writePack(ctx context.Context, objectsDir string) (int, error
 		return 0, err
 	}
 	p.idx.OnHeader(uint32(n))
+	// The last version of each tree path written, as a delta base.
+	type written struct {
+		data []byte
+		off  int64
+	}
+	last := map[string]written{}
 	for _, o := range t.small {
+		start := p.off
+		if b, ok := last[o.path]; ok && o.typ == plumbing.TreeObject {
+			if d := makeDelta(b.data, o.data); d != nil {
+				if err := p.delta(o.hash, b.off, d); err != nil {
+					return 0, err
+				}
+				last[o.path] = written{o.data, start}
+				continue
+			}
+		}
 		if err := p.object(o.hash, o.typ, int64(len(o.data)), bytes.NewReader(o.data), false); err != nil {
 			return 0, err
+		}
+		if o.typ == plumbing.TreeObject {
+			last[o.path] = written{o.data, start}
 		}
 	}
 	for _, h := range t.blobs {
@@ -353,7 +386,7 @@ func installPack(f *os.File, dir string, sum plumbing.Hash, w *idxfile.Writer) e
 
 // parseTreeTrusted lists a trusted tree's entries (Clone: the host's own
 // repository may hold names the checks refuse, which git itself accepted).
-func parseTreeTrusted(h plumbing.Hash, data []byte) ([]want, error) {
+func parseTreeTrusted(h plumbing.Hash, dir string, data []byte) ([]want, error) {
 	var next []want
 	for len(data) > 0 {
 		sp := bytes.IndexByte(data, ' ')
@@ -363,12 +396,13 @@ func parseTreeTrusted(h plumbing.Hash, data []byte) ([]want, error) {
 		}
 		var target plumbing.Hash
 		copy(target[:], data[nul+1:nul+21])
+		name := string(data[sp+1 : nul])
 		switch string(data[:sp]) {
 		case "40000":
-			next = append(next, want{target, plumbing.TreeObject})
+			next = append(next, want{target, plumbing.TreeObject, dir + name + "/"})
 		case "160000":
 		default:
-			next = append(next, want{target, plumbing.BlobObject})
+			next = append(next, want{target, plumbing.BlobObject, ""})
 		}
 		data = data[nul+21:]
 	}

@@ -3,6 +3,7 @@ package gitsync
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -67,10 +68,10 @@ func dropIgnorable(r rune) rune {
 // (checkEntryName), modes, and git's order without duplicates, which `git fsck`
 // also demands (two entries of one name could check out either). It returns what
 // the entries point at.
-func parseTree(h plumbing.Hash, data []byte) ([]want, error) {
+func parseTree(h plumbing.Hash, dir string, data []byte) ([]want, error) {
 	var next []want
-	prev := ""
-	names := map[string]bool{}
+	var prev string
+	var files []string // sorted, as the tree is: a directory may not repeat one
 	for len(data) > 0 {
 		sp := bytes.IndexByte(data, ' ')
 		if sp < 0 {
@@ -92,25 +93,31 @@ func parseTree(h plumbing.Hash, data []byte) ([]want, error) {
 		key := name
 		switch mode {
 		case "100644", "100755", "100664":
-			next = append(next, want{target, plumbing.BlobObject})
+			files = append(files, name)
+			next = append(next, want{target, plumbing.BlobObject, ""})
 		case "120000":
 			switch strings.ToLower(name) {
 			case ".gitmodules", ".gitattributes", ".gitignore", ".mailmap":
 				return nil, hostile("tree entry %q is a symbolic link (in tree %s)", name, h)
 			}
-			next = append(next, want{target, plumbing.BlobObject})
+			files = append(files, name)
+			next = append(next, want{target, plumbing.BlobObject, ""})
 		case "40000":
 			key += "/"
-			next = append(next, want{target, plumbing.TreeObject})
+			if _, found := slices.BinarySearch(files, name); found {
+				return nil, hostile("tree %s repeats %q", h, name)
+			}
+			next = append(next, want{target, plumbing.TreeObject, dir + name + "/"})
 		case "160000":
 			// a gitlink names a commit of another repository: nothing to copy
+			files = append(files, name)
 		default:
 			return nil, hostile("tree entry %q has invalid mode %s (in tree %s)", name, mode, h)
 		}
-		if key <= prev || names[name] {
+		if key <= prev {
 			return nil, hostile("tree %s is not sorted or repeats %q", h, name)
 		}
-		prev, names[name] = key, true
+		prev = key
 	}
 	return next, nil
 }

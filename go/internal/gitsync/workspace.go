@@ -13,8 +13,10 @@ import (
 	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
-// storageOptions keep pack files open between reads (the caller closes the storage).
-var storageOptions = filesystem.Options{KeepDescriptors: true, MaxOpenDescriptors: 64}
+// storageOptions keep pack files open between reads (the caller closes the
+// storage), and stream objects over 64 KiB instead of inflating them into a
+// growing buffer first, which cost more than the inflating itself.
+var storageOptions = filesystem.Options{KeepDescriptors: true, MaxOpenDescriptors: 64, LargeObjectThreshold: 64 << 10}
 
 // openStorage opens a trusted git directory (the host's, or a workspace this
 // process is creating) in-process.
