@@ -13,6 +13,9 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/keystone-agent/keystone/internal/registry"
+	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/statedir"
 	"github.com/keystone-agent/keystone/internal/testguest"
 )
 
@@ -44,6 +47,8 @@ func TestScripts(t *testing.T) {
 			e.Setenv("GIT_AUTHOR_EMAIL", "test@example.invalid")
 			e.Setenv("GIT_COMMITTER_NAME", "Test")
 			e.Setenv("GIT_COMMITTER_EMAIL", "test@example.invalid")
+			// A failed script must not leave its VMs running.
+			e.Defer(func() { stopAll(filepath.Join(home, ".config", "keystone", "agent")) })
 			return os.MkdirAll(home, 0o700)
 		},
 		Condition: func(cond string) (bool, error) {
@@ -61,6 +66,16 @@ func TestScripts(t *testing.T) {
 			"mkrepo": cmdMkrepo,
 		},
 	})
+}
+
+// stopAll stops every sandbox registered under root.
+func stopAll(root string) {
+	d := statedir.Dir(root)
+	env := &sandbox.Env{Root: d, Registry: registry.New(d.Registry(), d.Lock())}
+	all, _ := env.List()
+	for _, sb := range all {
+		env.Stop(sb)
+	}
 }
 
 func buildGuest(t *testing.T) (string, error) {

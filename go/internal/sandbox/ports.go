@@ -3,10 +3,43 @@ package sandbox
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/keystone-agent/keystone/internal/registry"
 )
+
+// portLockPath is shared by every user of the machine: ports are too.
+var portLockPath = filepath.Join(os.TempDir(), "keystone-agent-ports.lock")
+
+// lockPorts takes the machine-wide port lock.
+func lockPorts() (func(), error) {
+	if f, err := os.OpenFile(portLockPath, os.O_CREATE|os.O_RDONLY, 0o666); err == nil {
+		f.Chmod(0o666) // whoever creates it, every user must be able to lock it
+		f.Close()
+	}
+	lk := flock.New(portLockPath)
+	if err := lk.Lock(); err != nil {
+		return nil, fmt.Errorf("failed to take the port lock %s: %w", portLockPath, err)
+	}
+	return func() { lk.Unlock() }, nil
+}
+
+// awaitBound waits until something listens on the port (the hypervisor's
+// forward), the runner exits, or d passes.
+func awaitBound(port int, exited <-chan struct{}, d time.Duration) {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline) && portFree(port); {
+		select {
+		case <-exited:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
 
 // portFree reports whether 127.0.0.1:port can be bound now.
 func portFree(port int) bool {

@@ -52,8 +52,8 @@ func TestTwoSandboxesAtOnce(t *testing.T) {
 		t.Fatalf("both sandboxes got port %d", a.SSHPort)
 	}
 	for _, sb := range []*sandbox.Sandbox{a, b} {
-		if p := sb.SSHPort; p < sandbox.FirstPort || p > sandbox.FirstPort+1 {
-			t.Errorf("%s: port %d; want 2223 or 2224", sb.Name, p)
+		if sb.SSHPort < sandbox.FirstPort {
+			t.Errorf("%s: port %d; want one from %d on", sb.Name, sb.SSHPort, sandbox.FirstPort)
 		}
 		if got := execOut(t, sb, "cat", "README.md"); got != "# "+sb.Name+"\n" {
 			t.Errorf("%s sees README %q", sb.Name, got)
