@@ -349,9 +349,10 @@ func TestSyncCountsLinesLikeGit(t *testing.T) {
 // git must read back exactly.
 func TestSyncPackWithTreeDeltasIsValid(t *testing.T) {
 	host, ws := newPair(t)
-	var c string
+	var c, log string
 	for i := 0; i < 30; i++ {
-		c = commit(t, ws, fmt.Sprint("step ", i), map[string]string{fmt.Sprintf("src/gen/f%02d.txt", i): fmt.Sprint(i, "\n")})
+		log += fmt.Sprintf("line %d of a file that grows with every commit\n", i)
+		c = commit(t, ws, fmt.Sprint("step ", i), map[string]string{fmt.Sprintf("src/gen/f%02d.txt", i): fmt.Sprint(i, "\n"), "LOG": log})
 	}
 	mustSync(t, opts(host, ws))
 	gitIn(t, host, "fsck", "--strict", "--no-dangling", "--full")
@@ -362,13 +363,16 @@ func TestSyncPackWithTreeDeltasIsValid(t *testing.T) {
 	deltas := 0
 	for _, p := range packs {
 		for _, line := range strings.Split(gitIn(t, host, "verify-pack", "-v", p), "\n") {
-			if f := strings.Fields(line); len(f) == 7 && f[1] == "tree" {
+			if f := strings.Fields(line); len(f) == 7 && (f[1] == "tree" || f[1] == "blob") {
 				deltas++
 			}
 		}
 	}
-	if deltas < 30 {
-		t.Errorf("%d trees stored as deltas, want at least 30", deltas)
+	if deltas < 60 {
+		t.Errorf("%d trees and blobs stored as deltas, want at least 60", deltas)
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "LOG")); string(b) != log {
+		t.Error("the host's LOG differs from the sandbox's")
 	}
 	if a, b := gitIn(t, host, "ls-tree", "-r", "main"), gitIn(t, ws, "ls-tree", "-r", "main"); a != b {
 		t.Error("trees differ between host and workspace")

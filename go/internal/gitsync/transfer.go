@@ -33,7 +33,7 @@ type transfer struct {
 	seen  map[plumbing.Hash]struct{}
 	small []rawObject                // commits, trees and tags, already read and checked
 	raw   map[plumbing.Hash]int      // index into small
-	blobs []plumbing.Hash            // read only when the pack is written
+	blobs []want                     // read only when the pack is written
 	stats map[plumbing.Hash]blobStat // lines of each blob, learnt while it streamed by
 }
 
@@ -89,7 +89,7 @@ func (t *transfer) walk(ctx context.Context, tips []want) error {
 		}
 		t.seen[w.hash] = struct{}{}
 		if w.typ == plumbing.BlobObject {
-			t.blobs = append(t.blobs, w.hash)
+			t.blobs = append(t.blobs, w)
 			continue
 		}
 		next, err := t.read(w)
@@ -250,11 +250,7 @@ func (t *transfer) writePack(ctx context.Context, objectsDir string) (int, error
 		return 0, err
 	}
 	p.idx.OnHeader(uint32(n))
-	// The last version of each tree path written, as a delta base.
-	type written struct {
-		data []byte
-		off  int64
-	}
+	// The last version of each tree and small file written, as a delta base.
 	last := map[string]written{}
 	for _, o := range t.small {
 		start := p.off
@@ -274,11 +270,11 @@ func (t *transfer) writePack(ctx context.Context, objectsDir string) (int, error
 			last[o.path] = written{o.data, start}
 		}
 	}
-	for _, h := range t.blobs {
+	for _, w := range t.blobs {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if err := t.copyBlob(p, h); err != nil {
+		if err := t.copyBlob(p, w, last); err != nil {
 			return 0, err
 		}
 	}
@@ -296,7 +292,19 @@ func (t *transfer) writePack(ctx context.Context, objectsDir string) (int, error
 	return n, installPack(f, dir, trailer, &p.idx)
 }
 
-func (t *transfer) copyBlob(p *packWriter, h plumbing.Hash) error {
+// deltaMax is the largest file kept in memory to serve as a delta base.
+const deltaMax = 256 << 10
+
+// written is an object already in the pack: its content and offset.
+type written struct {
+	data []byte
+	off  int64
+}
+
+// copyBlob copies one blob into the pack: small files as a delta against the
+// previous version of the same path when that saves space, others streamed.
+func (t *transfer) copyBlob(p *packWriter, w want, last map[string]written) error {
+	h := w.hash
 	o, err := t.src.EncodedObject(plumbing.AnyObject, h)
 	if err != nil {
 		return fmt.Errorf("cannot read object %s: %w", h, err)
@@ -310,20 +318,41 @@ func (t *transfer) copyBlob(p *packWriter, h plumbing.Hash) error {
 	}
 	defer r.Close()
 	var lc lineCounter
-	if err := p.object(h, plumbing.BlobObject, o.Size(), io.TeeReader(r, &lc), t.verify); err != nil {
-		return err
+	if o.Size() > deltaMax || w.path == "" {
+		if err := p.object(h, plumbing.BlobObject, o.Size(), io.TeeReader(r, &lc), t.verify); err != nil {
+			return err
+		}
+		t.stats[h] = lc.stat()
+		return nil
 	}
+	data, err := io.ReadAll(io.LimitReader(r, deltaMax+1))
+	if err != nil {
+		return fmt.Errorf("cannot read object %s: %w", h, err)
+	}
+	if int64(len(data)) != o.Size() || (t.verify && plumbing.ComputeHash(plumbing.BlobObject, data) != h) {
+		return hostile("object %s is corrupt: its content does not match its name", h)
+	}
+	lc.Write(data)
 	t.stats[h] = lc.stat()
-	return nil
+	start := p.off
+	if b, ok := last[w.path]; ok {
+		if d := makeDelta(b.data, data); d != nil {
+			last[w.path] = written{data, start}
+			return p.delta(h, b.off, d)
+		}
+	}
+	last[w.path] = written{data, start}
+	return p.object(h, plumbing.BlobObject, o.Size(), bytes.NewReader(data), false)
 }
 
 // verifyBlobs hashes every blob of the walk without writing it: a dry run checks
 // exactly what a real sync would.
 func (t *transfer) verifyBlobs(ctx context.Context) error {
-	for _, h := range t.blobs {
+	for _, w := range t.blobs {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		h := w.hash
 		o, err := t.src.EncodedObject(plumbing.AnyObject, h)
 		if err != nil {
 			return fmt.Errorf("cannot read object %s: %w", h, err)
@@ -402,7 +431,7 @@ func parseTreeTrusted(h plumbing.Hash, dir string, data []byte) ([]want, error) 
 			next = append(next, want{target, plumbing.TreeObject, dir + name + "/"})
 		case "160000":
 		default:
-			next = append(next, want{target, plumbing.BlobObject, ""})
+			next = append(next, want{target, plumbing.BlobObject, dir + name})
 		}
 		data = data[nul+21:]
 	}

@@ -94,14 +94,14 @@ func parseTree(h plumbing.Hash, dir string, data []byte) ([]want, error) {
 		switch mode {
 		case "100644", "100755", "100664":
 			files = append(files, name)
-			next = append(next, want{target, plumbing.BlobObject, ""})
+			next = append(next, want{target, plumbing.BlobObject, dir + name})
 		case "120000":
 			switch strings.ToLower(name) {
 			case ".gitmodules", ".gitattributes", ".gitignore", ".mailmap":
 				return nil, hostile("tree entry %q is a symbolic link (in tree %s)", name, h)
 			}
 			files = append(files, name)
-			next = append(next, want{target, plumbing.BlobObject, ""})
+			next = append(next, want{target, plumbing.BlobObject, dir + name})
 		case "40000":
 			key += "/"
 			if _, found := slices.BinarySearch(files, name); found {
