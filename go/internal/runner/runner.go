@@ -34,6 +34,8 @@ const (
 type Meta struct {
 	// NeedsKVM is false only when the runner falls back to software emulation.
 	NeedsKVM bool
+	// Networks are the network modes the runner supports; nil means any.
+	Networks []string
 }
 
 // Check verifies that dir is a runner and reads its metadata.
@@ -52,8 +54,11 @@ func Check(dir string) (Meta, error) {
 	if !gjson.ValidBytes(data) {
 		return Meta{}, fmt.Errorf("runner metadata %q is not valid JSON", filepath.Join(dir, MetaFile))
 	}
-	accel := gjson.GetBytes(data, "accel").String()
-	return Meta{NeedsKVM: accel != "auto"}, nil
+	m := Meta{NeedsKVM: gjson.GetBytes(data, "accel").String() != "auto"}
+	for _, n := range gjson.GetBytes(data, "networks").Array() {
+		m.Networks = append(m.Networks, n.String())
+	}
+	return m, nil
 }
 
 // Process is a runner started by this process: its child until it exits.

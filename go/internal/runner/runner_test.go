@@ -117,3 +117,13 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met within 5s")
 }
+
+func TestCheckNetworks(t *testing.T) {
+	dir := writeRunner(t, "exec sleep 1", "")
+	os.MkdirAll(filepath.Join(dir, "share/keystone"), 0o755)
+	os.WriteFile(filepath.Join(dir, MetaFile), []byte(`{"accel":"kvm","networks":["user"]}`), 0o644)
+	m, err := Check(dir)
+	if err != nil || !m.NeedsKVM || len(m.Networks) != 1 || m.Networks[0] != "user" {
+		t.Fatalf("Check = %+v, %v; want kvm and networks [user]", m, err)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -99,6 +101,11 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 			return nil, &UsageError{Msg: err.Error()}
 		}
 		needsKVM = meta.NeedsKVM
+		if meta.Networks != nil && !slices.Contains(meta.Networks, spec.Network) {
+			return nil, usagef("the runner %q supports network modes %s, not %q", runnerDir, strings.Join(meta.Networks, ", "), spec.Network)
+		}
+	} else if !slices.Contains(nixbuild.Networks, spec.Network) {
+		return nil, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, " and "))
 	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
@@ -197,7 +204,7 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, created b
 }
 
 func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
-	flake, err := nixbuild.Render(nixbuild.Params{Name: sb.Name})
+	flake, err := nixbuild.Render(nixbuild.Params{Name: sb.Name, Network: sb.Network})
 	if err != nil {
 		return "", err
 	}
