@@ -62,6 +62,11 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 			return nil, &UsageError{Msg: err.Error()}
 		}
 	}
+	// Every refusal comes before anything is created; the checks run again
+	// under the sandbox's lock, since another command may have acted between.
+	if _, err := e.plan(spec, project, name); err != nil {
+		return nil, err
+	}
 	dir := e.Root.Sandbox(name)
 	if err := os.MkdirAll(filepath.Dir(dir.Root()), 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create the state directory: %w", err)
@@ -72,47 +77,12 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox %q is busy: another keystone command holds %s", name, lk.Path())
 	}
 	defer lk.Unlock()
-
-	old, err := e.Registry.Get(name)
-	existed := err == nil
-	if err != nil && !errors.Is(err, registry.ErrNotFound) {
+	pl, err := e.plan(spec, project, name)
+	if err != nil {
 		return nil, err
 	}
-	if existed && old.ProjectPath != project {
-		return nil, &UsageError{Msg: fmt.Sprintf("sandbox %q belongs to project %q, not %q (choose another --name)", name, old.ProjectPath, project)}
-	}
+	old, existed, runnerDir := pl.old, pl.existed, pl.runnerDir
 	sb := &Sandbox{Entry: old, Dir: dir}
-	if existed {
-		if state, _, _ := evidence(sb); state == Running && !spec.Fresh {
-			return nil, fmt.Errorf("%w: %q (use `keystone agent attach %s`, or --fresh to start over)", ErrAlreadyRunning, name, name)
-		}
-	}
-	runnerDir := old.Runner
-	if spec.Runner != "" {
-		runnerDir = spec.Runner
-	}
-	needsKVM := true
-	if runnerDir != "" {
-		if runnerDir, err = filepath.Abs(runnerDir); err != nil {
-			return nil, err
-		}
-		meta, err := runner.Check(runnerDir)
-		if err != nil {
-			return nil, &UsageError{Msg: err.Error()}
-		}
-		needsKVM = meta.NeedsKVM
-		if meta.Networks != nil && !slices.Contains(meta.Networks, spec.Network) {
-			return nil, usagef("the runner %q supports network modes %s, not %q", runnerDir, strings.Join(meta.Networks, ", "), spec.Network)
-		}
-	} else if !slices.Contains(nixbuild.Networks, spec.Network) {
-		return nil, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, " and "))
-	}
-	if needsKVM {
-		if err := kvm.Check(kvm.Device()); err != nil {
-			return nil, err
-		}
-	}
-
 	if existed {
 		if err := e.stopLeftover(sb); err != nil {
 			return nil, err
@@ -141,6 +111,57 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		e.progressf("keystone: warning: %v", err)
 	}
 	return sb, nil
+}
+
+// plan is what start decided before changing anything.
+type plan struct {
+	old       registry.Entry
+	existed   bool
+	runnerDir string // absolute; empty: build with nix
+}
+
+// plan reads the registry and checks everything that can refuse a start:
+// the project owning the name, a running sandbox, the runner, the network
+// mode, KVM. It changes nothing.
+func (e *Env) plan(spec Spec, project, name string) (plan, error) {
+	old, err := e.Registry.Get(name)
+	p := plan{old: old, existed: err == nil, runnerDir: old.Runner}
+	if err != nil && !errors.Is(err, registry.ErrNotFound) {
+		return p, err
+	}
+	if p.existed && old.ProjectPath != project {
+		return p, usagef("sandbox %q belongs to project %q, not %q (choose another --name)", name, old.ProjectPath, project)
+	}
+	if p.existed && !spec.Fresh {
+		if state, _, _ := evidence(&Sandbox{Entry: old, Dir: e.Root.Sandbox(name)}); state == Running {
+			return p, fmt.Errorf("%w: %q (use `keystone agent attach %s`, or --fresh to start over)", ErrAlreadyRunning, name, name)
+		}
+	}
+	if spec.Runner != "" {
+		p.runnerDir = spec.Runner
+	}
+	needsKVM := true
+	if p.runnerDir != "" {
+		if p.runnerDir, err = filepath.Abs(p.runnerDir); err != nil {
+			return p, err
+		}
+		meta, err := runner.Check(p.runnerDir)
+		if err != nil {
+			return p, &UsageError{Msg: err.Error()}
+		}
+		needsKVM = meta.NeedsKVM
+		if meta.Networks != nil && !slices.Contains(meta.Networks, spec.Network) {
+			return p, usagef("the runner %q supports network modes %s, not %q", p.runnerDir, strings.Join(meta.Networks, ", "), spec.Network)
+		}
+	} else if !slices.Contains(nixbuild.Networks, spec.Network) {
+		return p, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, " and "))
+	}
+	if needsKVM {
+		if err := kvm.Check(kvm.Device()); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
 }
 
 // stopLeftover stops a VM that runs although a start is allowed: with
