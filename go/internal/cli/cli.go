@@ -92,14 +92,16 @@ func report(env *Env, err error) int {
 	if err == nil {
 		return ExitOK
 	}
-	if h, ok := errors.AsType[*helpRequest](err); ok {
+	var h *helpRequest
+	if errors.As(err, &h) {
 		fmt.Fprint(env.Stdout, h.usage)
 		return ExitOK
 	}
 	ee := classify(err)
 	if !ee.Quiet && ee.Err != nil {
 		fmt.Fprintf(env.Stderr, "keystone: %s\n", ee.Err)
-		if d, ok := errors.AsType[detailer](ee.Err); ok {
+		var d detailer
+		if errors.As(ee.Err, &d) {
 			for _, line := range strings.Split(strings.TrimRight(d.Detail(), "\n"), "\n") {
 				fmt.Fprintf(env.Stderr, "  | %s\n", line)
 			}
