@@ -82,6 +82,32 @@ func TestBoot(t *testing.T) {
 	vm.shutdown(t, "")
 }
 
+// TestBootRootOwner boots with a root-owned workspace, as when the helper
+// runs as root: the sandbox user must then be uid 0 and still log in.
+func TestBootRootOwner(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (Debian package \"qemu-system-x86\")")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("only root can own a workspace as root")
+	}
+	runner, err := Build(context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := newTestVM(t, runner)
+	vm.uid, vm.gid = 0, 0
+	vm.env = contractEnv(t, filepath.Dir(vm.state), vm.port, 0, 0)
+	os.Chown(vm.workspace, 0, 0)
+	client := vm.boot(t)
+	if got := vm.run(t, client, "id -u; echo root-owned > /workspace/f"); got != "0" {
+		t.Errorf("id -u = %q; want 0", got)
+	}
+	vm.checkOwner(t, filepath.Join(vm.workspace, "f"))
+	client.Close()
+	vm.shutdown(t, "")
+}
+
 // testVM is one sandbox's files and its running runner.
 type testVM struct {
 	runner, state, workspace string

@@ -227,6 +227,7 @@ func TestRunnerScripts(t *testing.T) {
 		{"bad number", runBin, "", "KEYSTONE_MEMORY_MB=lots", `KEYSTONE_MEMORY_MB="lots" is not a number`},
 		{"bad name", runBin, "", "KEYSTONE_SANDBOX_NAME=a b", "is not a valid sandbox name"},
 		{"bad nested", runBin, "", "KEYSTONE_NESTED=yes", "is not 0 or 1"},
+		{"tap network", runBin, "", "KEYSTONE_NETWORK=tap", "user networking only"},
 		{"no host key", runBin, "", "KEYSTONE_GUEST_DIR=" + dir, "no host key in"},
 		{"no QMP socket", shutdownBin, "", "", `no QMP socket at "qmp.sock"`},
 	} {
