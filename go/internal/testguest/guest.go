@@ -31,6 +31,8 @@ var programs = []struct{ path, pkg string }{
 	{"/usr/sbin/dropbear", "dropbear-bin"},
 	{"/usr/bin/dropbearconvert", "dropbear-bin"},
 	{"/usr/bin/git", "git"},
+	// The user guide's examples run `bash -c`; busybox has no bash applet.
+	{"/bin/bash", "bash"},
 }
 
 // guestModules are the kernel modules the guest loads, dependencies added

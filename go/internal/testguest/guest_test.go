@@ -105,7 +105,7 @@ func TestGuestTree(t *testing.T) {
 	}
 	for _, p := range []string{
 		"init", "sbin/init", "bin/sh", "sbin/acpid", "usr/bin/mkpasswd", "sbin/poweroff", "sbin/insmod",
-		"usr/sbin/dropbear", "usr/bin/dropbearconvert", "usr/bin/git", "usr/lib/git-core/git-upload-pack",
+		"usr/sbin/dropbear", "usr/bin/dropbearconvert", "usr/bin/git", "usr/lib/git-core/git-upload-pack", "bin/bash", "etc/profile",
 		"lib64/ld-linux-x86-64.so.2", "etc/inittab", "etc/keystone/boot", "etc/keystone/sshd",
 		"etc/keystone/poweroff", "etc/acpi/PWRF/00000080", "etc/gitconfig", "dev/console",
 		moduleDir + "/order", moduleDir + "/9p.ko", moduleDir + "/virtio_mmio.ko",

@@ -128,6 +128,7 @@ func guestScripts() (map[string][]byte, error) {
 		"etc/keystone/poweroff":  "poweroff",
 		"etc/acpi/PWRF/00000080": "acpi-power",
 		"etc/gitconfig":          "gitconfig",
+		"etc/profile":            "profile",
 	} {
 		data, err := files.ReadFile("files/guest/" + src)
 		if err != nil {
