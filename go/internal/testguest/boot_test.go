@@ -59,13 +59,20 @@ func TestBoot(t *testing.T) {
 	if got := vm.run(t, client, "test -e /run/keystone/ssh_host_ed25519_key && echo readable || echo gone"); got != "gone" {
 		t.Errorf("the host key in the guest share is %s after boot; want it unmounted", got)
 	}
+	if err := vm.passwordLogin(); err == nil {
+		t.Error("password login succeeded without password-auth in the guest dir")
+	}
 	vm.run(t, client, "echo kept > ~/mark")
 	client.Close()
 	vm.shutdown(t, "")
 
+	writeFile(t, filepath.Join(vm.state, "guest", "password-auth"), nil, 0o644)
 	client = vm.boot(t)
 	if got := vm.run(t, client, "cat ~/mark"); got != "kept" {
 		t.Errorf("~/mark after a restart = %q; want \"kept\"", got)
+	}
+	if err := vm.passwordLogin(); err != nil {
+		t.Errorf("password login with password-auth: %v", err)
 	}
 	client.Close()
 	vm.shutdown(t, "python3")
@@ -115,8 +122,8 @@ type testVM struct {
 	env                      []string
 	hostKey                  ssh.PublicKey
 	clientKey                ssh.Signer
-	exited                   chan struct{}
-	cmd                      *exec.Cmd
+	exited                   chan struct{} // closed when the current qemu exited
+	starts                   int
 }
 
 func newTestVM(t *testing.T, runner string) *testVM {
@@ -207,12 +214,15 @@ func (vm *testVM) start(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	vm.cmd, vm.exited = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(vm.exited) }()
+	exited := make(chan struct{})
+	vm.exited = exited
+	go func() { cmd.Wait(); close(exited) }()
+	first := vm.starts == 0
+	vm.starts++
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-vm.exited
-		if t.Failed() {
+		<-exited
+		if first && t.Failed() { // the log holds every boot: print it once
 			log, _ := os.ReadFile(filepath.Join(vm.state, "console.log"))
 			t.Logf("console.log:\n%s", log)
 		}
@@ -258,6 +268,22 @@ func (vm *testVM) awaitSSH(limit time.Duration) (*ssh.Client, error) {
 		return ssh.NewClient(c, chans, reqs), nil
 	}
 	return nil, fmt.Errorf("sshd not ready at %s after %v (last attempt: %v)", addr, limit, last)
+}
+
+// passwordLogin logs in as sandbox with the password "sandbox" only.
+func (vm *testVM) passwordLogin() error {
+	cfg := &ssh.ClientConfig{
+		User:              "sandbox",
+		Auth:              []ssh.AuthMethod{ssh.Password("sandbox")},
+		HostKeyCallback:   ssh.FixedHostKey(vm.hostKey),
+		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519},
+		Timeout:           10 * time.Second,
+	}
+	c, err := ssh.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(vm.port)), cfg)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 // run runs cmd in the guest and returns its trimmed stdout.
