@@ -323,7 +323,7 @@ func TestBuildCache(t *testing.T) {
 	f, _ := os.Open(filepath.Join(out, runnerJSON))
 	data, _ := io.ReadAll(f)
 	f.Close()
-	if strings.TrimSpace(string(data)) != `{"accel":"auto"}` {
+	if strings.TrimSpace(string(data)) != `{"accel":"auto","networks":["user"]}` {
 		t.Errorf("runner.json = %s", data)
 	}
 }

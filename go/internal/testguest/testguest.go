@@ -155,7 +155,7 @@ func renderBoot(d bootData) ([]byte, error) {
 // runnerFiles returns the runner's scripts and runner.json, keyed by path
 // in the runner directory.
 func runnerFiles() (map[string][]byte, error) {
-	m := map[string][]byte{runnerJSON: []byte(`{"accel":"auto"}` + "\n")}
+	m := map[string][]byte{runnerJSON: []byte(`{"accel":"auto","networks":["user"]}` + "\n")}
 	for dst, src := range map[string]string{runBin: "microvm-run", shutdownBin: "microvm-shutdown"} {
 		data, err := files.ReadFile("files/runner/" + src)
 		if err != nil {
