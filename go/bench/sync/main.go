@@ -22,6 +22,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -81,7 +82,7 @@ func run(n int, keep bool, only string) error {
 	}
 	isolateGit(scratch)
 	out := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(out, "scenario\tobjects MB\tgit fetch+merge\tkeystone sync\tratio (keystone/git)\t\n")
+	fmt.Fprintf(out, "scenario\tobjects MB\tgit wall\tkeystone wall\tratio\tgit CPU\tkeystone CPU\tratio\t\n")
 	for i, sc := range scenarios {
 		if only != "" && !strings.Contains(sc.name, only) {
 			continue
@@ -91,16 +92,13 @@ func run(n int, keep bool, only string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
-		gitT, err := measure(n, dir, host, func(copyDir string) error {
+		gitRun := func(copyDir string) error {
 			if err := git(gitBin, copyDir, "fetch", "--quiet", "--no-tags", ws, "+refs/heads/*:refs/remotes/ws/*"); err != nil {
 				return err
 			}
 			return git(gitBin, copyDir, "merge", "--ff-only", "--quiet", "refs/remotes/ws/main")
-		})
-		if err != nil {
-			return fmt.Errorf("%s: git: %w", sc.name, err)
 		}
-		ourT, err := measure(n, dir, host, func(copyDir string) error {
+		ourRun := func(copyDir string) error {
 			if profile != nil {
 				pprof.StartCPUProfile(profile)
 				defer pprof.StopCPUProfile()
@@ -110,11 +108,15 @@ func run(n int, keep bool, only string) error {
 				err = fmt.Errorf("synced %d commits, want %d", len(r.Commits), sc.commits)
 			}
 			return err
-		})
-		if err != nil {
-			return fmt.Errorf("%s: keystone: %w", sc.name, err)
 		}
-		fmt.Fprintf(out, "%s\t%.1f\t%v\t%v\t%.2f\t\n", sc.name, mb, gitT.Round(time.Millisecond/10), ourT.Round(time.Millisecond/10), float64(ourT)/float64(gitT))
+		res, err := measure(n, dir, host, gitRun, ourRun)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		gitT, ourT := res[0].wall, res[1].wall
+		fmt.Fprintf(out, "%s\t%.1f\t%v\t%v\t%.2f\t%v\t%v\t%.2f\t\n", sc.name, mb,
+			gitT.Round(time.Millisecond/10), ourT.Round(time.Millisecond/10), float64(ourT)/float64(gitT),
+			res[0].cpu.Round(time.Millisecond/10), res[1].cpu.Round(time.Millisecond/10), float64(res[1].cpu)/float64(res[0].cpu))
 		fmt.Fprintf(os.Stderr, "done: %s\n", sc.name)
 	}
 	out.Flush()
@@ -240,22 +242,50 @@ func text(rng *rand.Rand, n int) []byte {
 	return b
 }
 
-// measure runs f n times, each on a fresh copy of host, and returns the median.
-func measure(n int, dir, host string, f func(copyDir string) error) (time.Duration, error) {
-	var ds []time.Duration
+type result struct{ wall, cpu time.Duration }
+
+// measure runs each of fs n times, interleaved so that both tools see the same
+// load, each time on a fresh copy of host, and returns the medians of wall time
+// and CPU time (user + system, this process and its children).
+func measure(n int, dir, host string, fs ...func(copyDir string) error) ([]result, error) {
+	walls := make([][]time.Duration, len(fs))
+	cpus := make([][]time.Duration, len(fs))
 	for i := 0; i < n; i++ {
-		c := filepath.Join(dir, fmt.Sprintf("copy%d", i))
-		os.RemoveAll(c)
-		if out, err := exec.Command("cp", "-a", host, c).CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("cp: %v: %s", err, out)
+		for j, f := range fs {
+			c := filepath.Join(dir, fmt.Sprintf("copy%d", j))
+			os.RemoveAll(c)
+			if out, err := exec.Command("cp", "-a", host, c).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("cp: %v: %s", err, out)
+			}
+			cpu0 := cpuTime()
+			start := time.Now()
+			if err := f(c); err != nil {
+				return nil, err
+			}
+			walls[j] = append(walls[j], time.Since(start))
+			cpus[j] = append(cpus[j], cpuTime()-cpu0)
+			os.RemoveAll(c)
 		}
-		start := time.Now()
-		if err := f(c); err != nil {
-			return 0, err
-		}
-		ds = append(ds, time.Since(start))
-		os.RemoveAll(c)
 	}
+	res := make([]result, len(fs))
+	for j := range fs {
+		res[j] = result{median(walls[j]), median(cpus[j])}
+	}
+	return res, nil
+}
+
+func median(ds []time.Duration) time.Duration {
 	slices.Sort(ds)
-	return ds[len(ds)/2], nil
+	return ds[len(ds)/2]
+}
+
+// cpuTime is the user and system time of this process and its waited-for children.
+func cpuTime() time.Duration {
+	var total time.Duration
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		syscall.Getrusage(who, &ru)
+		total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return total
 }

@@ -61,7 +61,7 @@ func cloneInto(ctx context.Context, dirs hostDirs, workspace string) error {
 	err = it.ForEach(func(r *plumbing.Reference) error {
 		if r.Type() == plumbing.HashReference && (r.Name().IsBranch() || r.Name().IsTag()) {
 			refs = append(refs, r)
-			tips = append(tips, want{r.Hash(), plumbing.AnyObject, ""})
+			tips = append(tips, want{hash: r.Hash(), typ: plumbing.AnyObject})
 		}
 		return nil
 	})
@@ -80,7 +80,7 @@ func cloneInto(ctx context.Context, dirs hostDirs, workspace string) error {
 		headRef = plumbing.NewHashReference(plumbing.HEAD, plumbing.NewHash(head))
 	}
 	if headRef.Type() == plumbing.HashReference {
-		tips = append(tips, want{headRef.Hash(), plumbing.CommitObject, ""})
+		tips = append(tips, want{hash: headRef.Hash(), typ: plumbing.CommitObject})
 	}
 	tr := newTransfer(host, func(h plumbing.Hash) bool { return false }, false)
 	if err := tr.walk(ctx, tips); err != nil {

@@ -158,7 +158,7 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 	s.tr = newTransfer(ws, func(h plumbing.Hash) bool { return s.host.HasEncodedObject(h) == nil }, true)
 	var tips []want
 	for _, b := range branches {
-		tips = append(tips, want{b.hash, plumbing.CommitObject, ""})
+		tips = append(tips, want{hash: b.hash, typ: plumbing.CommitObject})
 	}
 	if err := s.tr.walk(ctx, tips); err != nil {
 		return s, err

@@ -48,6 +48,16 @@ type want struct {
 	hash plumbing.Hash
 	typ  plumbing.ObjectType
 	path string // trees: where the tree sits ("/" for a root), to find a delta base
+	dir  string // blobs: the directory's path and the file's name, joined only
+	name []byte // for blobs that travel
+}
+
+// where is the path of a tree or blob, "" when unknown.
+func (w want) where() string {
+	if w.name != nil {
+		return w.dir + string(w.name)
+	}
+	return w.path
 }
 
 func newTransfer(src storer.EncodedObjectStorer, have func(plumbing.Hash) bool, verify bool) *transfer {
@@ -114,7 +124,7 @@ func (t *transfer) read(w want) ([]want, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read object %s: %w", w.hash, err)
 	}
-	data, err := io.ReadAll(r)
+	data, err := readExactly(r, o.Size())
 	r.Close()
 	if err != nil {
 		return nil, fmt.Errorf("cannot read object %s: %w", w.hash, err)
@@ -131,9 +141,9 @@ func (t *transfer) read(w want) ([]want, error) {
 		if err != nil {
 			return nil, hostile("commit %s is malformed: %v", w.hash, err)
 		}
-		next := []want{{c.TreeHash, plumbing.TreeObject, "/"}}
+		next := []want{{hash: c.TreeHash, typ: plumbing.TreeObject, path: "/"}}
 		for _, p := range c.ParentHashes {
-			next = append(next, want{p, plumbing.CommitObject, ""})
+			next = append(next, want{hash: p, typ: plumbing.CommitObject})
 		}
 		return next, nil
 	case plumbing.TreeObject:
@@ -146,7 +156,7 @@ func (t *transfer) read(w want) ([]want, error) {
 		if err != nil {
 			return nil, hostile("tag %s is malformed: %v", w.hash, err)
 		}
-		return []want{{tag.Target, tag.TargetType, ""}}, nil
+		return []want{{hash: tag.Target, typ: tag.TargetType}}, nil
 	}
 	return nil, hostile("object %s has unexpected type %s", w.hash, o.Type())
 }
@@ -292,6 +302,27 @@ func (t *transfer) writePack(ctx context.Context, objectsDir string) (int, error
 	return n, installPack(f, dir, trailer, &p.idx)
 }
 
+// maxSmallObject bounds the commits, trees and tags read into memory: a larger
+// size claim comes from a crafted repository.
+const maxSmallObject = 256 << 20
+
+// readExactly reads an object whose header claims size bytes, in one allocation,
+// and fails unless exactly that many arrive.
+func readExactly(r io.Reader, size int64) ([]byte, error) {
+	if size < 0 || size > maxSmallObject {
+		return nil, hostile("object claims a size of %d bytes", size)
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, hostile("object is shorter than its header says: %v", err)
+	}
+	var one [1]byte
+	if n, _ := r.Read(one[:]); n != 0 {
+		return nil, hostile("object is longer than its header says")
+	}
+	return data, nil
+}
+
 // deltaMax is the largest file kept in memory to serve as a delta base.
 const deltaMax = 256 << 10
 
@@ -318,30 +349,31 @@ func (t *transfer) copyBlob(p *packWriter, w want, last map[string]written) erro
 	}
 	defer r.Close()
 	var lc lineCounter
-	if o.Size() > deltaMax || w.path == "" {
+	path := w.where()
+	if o.Size() > deltaMax || path == "" {
 		if err := p.object(h, plumbing.BlobObject, o.Size(), io.TeeReader(r, &lc), t.verify); err != nil {
 			return err
 		}
 		t.stats[h] = lc.stat()
 		return nil
 	}
-	data, err := io.ReadAll(io.LimitReader(r, deltaMax+1))
+	data, err := readExactly(r, o.Size())
 	if err != nil {
 		return fmt.Errorf("cannot read object %s: %w", h, err)
 	}
-	if int64(len(data)) != o.Size() || (t.verify && plumbing.ComputeHash(plumbing.BlobObject, data) != h) {
+	if t.verify && plumbing.ComputeHash(plumbing.BlobObject, data) != h {
 		return hostile("object %s is corrupt: its content does not match its name", h)
 	}
 	lc.Write(data)
 	t.stats[h] = lc.stat()
 	start := p.off
-	if b, ok := last[w.path]; ok {
+	if b, ok := last[path]; ok {
 		if d := makeDelta(b.data, data); d != nil {
-			last[w.path] = written{data, start}
+			last[path] = written{data, start}
 			return p.delta(h, b.off, d)
 		}
 	}
-	last[w.path] = written{data, start}
+	last[path] = written{data, start}
 	return p.object(h, plumbing.BlobObject, o.Size(), bytes.NewReader(data), false)
 }
 
@@ -428,10 +460,10 @@ func parseTreeTrusted(h plumbing.Hash, dir string, data []byte) ([]want, error) 
 		name := string(data[sp+1 : nul])
 		switch string(data[:sp]) {
 		case "40000":
-			next = append(next, want{target, plumbing.TreeObject, dir + name + "/"})
+			next = append(next, want{hash: target, typ: plumbing.TreeObject, path: dir + name + "/"})
 		case "160000":
 		default:
-			next = append(next, want{target, plumbing.BlobObject, dir + name})
+			next = append(next, want{hash: target, typ: plumbing.BlobObject, path: dir + name})
 		}
 		data = data[nul+21:]
 	}

@@ -39,6 +39,20 @@ func checkBranchName(b string) error {
 	return nil
 }
 
+// checkEntryNameBytes is checkEntryName without allocating for ordinary names.
+func checkEntryNameBytes(name []byte) error {
+	if len(name) == 0 || bytes.IndexByte(name, '/') >= 0 {
+		return checkEntryName(string(name))
+	}
+	for _, c := range name {
+		if c == '.' || c >= 0x80 || c == 'g' || c == 'G' {
+			// only names with these can spell a special name: check them fully
+			return checkEntryName(string(name))
+		}
+	}
+	return nil
+}
+
 // checkEntryName refuses tree entry names that would step out of the checkout or
 // into a .git directory on any file system git supports (the same family of names
 // `git fsck` rejects: "..", ".git" in any case, NTFS/HFS spellings of it, "/").
@@ -69,9 +83,9 @@ func dropIgnorable(r rune) rune {
 // also demands (two entries of one name could check out either). It returns what
 // the entries point at.
 func parseTree(h plumbing.Hash, dir string, data []byte) ([]want, error) {
-	var next []want
-	var prev string
-	var files []string // sorted, as the tree is: a directory may not repeat one
+	next := make([]want, 0, len(data)/40)
+	var prev []byte
+	var files [][]byte // sorted, as the tree is: a directory may not repeat one
 	for len(data) > 0 {
 		sp := bytes.IndexByte(data, ' ')
 		if sp < 0 {
@@ -83,39 +97,39 @@ func parseTree(h plumbing.Hash, dir string, data []byte) ([]want, error) {
 		if nul < 0 || len(data) < nul+1+20 {
 			return nil, hostile("tree %s is malformed", h)
 		}
-		name := string(data[:nul])
+		nameb := data[:nul:nul]
 		var target plumbing.Hash
 		copy(target[:], data[nul+1:nul+21])
 		data = data[nul+21:]
-		if err := checkEntryName(name); err != nil {
+		if err := checkEntryNameBytes(nameb); err != nil {
 			return nil, fmt.Errorf("%w (in tree %s)", err, h)
 		}
-		key := name
+		key := nameb
 		switch mode {
 		case "100644", "100755", "100664":
-			files = append(files, name)
-			next = append(next, want{target, plumbing.BlobObject, dir + name})
+			files = append(files, nameb)
+			next = append(next, want{hash: target, typ: plumbing.BlobObject, dir: dir, name: nameb})
 		case "120000":
-			switch strings.ToLower(name) {
+			switch strings.ToLower(string(nameb)) {
 			case ".gitmodules", ".gitattributes", ".gitignore", ".mailmap":
-				return nil, hostile("tree entry %q is a symbolic link (in tree %s)", name, h)
+				return nil, hostile("tree entry %q is a symbolic link (in tree %s)", nameb, h)
 			}
-			files = append(files, name)
-			next = append(next, want{target, plumbing.BlobObject, dir + name})
+			files = append(files, nameb)
+			next = append(next, want{hash: target, typ: plumbing.BlobObject, dir: dir, name: nameb})
 		case "40000":
-			key += "/"
-			if _, found := slices.BinarySearch(files, name); found {
-				return nil, hostile("tree %s repeats %q", h, name)
+			key = append(nameb, '/') // nameb has no spare capacity: this copies
+			if _, found := slices.BinarySearchFunc(files, nameb, bytes.Compare); found {
+				return nil, hostile("tree %s repeats %q", h, nameb)
 			}
-			next = append(next, want{target, plumbing.TreeObject, dir + name + "/"})
+			next = append(next, want{hash: target, typ: plumbing.TreeObject, path: dir + string(nameb) + "/"})
 		case "160000":
 			// a gitlink names a commit of another repository: nothing to copy
-			files = append(files, name)
+			files = append(files, nameb)
 		default:
-			return nil, hostile("tree entry %q has invalid mode %s (in tree %s)", name, mode, h)
+			return nil, hostile("tree entry %q has invalid mode %s (in tree %s)", nameb, mode, h)
 		}
-		if key <= prev {
-			return nil, hostile("tree %s is not sorted or repeats %q", h, name)
+		if bytes.Compare(key, prev) <= 0 {
+			return nil, hostile("tree %s is not sorted or repeats %q", h, nameb)
 		}
 		prev = key
 	}
