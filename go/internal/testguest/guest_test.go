@@ -327,3 +327,53 @@ func TestBuildCache(t *testing.T) {
 		t.Errorf("runner.json = %s", data)
 	}
 }
+
+// TestRunnerArgs runs bin/microvm-run against a stand-in qemu that prints
+// its arguments: the contract's values must reach qemu, paths with commas
+// escaped, the SSH port bound to loopback only.
+func TestRunnerArgs(t *testing.T) {
+	runner, err := runnerFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "odd,dir")
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	os.MkdirAll(filepath.Join(dir, shareDir), 0o755)
+	os.WriteFile(filepath.Join(dir, runBin), runner[runBin], 0o755)
+	fake := t.TempDir()
+	os.WriteFile(filepath.Join(fake, "qemu-system-x86_64"), []byte("#!/bin/sh\nprintf '%s\\n' \"$@\"\n"), 0o755)
+	env := contractEnv(t, dir, 2299, 1000, 1001)
+	os.WriteFile(filepath.Join(dir, "state/guest/ssh_host_ed25519_key"), []byte("key"), 0o600)
+	os.WriteFile(filepath.Join(dir, "state/guest/authorized_keys"), []byte("key"), 0o644)
+	cmd := exec.Command(filepath.Join(dir, runBin))
+	cmd.Dir = filepath.Join(dir, "state")
+	cmd.Env = append(env, "PATH="+fake+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("microvm-run: %v: %s", err, out)
+	}
+	args := "\n" + string(out)
+	esc := strings.ReplaceAll(dir, ",", ",,")
+	for _, want := range []string{
+		"\n-M\nmicrovm,",
+		"\n-m\n2048\n-smp\n2\n",
+		"\nuser,id=net0,hostfwd=tcp:127.0.0.1:2299-:22\n",
+		"\nlocal,id=workspace,path=" + esc + "/workspace,security_model=none\n",
+		"\nlocal,id=keystone,path=" + esc + "/state/guest,security_model=none,readonly=on\n",
+		"\nlocal,id=home,path=" + esc + "/state/home,security_model=none\n",
+		"\nlocal,id=control,path=" + esc + "/state/control,security_model=none,readonly=on\n",
+		"\nunix:qmp.sock,server=on,wait=off\n",
+		" keystone.uid=1000 keystone.gid=1001 keystone.name=test-guest\n",
+		",-vmx,-svm\n",
+		"\n-kernel\n" + dir + "/share/keystone/vmlinux\n",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("qemu arguments lack %q:%s", want, args)
+		}
+	}
+	for _, d := range []string{"state/home", "state/control"} {
+		if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
+			t.Errorf("microvm-run did not create %s: %v", d, err)
+		}
+	}
+}
