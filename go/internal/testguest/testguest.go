@@ -221,7 +221,7 @@ func build(ctx context.Context, cache, dir, sum string, h host, t tree, runner m
 	if err != nil {
 		return fmt.Errorf("failed to read the kernel: %w", err)
 	}
-	vmlinux, err := Vmlinux(ctx, bz)
+	vmlinux, err := extractVmlinux(ctx, bz)
 	if err != nil {
 		return fmt.Errorf("failed to extract vmlinux from %q: %w", h.kernel, err)
 	}
@@ -232,6 +232,9 @@ func build(ctx context.Context, cache, dir, sum string, h host, t tree, runner m
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(tmp, markerFile), []byte(sum+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it private
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {

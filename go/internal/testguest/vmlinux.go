@@ -36,7 +36,7 @@ var compressions = []compression{
 	{name: "zstd", magic: []byte{0x28, 0xb5, 0x2f, 0xfd}, tool: []string{"zstd", "-dcq"}, pkgName: "zstd"},
 }
 
-// Vmlinux returns the uncompressed ELF kernel inside a bzImage.
+// extractVmlinux returns the uncompressed ELF kernel inside a bzImage.
 //
 // qemu's microvm machine boots an ELF vmlinux through its PVH entry point;
 // a bzImage would decompress itself inside the guest, which costs seconds
@@ -44,7 +44,7 @@ var compressions = []compression{
 // header (version 2.08 and later), as the kernel tree's extract-vmlinux does
 // by searching for magic numbers, and its size is checked against the
 // uncompressed length the kernel build appends to it.
-func Vmlinux(ctx context.Context, bzImage []byte) ([]byte, error) {
+func extractVmlinux(ctx context.Context, bzImage []byte) ([]byte, error) {
 	payload, size, err := bzPayload(bzImage)
 	if err != nil {
 		return nil, err

@@ -68,7 +68,7 @@ func TestBzPayloadErrors(t *testing.T) {
 		{"payload outside", outside, "lies outside"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Vmlinux(context.Background(), tc.img)
+			_, err := extractVmlinux(context.Background(), tc.img)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v; want an error containing %q", err, tc.want)
 			}
@@ -88,7 +88,7 @@ func TestVmlinuxRejects(t *testing.T) {
 		{"not ELF", fakeBzImage(gzipped(t, notELF), uint32(len(notELF))), "not an ELF file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Vmlinux(context.Background(), tc.img)
+			_, err := extractVmlinux(context.Background(), tc.img)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v; want an error containing %q", err, tc.want)
 			}
@@ -112,7 +112,7 @@ func TestVmlinuxFormats(t *testing.T) {
 		{"zstd", func() []byte { return compressWith(t, self, "zstd", "-q", "-c") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Vmlinux(context.Background(), fakeBzImage(tc.pack(), uint32(len(self))))
+			_, err := extractVmlinux(context.Background(), fakeBzImage(tc.pack(), uint32(len(self))))
 			if err == nil || !strings.Contains(err.Error(), "no PVH entry point") {
 				t.Fatalf("got %v; want the payload decompressed and refused for its missing PVH note", err)
 			}
@@ -130,7 +130,7 @@ func TestVmlinuxDebianKernel(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	out, err := Vmlinux(context.Background(), bz)
+	out, err := extractVmlinux(context.Background(), bz)
 	if err != nil {
 		t.Fatal(err)
 	}
