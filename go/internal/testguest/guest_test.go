@@ -61,13 +61,22 @@ func TestRenderBoot(t *testing.T) {
 	shellSyntax(t, "boot", boot)
 }
 
-// shellSyntax checks a script with the host's sh -n.
+// shellSyntax checks a script with the host's sh -n, and with shellcheck
+// when it is installed (CI installs it).
 func shellSyntax(t *testing.T, name string, script []byte) {
 	t.Helper()
 	cmd := exec.Command("sh", "-n")
 	cmd.Stdin = bytes.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("%s: sh -n: %v: %s", name, err, out)
+	}
+	if _, err := exec.LookPath("shellcheck"); err != nil {
+		return
+	}
+	cmd = exec.Command("shellcheck", "-s", "sh", "-")
+	cmd.Stdin = bytes.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("%s: shellcheck: %v:\n%s", name, err, out)
 	}
 }
 
@@ -82,6 +91,9 @@ func TestScriptsSyntax(t *testing.T) {
 	}
 	for _, m := range []map[string][]byte{guest, runner} {
 		for name, data := range m {
+			if name == "etc/profile" {
+				data = append([]byte("#!/bin/sh\n"), data...) // sourced, not run
+			}
 			if bytes.HasPrefix(data, []byte("#!/bin/sh")) {
 				shellSyntax(t, name, data)
 			}
