@@ -49,18 +49,23 @@ func main() {
 	}
 }
 
+// A scenario's commits are made with `git commit` (loose objects, as an agent
+// leaves them), or with fast-import (one pack), optionally unpacked into loose
+// objects again: git only packs a repository at 6700 loose objects.
 type scenario struct {
 	name    string
 	commits int
 	size    int // bytes of new content per commit
-	loose   bool
+	commit  bool
+	unpack  bool
 }
 
 var scenarios = []scenario{
-	{"1 commit", 1, 2 << 10, true},
-	{"100 commits", 100, 2 << 10, true},
-	{"1000 commits", 1000, 2 << 10, false},
-	{"50 MB history (100 commits x 512 KB)", 100, 512 << 10, false},
+	{"1 commit", 1, 2 << 10, true, false},
+	{"100 commits", 100, 2 << 10, true, false},
+	{"1000 commits (loose)", 1000, 2 << 10, false, true},
+	{"1000 commits (packed)", 1000, 2 << 10, false, false},
+	{"50 MB history (100 commits x 512 KB, packed)", 100, 512 << 10, false, false},
 }
 
 // profile receives the CPU profile of the keystone runs (-cpuprofile).
@@ -175,7 +180,7 @@ func prepare(gitBin, dir string, sc scenario) (host, ws string, mb float64, err 
 	if err := gitsync.Clone(context.Background(), host, ws); err != nil {
 		return "", "", 0, err
 	}
-	if sc.loose {
+	if sc.commit {
 		for i := 0; i < sc.commits; i++ {
 			p := filepath.Join(ws, "agent", fmt.Sprintf("change%d.txt", i))
 			os.MkdirAll(filepath.Dir(p), 0o755)
@@ -189,6 +194,11 @@ func prepare(gitBin, dir string, sc scenario) (host, ws string, mb float64, err 
 		}
 	} else if err := fastImport(gitBin, ws, rng, sc); err != nil {
 		return "", "", 0, err
+	}
+	if sc.unpack {
+		if err := unpack(gitBin, ws); err != nil {
+			return "", "", 0, err
+		}
 	}
 	return host, ws, float64(sc.commits*sc.size) / (1 << 20), nil
 }
@@ -223,6 +233,34 @@ func fastImport(gitBin, ws string, rng *rand.Rand, sc scenario) error {
 		return err
 	}
 	return git(gitBin, ws, "reset", "-q", "--hard", "main")
+}
+
+// unpack turns the workspace's newest pack (fast-import's) into loose objects.
+func unpack(gitBin, ws string) error {
+	packs, _ := filepath.Glob(filepath.Join(ws, ".git", "objects", "pack", "pack-*.pack"))
+	var newest string
+	var newestTime time.Time
+	for _, p := range packs {
+		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(newestTime) {
+			newest, newestTime = p, fi.ModTime()
+		}
+	}
+	moved := filepath.Join(filepath.Dir(ws), "fast-import.pack")
+	if err := os.Rename(newest, moved); err != nil {
+		return err
+	}
+	os.Remove(strings.TrimSuffix(newest, ".pack") + ".idx")
+	f, err := os.Open(moved)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := exec.Command(gitBin, "-C", ws, "unpack-objects", "-q")
+	cmd.Stdin = f
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("unpack-objects: %v: %s", err, out)
+	}
+	return nil
 }
 
 // text is n bytes of random words: compressible like source, not trivially.

@@ -155,7 +155,11 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 	if _, err := os.Stat(filepath.Join(s.dirs.common, "shallow")); err == nil {
 		return s, fmt.Errorf("%q is a shallow clone: sync needs its whole history (`git fetch --unshallow`)", o.HostRepo)
 	}
-	s.tr = newTransfer(ws, func(h plumbing.Hash) bool { return s.host.HasEncodedObject(h) == nil }, true)
+	have, err := newObjectSet(filepath.Join(s.dirs.common, "objects"))
+	if err != nil {
+		return s, fmt.Errorf("cannot read the objects of %q: %w", o.HostRepo, err)
+	}
+	s.tr = newTransfer(ws, have.has, true)
 	var tips []want
 	for _, b := range branches {
 		tips = append(tips, want{hash: b.hash, typ: plumbing.CommitObject})

@@ -14,6 +14,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
@@ -179,21 +181,8 @@ func (p *packWriter) Write(b []byte) (int, error) {
 	return p.w.Write(b)
 }
 
-// object writes one object: a type and size header, then the zlib stream of data.
-func (p *packWriter) object(h plumbing.Hash, typ plumbing.ObjectType, size int64, data io.Reader, verify bool) error {
-	return p.entry(h, typ, typ, size, nil, data, verify)
-}
-
-// delta writes h as an OFS_DELTA against the object written at base.
-func (p *packWriter) delta(h plumbing.Hash, base int64, delta []byte) error {
-	return p.entry(h, plumbing.OFSDeltaObject, plumbing.AnyObject, int64(len(delta)), ofsDeltaOffset(p.off-base), bytes.NewReader(delta), false)
-}
-
-// entry writes one pack entry: header (kind, size), extra header bytes, then the
-// zlib stream of data, which with verify must hash to h as an object of type typ.
-func (p *packWriter) entry(h plumbing.Hash, kind, typ plumbing.ObjectType, size int64, extra []byte, data io.Reader, verify bool) error {
-	start := p.off
-	p.crc.Reset()
+// entryHeader encodes an entry's kind and size (of its inflated body).
+func (p *packWriter) entryHeader(kind plumbing.ObjectType, size int64) []byte {
 	n := 0
 	c := byte(kind)<<4 | byte(size&0x0f)
 	for s := size >> 4; s > 0; s >>= 7 {
@@ -202,7 +191,20 @@ func (p *packWriter) entry(h plumbing.Hash, kind, typ plumbing.ObjectType, size 
 		c = byte(s & 0x7f)
 	}
 	p.header[n] = c
-	if _, err := p.Write(append(p.header[:n+1], extra...)); err != nil {
+	return p.header[:n+1]
+}
+
+// object writes one object: a type and size header, then the zlib stream of data.
+func (p *packWriter) object(h plumbing.Hash, typ plumbing.ObjectType, size int64, data io.Reader, verify bool) error {
+	return p.entry(h, typ, typ, size, nil, data, verify)
+}
+
+// entry writes one pack entry: header (kind, size), extra header bytes, then the
+// zlib stream of data, which with verify must hash to h as an object of type typ.
+func (p *packWriter) entry(h plumbing.Hash, kind, typ plumbing.ObjectType, size int64, extra []byte, data io.Reader, verify bool) error {
+	start := p.off
+	p.crc.Reset()
+	if _, err := p.Write(append(p.entryHeader(kind, size), extra...)); err != nil {
 		return err
 	}
 	if p.zw == nil {
@@ -260,33 +262,39 @@ func (t *transfer) writePack(ctx context.Context, objectsDir string) (int, error
 		return 0, err
 	}
 	p.idx.OnHeader(uint32(n))
-	// The last version of each tree and small file written, as a delta base.
-	last := map[string]written{}
+	// The last version of each tree and small file, as a delta base.
+	last := map[string]*pending{}
+	batch := make([]*pending, 0, len(t.small))
 	for _, o := range t.small {
-		start := p.off
-		if b, ok := last[o.path]; ok && o.typ == plumbing.TreeObject {
-			if d := makeDelta(b.data, o.data); d != nil {
-				if err := p.delta(o.hash, b.off, d); err != nil {
-					return 0, err
-				}
-				last[o.path] = written{o.data, start}
-				continue
-			}
-		}
-		if err := p.object(o.hash, o.typ, int64(len(o.data)), bytes.NewReader(o.data), false); err != nil {
-			return 0, err
-		}
-		if o.typ == plumbing.TreeObject {
-			last[o.path] = written{o.data, start}
-		}
+		batch = append(batch, deltaOrFull(last, o.hash, o.typ, o.data, o.path))
 	}
+	if err := p.writeBatch(batch); err != nil {
+		return 0, err
+	}
+	batch = batch[:0]
 	for _, w := range t.blobs {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if err := t.copyBlob(p, w, last); err != nil {
+		x, err := t.readBlob(p, w, last, func() error { // a large blob streams: flush first
+			err := p.writeBatch(batch)
+			batch = batch[:0]
+			return err
+		})
+		if err != nil {
 			return 0, err
 		}
+		if x != nil {
+			if batch = append(batch, x); len(batch) == 512 {
+				if err := p.writeBatch(batch); err != nil {
+					return 0, err
+				}
+				batch = batch[:0]
+			}
+		}
+	}
+	if err := p.writeBatch(batch); err != nil {
+		return 0, err
 	}
 	var trailer plumbing.Hash
 	copy(trailer[:], p.sum.Sum(nil))
@@ -326,55 +334,116 @@ func readExactly(r io.Reader, size int64) ([]byte, error) {
 // deltaMax is the largest file kept in memory to serve as a delta base.
 const deltaMax = 256 << 10
 
-// written is an object already in the pack: its content and offset.
-type written struct {
-	data []byte
-	off  int64
-}
-
-// copyBlob copies one blob into the pack: small files as a delta against the
-// previous version of the same path when that saves space, others streamed.
-func (t *transfer) copyBlob(p *packWriter, w want, last map[string]written) error {
+// readBlob reads one blob for the pack. A small one comes back as a pending entry,
+// a delta against the previous version of its path when that saves space; a large
+// one is streamed into the pack at once, after flush.
+func (t *transfer) readBlob(p *packWriter, w want, last map[string]*pending, flush func() error) (*pending, error) {
 	h := w.hash
 	o, err := t.src.EncodedObject(plumbing.AnyObject, h)
 	if err != nil {
-		return fmt.Errorf("cannot read object %s: %w", h, err)
+		return nil, fmt.Errorf("cannot read object %s: %w", h, err)
 	}
 	if o.Type() != plumbing.BlobObject {
-		return hostile("object %s is a %s, expected a blob", h, o.Type())
+		return nil, hostile("object %s is a %s, expected a blob", h, o.Type())
 	}
 	r, err := o.Reader()
 	if err != nil {
-		return fmt.Errorf("cannot read object %s: %w", h, err)
+		return nil, fmt.Errorf("cannot read object %s: %w", h, err)
 	}
 	defer r.Close()
 	var lc lineCounter
 	path := w.where()
-	if o.Size() > deltaMax || path == "" {
+	if o.Size() > deltaMax {
+		if err := flush(); err != nil {
+			return nil, err
+		}
 		if err := p.object(h, plumbing.BlobObject, o.Size(), io.TeeReader(r, &lc), t.verify); err != nil {
-			return err
+			return nil, err
 		}
 		t.stats[h] = lc.stat()
-		return nil
+		return nil, nil
 	}
 	data, err := readExactly(r, o.Size())
 	if err != nil {
-		return fmt.Errorf("cannot read object %s: %w", h, err)
+		return nil, fmt.Errorf("cannot read object %s: %w", h, err)
 	}
 	if t.verify && plumbing.ComputeHash(plumbing.BlobObject, data) != h {
-		return hostile("object %s is corrupt: its content does not match its name", h)
+		return nil, hostile("object %s is corrupt: its content does not match its name", h)
 	}
 	lc.Write(data)
 	t.stats[h] = lc.stat()
-	start := p.off
+	return deltaOrFull(last, h, plumbing.BlobObject, data, path), nil
+}
+
+// pending is a pack entry whose body is compressed in parallel with others
+// before the entries are written in order.
+type pending struct {
+	hash plumbing.Hash
+	kind plumbing.ObjectType // the object's type, or OFSDeltaObject
+	data []byte              // the object's content: a base for the next version
+	body []byte              // what the entry stores: data, or a delta
+	base *pending            // OFS_DELTA: the entry it applies to
+	off  int64               // set once written
+	z    []byte              // body compressed
+}
+
+// deltaOrFull makes the entry for one object, a delta against the last version of
+// the same path (trees and small files) when that saves at least half.
+func deltaOrFull(last map[string]*pending, h plumbing.Hash, typ plumbing.ObjectType, data []byte, path string) *pending {
+	x := &pending{hash: h, kind: typ, data: data, body: data}
+	if path == "" || (typ != plumbing.TreeObject && typ != plumbing.BlobObject) {
+		return x
+	}
 	if b, ok := last[path]; ok {
 		if d := makeDelta(b.data, data); d != nil {
-			last[path] = written{data, start}
-			return p.delta(h, b.off, d)
+			x.kind, x.body, x.base = plumbing.OFSDeltaObject, d, b
 		}
 	}
-	last[path] = written{data, start}
-	return p.object(h, plumbing.BlobObject, o.Size(), bytes.NewReader(data), false)
+	last[path] = x
+	return x
+}
+
+// writeBatch compresses the entries' bodies on every CPU, then writes them in order.
+func (p *packWriter) writeBatch(batch []*pending) error {
+	work := make(chan *pending)
+	var wg sync.WaitGroup
+	for i := 0; i < runtime.NumCPU(); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf bytes.Buffer
+			zw, _ := zlib.NewWriterLevel(&buf, zlib.BestSpeed)
+			for x := range work {
+				buf.Reset()
+				zw.Reset(&buf)
+				zw.Write(x.body)
+				zw.Close()
+				x.z = bytes.Clone(buf.Bytes())
+			}
+		}()
+	}
+	for _, x := range batch {
+		work <- x
+	}
+	close(work)
+	wg.Wait()
+	for _, x := range batch {
+		x.off = p.off
+		var extra []byte
+		if x.base != nil {
+			extra = ofsDeltaOffset(p.off - x.base.off)
+		}
+		p.crc.Reset()
+		if _, err := p.Write(append(p.entryHeader(x.kind, int64(len(x.body))), extra...)); err != nil {
+			return err
+		}
+		if _, err := p.Write(x.z); err != nil {
+			return err
+		}
+		p.idx.Add(x.hash, uint64(x.off), p.crc.Sum32())
+		x.z, x.body = nil, nil
+	}
+	return nil
 }
 
 // verifyBlobs hashes every blob of the walk without writing it: a dry run checks
