@@ -272,24 +272,26 @@ func (t *transfer) writePack(ctx context.Context, objectsDir string) (int, error
 		return 0, err
 	}
 	batch = batch[:0]
+	batchBytes := 0
 	for _, w := range t.blobs {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
 		x, err := t.readBlob(p, w, last, func() error { // a large blob streams: flush first
 			err := p.writeBatch(batch)
-			batch = batch[:0]
+			batch, batchBytes = batch[:0], 0
 			return err
 		})
 		if err != nil {
 			return 0, err
 		}
 		if x != nil {
-			if batch = append(batch, x); len(batch) == 512 {
+			batch, batchBytes = append(batch, x), batchBytes+len(x.body)
+			if len(batch) == 1024 || batchBytes > batchMax {
 				if err := p.writeBatch(batch); err != nil {
 					return 0, err
 				}
-				batch = batch[:0]
+				batch, batchBytes = batch[:0], 0
 			}
 		}
 	}
@@ -331,6 +333,13 @@ func readExactly(r io.Reader, size int64) ([]byte, error) {
 	return data, nil
 }
 
+// memoryMax is the largest blob compressed in memory, in parallel with others;
+// larger ones stream. batchMax bounds the memory of one batch.
+const (
+	memoryMax = 8 << 20
+	batchMax  = 64 << 20
+)
+
 // deltaMax is the largest file kept in memory to serve as a delta base.
 const deltaMax = 256 << 10
 
@@ -353,7 +362,7 @@ func (t *transfer) readBlob(p *packWriter, w want, last map[string]*pending, flu
 	defer r.Close()
 	var lc lineCounter
 	path := w.where()
-	if o.Size() > deltaMax {
+	if o.Size() > memoryMax {
 		if err := flush(); err != nil {
 			return nil, err
 		}
@@ -372,6 +381,9 @@ func (t *transfer) readBlob(p *packWriter, w want, last map[string]*pending, flu
 	}
 	lc.Write(data)
 	t.stats[h] = lc.stat()
+	if len(data) > deltaMax {
+		path = "" // too large to keep as the next version's base
+	}
 	return deltaOrFull(last, h, plumbing.BlobObject, data, path), nil
 }
 
