@@ -423,14 +423,13 @@ func (p *packWriter) writeBatch(batch []*pending) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var buf bytes.Buffer
-			zw, _ := zlib.NewWriterLevel(&buf, zlib.BestSpeed)
+			zw, _ := zlib.NewWriterLevel(io.Discard, zlib.BestSpeed)
 			for x := range work {
-				buf.Reset()
-				zw.Reset(&buf)
+				buf := bytes.NewBuffer(make([]byte, 0, len(x.body)/2+64))
+				zw.Reset(buf)
 				zw.Write(x.body)
 				zw.Close()
-				x.z = bytes.Clone(buf.Bytes())
+				x.z = buf.Bytes()
 			}
 		}()
 	}

@@ -85,13 +85,13 @@ func dropIgnorable(r rune) rune {
 func parseTree(h plumbing.Hash, dir string, data []byte) ([]want, error) {
 	next := make([]want, 0, len(data)/40)
 	var prev []byte
-	var files [][]byte // sorted, as the tree is: a directory may not repeat one
+	files := make([][]byte, 0, len(data)/40) // sorted, as the tree is: a directory may not repeat one
 	for len(data) > 0 {
 		sp := bytes.IndexByte(data, ' ')
 		if sp < 0 {
 			return nil, hostile("tree %s is malformed", h)
 		}
-		mode := string(data[:sp])
+		mode := data[:sp]
 		data = data[sp+1:]
 		nul := bytes.IndexByte(data, 0)
 		if nul < 0 || len(data) < nul+1+20 {
@@ -105,7 +105,7 @@ func parseTree(h plumbing.Hash, dir string, data []byte) ([]want, error) {
 			return nil, fmt.Errorf("%w (in tree %s)", err, h)
 		}
 		key := nameb
-		switch mode {
+		switch string(mode) { // compared without allocating
 		case "100644", "100755", "100664":
 			files = append(files, nameb)
 			next = append(next, want{hash: target, typ: plumbing.BlobObject, dir: dir, name: nameb})
