@@ -1,6 +1,8 @@
 package sshconn
 
 import (
+	"golang.org/x/crypto/ssh"
+
 	"context"
 	"errors"
 	"fmt"
@@ -11,16 +13,18 @@ import (
 // before its sshd became ready.
 var ErrVMExited = errors.New("the VM exited")
 
-// attemptTimeouts bound each WaitReady attempt: short at first, because a
-// qemu user-net port accepts TCP before the guest's sshd is up and an attempt
-// then hangs until its bound, growing later, because OpenSSH's sshd under TCG
-// emulation needs ~1.4 s for one handshake and a too-short bound would never
-// let it finish.
-var attemptTimeouts = []time.Duration{1 * time.Second, 2 * time.Second, 3 * time.Second, 5 * time.Second}
+// attemptTimeouts bound each WaitReady attempt. Attempts overlap, so a long
+// bound costs nothing: it only has to outlast a slow handshake under TCG.
+var attemptTimeouts = []time.Duration{3 * time.Second}
 
-// retryPause separates attempts that failed fast (connection refused while
-// the guest boots), so the wait does not spin.
-const retryPause = 100 * time.Millisecond
+// retryPause is the pace at which attempts start, whether or not the earlier
+// ones have ended (refused while the guest boots, or hanging in qemu's
+// forwarder before the guest's network is up).
+const retryPause = 150 * time.Millisecond
+
+// maxInFlight bounds the attempts hanging at once; it must not throttle the
+// pace while early attempts hang (about 3 s / 150 ms of them).
+const maxInFlight = 32
 
 // WaitError is returned by WaitReady when sshd did not become ready: Err is
 // ErrVMExited or the context's cause (context.DeadlineExceeded…), and Last is
@@ -72,29 +76,59 @@ func WaitReady(ctx context.Context, t Target, exited <-chan struct{}) error {
 			}
 		}()
 	}
+	// Attempts overlap: one starts every retryPause, each bounded by its own
+	// timeout, so an attempt hanging in qemu's forwarder (the guest kernel
+	// not answering yet) never delays the first one that can succeed.
+	type result struct {
+		c   *ssh.Client
+		err error
+	}
+	results := make(chan result)
+	inFlight, attempts := 0, 0
 	var last error
-	for i := 0; ; i++ {
-		bound := attemptTimeouts[min(i, len(attemptTimeouts)-1)]
-		actx, acancel := context.WithTimeoutCause(ctx, bound, fmt.Errorf("no answer within %v", bound))
-		c, err := Dial(actx, t)
-		acancel()
-		if err == nil {
-			c.Close() // readiness is proven; the caller dials its own connection
-			return nil
-		}
-		var mismatch *HostKeyMismatchError
-		if errors.As(err, &mismatch) {
-			return err
-		}
-		if ctx.Err() == nil {
-			// An attempt cut short by the end of the whole wait says
-			// nothing about sshd; keep the one before it.
-			last = err
-		}
+	tick := time.NewTicker(retryPause)
+	defer tick.Stop()
+	start := func() {
+		bound := attemptTimeouts[min(attempts, len(attemptTimeouts)-1)]
+		attempts++
+		inFlight++
+		go func() {
+			actx, acancel := context.WithTimeoutCause(ctx, bound, fmt.Errorf("no answer within %v", bound))
+			defer acancel()
+			c, err := Dial(actx, t)
+			select {
+			case results <- result{c, err}:
+			case <-ctx.Done():
+				if c != nil {
+					c.Close()
+				}
+			}
+		}()
+	}
+	start()
+	for {
 		select {
+		case r := <-results:
+			inFlight--
+			if r.err == nil {
+				r.c.Close() // readiness is proven; the caller dials its own connection
+				return nil
+			}
+			var mismatch *HostKeyMismatchError
+			if errors.As(r.err, &mismatch) {
+				return r.err
+			}
+			if ctx.Err() == nil {
+				// An attempt cut short by the end of the whole wait says
+				// nothing about sshd; keep the one before it.
+				last = r.err
+			}
+		case <-tick.C:
+			if inFlight < maxInFlight {
+				start()
+			}
 		case <-ctx.Done():
-			return &WaitError{Addr: t.Addr, Attempts: i + 1, Last: last, Err: context.Cause(ctx)}
-		case <-time.After(retryPause):
+			return &WaitError{Addr: t.Addr, Attempts: attempts, Last: last, Err: context.Cause(ctx)}
 		}
 	}
 }
