@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keystone-agent/keystone/internal/runner"
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 // The sync watcher of an auto-commit or auto-idle sandbox is this same
@@ -15,8 +16,8 @@ import (
 // pid in state/watch.pid and its output in state/watch.log. It works on the
 // host only (the guest never connects out) and dies with the sandbox.
 const (
-	watchPID = "watch.pid"
-	watchLog = "watch.log"
+	watchPID = statedir.WatchPID
+	watchLog = statedir.WatchLog
 )
 
 // StartWatcher starts the sync watcher when the sandbox's sync mode needs one.

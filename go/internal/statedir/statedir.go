@@ -48,6 +48,19 @@ const (
 	AuthorizedKeys = "authorized_keys"
 	// PasswordAuth exists when the user has no SSH key: the guest allows password `sandbox` (state/guest/).
 	PasswordAuth = "password-auth"
+
+	// WatchPID holds the sync watcher's pid while it runs (state/; auto sync modes).
+	WatchPID = "watch.pid"
+	// WatchLog receives the sync watcher's output (state/).
+	WatchLog = "watch.log"
+	// SyncStatus is the last sync's result, written atomically by sync and the watcher (state/).
+	SyncStatus = "sync.json"
+
+	// The Debian test guest's runner keeps two more directories in state/:
+	// GuestHome is shared as the guest's /home/sandbox, so it survives restarts;
+	// GuestControl carries host-to-guest requests such as poweroff during boot.
+	GuestHome    = "home"
+	GuestControl = "control"
 )
 
 // Root is the state directory: $XDG_CONFIG_HOME/keystone/agent, else ~/.config/keystone/agent.
