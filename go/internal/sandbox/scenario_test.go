@@ -72,6 +72,26 @@ func TestTwoSandboxesAtOnce(t *testing.T) {
 			}
 		}
 	}
+	stopFreesPort(t, env, a)
+	// b still runs after a stopped.
+	execOut(t, b, "true")
+	stopFreesPort(t, env, b)
+}
+
+// stopFreesPort is checked after every test that stops a sandbox.
+func stopFreesPort(t *testing.T, env *testenv.Env, sb *sandbox.Sandbox) {
+	t.Helper()
+	if _, err := env.Stop(sb); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(sb.SSHPort))
+	if err != nil {
+		t.Fatalf("port %d still taken after stop: %v", sb.SSHPort, err)
+	}
+	ln.Close()
+	if pid, _ := runner.ReadPID(sb.Dir.State()); pid != 0 {
+		t.Fatalf("pid file left after stop: %d", pid)
+	}
 }
 
 func nonLoopback() string {
