@@ -61,6 +61,15 @@ func Sync(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep := s.rep
+	if len(rep.Commits) > 0 && rep.Branch != "" {
+		// The host's status does not depend on the incoming objects: ask for it
+		// while they are checked and written.
+		s.dirty = make(chan dirtyResult, 1)
+		go func() {
+			paths, err := s.dirtyPaths(ctx)
+			s.dirty <- dirtyResult{paths, err}
+		}()
+	}
 	if o.DryRun {
 		if err := s.tr.verifyBlobs(ctx); err != nil {
 			return nil, err
@@ -111,21 +120,26 @@ type syncer struct {
 	u       *union
 	tr      *transfer
 	rep     *Report
-	paths   []string       // paths changed on the current branch
-	changes object.Changes // the same changes, counted into lines once blobs were read
+	dirty   chan dirtyResult // the host's git status, asked for early
+	paths   []string         // paths changed on the current branch
+	changes object.Changes   // the same changes, counted into lines once blobs were read
 	head    plumbing.Hash
 }
 
 func (s *syncer) close() {
-	for _, st := range []*filesystem.Storage{s.host, s.ws} {
-		if st != nil {
-			st.Close()
-		}
+	if s.host != nil {
+		s.host.Close()
 	}
 	if s.ws != nil {
-		if r, ok := s.ws.Filesystem().(*rootFS); ok {
-			r.Close()
-		}
+		closeWorkspace(s.ws)
+	}
+}
+
+// closeWorkspace closes a storage from openWorkspace and its os.Root.
+func closeWorkspace(st *filesystem.Storage) {
+	st.Close()
+	if r, ok := st.Filesystem().(*rootFS); ok {
+		r.Close()
 	}
 }
 
@@ -147,6 +161,25 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 		return s, err
 	}
 	s.ws = ws
+	// The sandbox's uncommitted files are listed meanwhile, through a storage of
+	// their own: go-git's is not safe for concurrent use.
+	type listing struct {
+		files []Uncommitted
+		err   error
+	}
+	listed := make(chan listing, 1)
+	if !o.SkipUncommitted {
+		go func() {
+			st, _, err := openWorkspace(o.Workspace)
+			if err != nil {
+				listed <- listing{[]Uncommitted{}, err}
+				return
+			}
+			defer closeWorkspace(st)
+			files, err := uncommitted(st, o.Workspace)
+			listed <- listing{files, err}
+		}()
+	}
 	branches, wsHead, err := workspaceBranches(ws)
 	if err != nil {
 		return s, err
@@ -180,9 +213,10 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 	}
 	trace(o, "refs")
 	if !o.SkipUncommitted {
-		s.rep.Uncommitted, err = uncommitted(ws, o.Workspace)
-		if err != nil {
-			s.rep.UncommittedError = err.Error()
+		l := <-listed
+		s.rep.Uncommitted = l.files
+		if l.err != nil {
+			s.rep.UncommittedError = l.err.Error()
 		}
 	}
 	return s, nil
@@ -340,7 +374,8 @@ func (s *syncer) checkFastForward(ctx context.Context) *ManualMergeError {
 		return &ManualMergeError{Kind: KindDiverged, Branch: r.Branch, Ref: r.Ref, Commands: []string{
 			"git merge " + r.Ref, "git rebase " + r.Ref}}
 	}
-	dirty, err := s.dirtyPaths(ctx)
+	res := <-s.dirty
+	dirty, err := res.paths, res.err
 	if err != nil {
 		return &ManualMergeError{Kind: KindMergeFailed, Branch: r.Branch, Ref: r.Ref,
 			Detail: err.Error(), Commands: []string{"git merge --ff-only " + r.Ref}}
@@ -350,6 +385,11 @@ func (s *syncer) checkFastForward(ctx context.Context) *ManualMergeError {
 			"git stash push --include-untracked", "git merge --ff-only " + r.Ref, "git stash pop"}}
 	}
 	return nil
+}
+
+type dirtyResult struct {
+	paths []string
+	err   error
 }
 
 // dirtyPaths lists modified, staged, untracked and ignored paths of the host's
