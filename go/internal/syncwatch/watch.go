@@ -73,7 +73,7 @@ type watcher struct {
 	synced       string    // branches fingerprint at the last sync
 	activity     string    // workspace fingerprint at the last look (auto-idle)
 	lastActivity time.Time // when it last changed
-	retry        bool // the last sync needs another try: paused fast-forward or a passing error
+	retry        bool      // the last sync needs another try: paused fast-forward or a passing error
 	lastTry      time.Time
 }
 
