@@ -2,10 +2,9 @@ package sandbox
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -41,14 +40,17 @@ func awaitBound(port int, exited <-chan struct{}, d time.Duration) {
 	}
 }
 
-// portFree reports whether 127.0.0.1:port can be bound now.
+// portFree reports whether the hypervisor could bind 127.0.0.1:port now.
+// It binds without SO_REUSEADDR, as qemu's user-net forward does: Go's
+// listeners set that option and would call a port free while a closed
+// connection of an earlier VM still holds it in TIME_WAIT.
 func portFree(port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
-	l.Close()
-	return true
+	defer syscall.Close(fd)
+	return syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}) == nil
 }
 
 // pickPort keeps want when it is free, else returns the first port from

@@ -1,0 +1,37 @@
+package sandbox
+
+import (
+	"net"
+	"testing"
+)
+
+// A port held in TIME_WAIT by a closed connection is not free for qemu,
+// which binds without SO_REUSEADDR, although Go's own listeners could bind it.
+func TestPortFreeSeesTimeWait(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if portFree(port) {
+		t.Fatalf("port %d is listening but portFree says free", port)
+	}
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close() // the server side closes first: its port enters TIME_WAIT
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Read(make([]byte, 1))
+	c.Close()
+	ln.Close()
+	if portFree(port) {
+		t.Fatalf("port %d in TIME_WAIT; portFree says free", port)
+	}
+	if l2, err := net.Listen("tcp", ln.Addr().String()); err == nil {
+		l2.Close() // Go's SO_REUSEADDR listener can bind it: the reason portFree does not use one
+	}
+}
