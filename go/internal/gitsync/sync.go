@@ -50,10 +50,10 @@ const (
 // incoming object, install them as one pack (rename), move all remote-tracking refs
 // in one `git update-ref` transaction, then `git merge --ff-only` in the host.
 func Sync(ctx context.Context, o Options) (*Report, error) {
-	trace(o, "start")
-	defer trace(o, "end")
+	trace("start")
+	defer trace("end")
 	s, err := prepare(ctx, o)
-	trace(o, "prepared")
+	trace("prepared")
 	if s != nil {
 		defer s.close()
 	}
@@ -78,7 +78,7 @@ func Sync(ctx context.Context, o Options) (*Report, error) {
 		if _, err := s.tr.writePack(ctx, filepath.Join(s.dirs.common, "objects")); err != nil {
 			return nil, fmt.Errorf("cannot store the sandbox's objects in %q: %w", o.HostRepo, err)
 		}
-		trace(o, "packed")
+		trace("packed")
 		if err := s.updateRefs(ctx); err != nil {
 			return nil, err
 		}
@@ -200,18 +200,18 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 	if err := s.tr.walk(ctx, tips); err != nil {
 		return s, err
 	}
-	trace(o, "walked")
+	trace("walked")
 	s.u = &union{EncodedObjectStorer: s.host, ws: ws, incoming: s.tr}
 	s.rep = &Report{Sandbox: o.Name, DryRun: o.DryRun, Commits: []Commit{}, Review: []ReviewPath{},
 		Uncommitted: []Uncommitted{}, Refs: []RefUpdate{}}
 	if err := s.current(ctx, branches, wsHead); err != nil {
 		return s, err
 	}
-	trace(o, "current")
+	trace("current")
 	if err := s.refUpdates(ctx, branches); err != nil {
 		return s, err
 	}
-	trace(o, "refs")
+	trace("refs")
 	if !o.SkipUncommitted {
 		l := <-listed
 		s.rep.Uncommitted = l.files
@@ -224,7 +224,7 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 
 var traceStart = time.Now()
 
-func trace(o Options, what string) {
+func trace(what string) {
 	if os.Getenv("KEYSTONE_SYNC_TRACE") != "" {
 		fmt.Fprintf(os.Stderr, "trace: %s at %v\n", what, time.Since(traceStart))
 	}
