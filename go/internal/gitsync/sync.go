@@ -1,3 +1,13 @@
+// Package gitsync moves committed git history between the host project and a
+// sandbox's workspace: Clone fills a new workspace from the host repository,
+// Sync brings the workspace's branches back into refs/remotes/keystone/<name>/
+// and fast-forwards the host's branch when nothing can be lost.
+//
+// The workspace is written by the agent and is read as hostile: only in-process,
+// through go-git's storage on an os.Root, never with a git binary, hook, config,
+// attribute or filter of its own; every object is hashed again and every tree
+// entry checked before anything reaches the host. The host's own git (TrustedGit)
+// runs only in the host repository. docs/sync.md has the whole contract.
 package gitsync
 
 import (
@@ -224,6 +234,7 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 
 var traceStart = time.Now()
 
+// trace prints a sync's phases to stderr when KEYSTONE_SYNC_TRACE is set.
 func trace(what string) {
 	if os.Getenv("KEYSTONE_SYNC_TRACE") != "" {
 		fmt.Fprintf(os.Stderr, "trace: %s at %v\n", what, time.Since(traceStart))
