@@ -2,6 +2,10 @@ package sandbox
 
 import (
 	"context"
+	"errors"
+	"io"
+	"syscall"
+	"time"
 	"fmt"
 	"net"
 	"strconv"
@@ -36,11 +40,23 @@ func (sb *Sandbox) Target() (sshconn.Target, error) {
 	}, nil
 }
 
-// Dial connects to a running sandbox.
+// Dial connects to a running sandbox. A connection the guest's sshd drops
+// before the handshake (dropbear refuses a client's sixth unauthenticated
+// connection, as when several commands connect at once) is retried.
 func (sb *Sandbox) Dial(ctx context.Context) (*ssh.Client, error) {
 	t, err := sb.Target()
 	if err != nil {
 		return nil, err
 	}
-	return sshconn.Dial(ctx, t)
+	for attempt := 1; ; attempt++ {
+		c, err := sshconn.Dial(ctx, t)
+		if err == nil || attempt == 3 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
 }

@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -85,6 +87,13 @@ func (e *TransportError) Unwrap() error { return e.Err }
 // whole handshake; once Dial returns, ctx no longer affects the connection.
 // Errors are *TransportError, wrapping *HostKeyMismatchError on a mismatch.
 func Dial(ctx context.Context, t Target) (*ssh.Client, error) {
+	return dial(ctx, t, 0)
+}
+
+// dial is Dial, giving up early when bannerWait > 0 and the server's
+// identification line has not arrived within it: that is a connection hanging
+// in qemu's forwarder while the guest's network is not up yet.
+func dial(ctx context.Context, t Target, bannerWait time.Duration) (*ssh.Client, error) {
 	if err := t.validate(); err != nil {
 		return nil, err
 	}
@@ -98,6 +107,9 @@ func Dial(ctx context.Context, t Target) (*ssh.Client, error) {
 	conn, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {
 		return nil, &TransportError{Addr: t.Addr, Err: err}
+	}
+	if bannerWait > 0 {
+		conn = &bannerConn{Conn: conn, wait: bannerWait}
 	}
 	// The handshake has no context of its own: closing the socket when ctx
 	// ends is what interrupts it (a qemu user-net port accepts TCP long
@@ -119,6 +131,29 @@ func Dial(ctx context.Context, t Target) (*ssh.Client, error) {
 		return nil, &TransportError{Addr: t.Addr, Err: err}
 	}
 	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// bannerConn bounds the wait for the first bytes from the server only.
+type bannerConn struct {
+	net.Conn
+	wait time.Duration
+	seen bool
+}
+
+func (c *bannerConn) Read(p []byte) (int, error) {
+	if c.seen {
+		return c.Conn.Read(p)
+	}
+	_ = c.Conn.SetReadDeadline(time.Now().Add(c.wait))
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.seen = true
+		_ = c.Conn.SetReadDeadline(time.Time{})
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("no SSH banner within %v", c.wait)
+	}
+	return n, err
 }
 
 // pinned wraps ssh.FixedHostKey to turn its untyped error into a

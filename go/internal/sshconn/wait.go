@@ -13,18 +13,27 @@ import (
 // before its sshd became ready.
 var ErrVMExited = errors.New("the VM exited")
 
-// attemptTimeouts bound each WaitReady attempt. Attempts overlap, so a long
-// bound costs nothing: it only has to outlast a slow handshake under TCG.
-var attemptTimeouts = []time.Duration{3 * time.Second}
+// attemptTimeouts bound each WaitReady attempt once the server has sent its
+// banner: a handshake under TCG on a loaded machine can take seconds.
+var attemptTimeouts = []time.Duration{15 * time.Second}
+
+// bannerWait is how long an attempt waits for the server's first bytes
+// before it is abandoned as hanging in qemu's forwarder; it grows with the
+// attempts so that a slow machine still gets through.
+func bannerWait(attempt int) time.Duration {
+	return min(time.Second+time.Duration(attempt)*100*time.Millisecond, 5*time.Second)
+}
 
 // retryPause is the pace at which attempts start, whether or not the earlier
 // ones have ended (refused while the guest boots, or hanging in qemu's
 // forwarder before the guest's network is up).
 const retryPause = 150 * time.Millisecond
 
-// maxInFlight bounds the attempts hanging at once; it must not throttle the
-// pace while early attempts hang (about 3 s / 150 ms of them).
-const maxInFlight = 32
+// maxInFlight bounds the attempts in flight at once. Dropbear drops a
+// client's sixth unauthenticated connection (MAX_UNAUTH_PER_IP is 5), so
+// attempts still in their handshake when one succeeds must leave room for
+// the caller's own connection right after.
+const maxInFlight = 3
 
 // WaitError is returned by WaitReady when sshd did not become ready: Err is
 // ErrVMExited or the context's cause (context.DeadlineExceeded…), and Last is
@@ -90,12 +99,13 @@ func WaitReady(ctx context.Context, t Target, exited <-chan struct{}) error {
 	defer tick.Stop()
 	start := func() {
 		bound := attemptTimeouts[min(attempts, len(attemptTimeouts)-1)]
+		n := attempts
 		attempts++
 		inFlight++
 		go func() {
 			actx, acancel := context.WithTimeoutCause(ctx, bound, fmt.Errorf("no answer within %v", bound))
 			defer acancel()
-			c, err := Dial(actx, t)
+			c, err := dial(actx, t, bannerWait(n))
 			select {
 			case results <- result{c, err}:
 			case <-ctx.Done():
