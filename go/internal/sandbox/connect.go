@@ -3,12 +3,12 @@ package sandbox
 import (
 	"context"
 	"errors"
-	"io"
-	"syscall"
-	"time"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
+	"syscall"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
