@@ -2,6 +2,11 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"io"
+
+	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
 func init() {
@@ -32,9 +37,50 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st := sbe.Inspect(sb)
+	out := statusOutput{Status: sbe.Inspect(sb), Sync: syncState(ctx, sb)}
 	if *asJSON {
-		return printJSON(env.Stdout, st)
+		return printJSON(env.Stdout, out)
 	}
-	return printStatus(env.Stdout, st)
+	if err := printStatus(env.Stdout, out.Status); err != nil {
+		return err
+	}
+	printSync(env.Stdout, out.Sync)
+	return nil
+}
+
+// statusOutput is `status --json`: the fields `list --json` prints for each
+// sandbox, plus its sync state (which costs a dry-run sync, so list omits it).
+type statusOutput struct {
+	sandbox.Status
+	Sync *syncwatch.Status `json:"sync,omitempty"`
+}
+
+// syncState is the last sync recorded in state/sync.json, with the pending
+// commits counted now.
+func syncState(ctx context.Context, sb *sandbox.Sandbox) *syncwatch.Status {
+	st, err := syncwatch.ReadStatus(sb.Dir.State())
+	if err != nil {
+		return nil
+	}
+	if n, err := syncwatch.Pending(ctx, gitsyncOptions(sb)); err == nil {
+		st.PendingCommits = n
+	}
+	return &st
+}
+
+func printSync(w io.Writer, st *syncwatch.Status) {
+	if st == nil {
+		return
+	}
+	last := "never"
+	if !st.LastSync.IsZero() {
+		last = fmt.Sprintf("%s (%s)", st.LastSync.Local().Format("2006-01-02 15:04:05"), st.LastResult)
+	}
+	fmt.Fprintf(w, "Last sync:  %s\nPending:    %d commits not on the host yet\n", last, st.PendingCommits)
+	if st.Paused {
+		fmt.Fprintf(w, "Auto sync:  paused: %s\n", st.PausedReason)
+		for _, c := range st.Commands {
+			fmt.Fprintf(w, "  %s\n", c)
+		}
+	}
 }

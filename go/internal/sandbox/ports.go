@@ -3,7 +3,6 @@ package sandbox
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -12,8 +11,9 @@ import (
 	"github.com/keystone-agent/keystone/internal/registry"
 )
 
-// portLockPath is shared by every user of the machine: ports are too.
-var portLockPath = filepath.Join(os.TempDir(), "keystone-agent-ports.lock")
+// portLockPath is shared by every user of the machine, as ports are: a
+// fixed path, not os.TempDir(), which follows each process's $TMPDIR.
+const portLockPath = "/tmp/keystone-agent-ports.lock"
 
 // lockPorts takes the machine-wide port lock.
 func lockPorts() (func(), error) {

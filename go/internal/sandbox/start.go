@@ -204,13 +204,36 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, created b
 	} else if err := relink(sb.Dir.Path(statedir.RunnerLink), runnerDir); err != nil {
 		return err
 	}
-	p, err := e.launch(sb, runnerDir)
-	if p != nil {
-		*proc = p
-	}
-	if err != nil {
+	// A process outside keystone can take the port between the check and
+	// qemu's bind; the runner then exits at once while the port is held, and
+	// the start moves on to another port.
+	reserved := e.declaredPorts()
+	for attempt := 1; ; attempt++ {
+		p, err := e.launch(sb, runnerDir, reserved)
+		if p != nil {
+			*proc = p
+		}
+		if err != nil {
+			return err
+		}
+		err = e.awaitSSH(ctx, sb, p)
+		var exited bool
+		select {
+		case <-p.Done():
+			exited = true
+		default:
+		}
+		if err != nil && exited && !portFree(sb.SSHPort) && attempt < 3 {
+			e.progressf("Port %d was taken by another process; trying another", sb.SSHPort)
+			reserved[sb.SSHPort] = true
+			*proc = nil
+			continue
+		}
 		return err
 	}
+}
+
+func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) error {
 	target, err := sb.Target()
 	if err != nil {
 		return err
@@ -261,47 +284,34 @@ func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) er
 
 // launch picks the port and starts the runner under the machine-wide port
 // lock, held until the hypervisor has bound the port: without it, two starts
-// (of any user, any state directory) could both find a port free. A process
-// outside keystone can still take the port in between; then the runner exits
-// at once while the port is held, and launch tries the next free port.
-func (e *Env) launch(sb *Sandbox, runnerDir string) (*runner.Process, error) {
+// (of any user, any state directory) could both find a port free.
+func (e *Env) launch(sb *Sandbox, runnerDir string, reserved map[int]bool) (*runner.Process, error) {
 	unlock, err := lockPorts()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	reserved := e.declaredPorts()
-	for attempt := 1; ; attempt++ {
-		if err := e.Registry.Update(func(tx *registry.Tx) error {
-			port, err := pickPort(tx, sb.Name, sb.SSHPort, reserved)
-			if err != nil {
-				return err
-			}
-			if sb.SSHPort != 0 && port != sb.SSHPort {
-				e.progressf("Port %d is in use; %q now uses port %d", sb.SSHPort, sb.Name, port)
-			}
-			sb.SSHPort = port
-			tx.Put(sb.Entry)
-			return nil
-		}); err != nil {
-			return nil, err
-		}
-		e.progressf("Booting %q (%d MB, %d vCPUs, SSH on 127.0.0.1:%d)", sb.Name, sb.MemoryMB, sb.VCPUs, sb.SSHPort)
-		p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv())
+	if err := e.Registry.Update(func(tx *registry.Tx) error {
+		port, err := pickPort(tx, sb.Name, sb.SSHPort, reserved)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		awaitBound(sb.SSHPort, p.Done(), 10*time.Second)
-		select {
-		case <-p.Done():
-			if !portFree(sb.SSHPort) && attempt < 3 {
-				reserved[sb.SSHPort] = true // taken by someone else since we looked
-				continue
-			}
-		default:
+		if sb.SSHPort != 0 && port != sb.SSHPort {
+			e.progressf("Port %d is in use; %q now uses port %d", sb.SSHPort, sb.Name, port)
 		}
-		return p, nil
+		sb.SSHPort = port
+		tx.Put(sb.Entry)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
+	e.progressf("Booting %q (%d MB, %d vCPUs, SSH on 127.0.0.1:%d)", sb.Name, sb.MemoryMB, sb.VCPUs, sb.SSHPort)
+	p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv())
+	if err != nil {
+		return nil, err
+	}
+	awaitBound(sb.SSHPort, p.Done(), 10*time.Second)
+	return p, nil
 }
 
 // repoRoot returns the top directory of the git repository containing path.
