@@ -27,10 +27,7 @@ func runAttach(name string) func(context.Context, *Env, []string) error {
 	return func(ctx context.Context, env *Env, args []string) error {
 		v := verbs[name]
 		fs := newFlags(v)
-		if err := parse(fs, v, args); err != nil {
-			return err
-		}
-		if err := maxArgs(v, fs.Args(), 1); err != nil {
+		if err := parseArgs(fs, v, args, 1); err != nil {
 			return err
 		}
 		_, sb, err := resolve(env, fs.Args())

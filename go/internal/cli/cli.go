@@ -167,6 +167,14 @@ type helpRequest struct{ usage string }
 
 func (h *helpRequest) Error() string { return h.usage }
 
+// parseArgs parses args and allows at most max positional arguments.
+func parseArgs(fs *pflag.FlagSet, v *verb, args []string, max int) error {
+	if err := parse(fs, v, args); err != nil {
+		return err
+	}
+	return maxArgs(v, fs.Args(), max)
+}
+
 // maxArgs refuses extra positional arguments.
 func maxArgs(v *verb, args []string, n int) error {
 	if len(args) > n {

@@ -24,10 +24,7 @@ func runList(ctx context.Context, env *Env, args []string) error {
 	v := verbs["list"]
 	fs := newFlags(v)
 	asJSON := fs.Bool("json", false, "output as JSON")
-	if err := parse(fs, v, args); err != nil {
-		return err
-	}
-	if err := maxArgs(v, fs.Args(), 0); err != nil {
+	if err := parseArgs(fs, v, args, 0); err != nil {
 		return err
 	}
 	sbe, err := env.Sandboxes()

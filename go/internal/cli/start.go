@@ -37,10 +37,7 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&spec.Network, "network", "user", "network mode: user, tap, macvtap, bridge")
 	fs.StringVar(&spec.SyncMode, "sync-mode", "manual", "sync mode: manual, auto-commit, auto-idle")
 	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
-	if err := parse(fs, v, args); err != nil {
-		return err
-	}
-	if err := maxArgs(v, fs.Args(), 1); err != nil {
+	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
 	}
 	spec.Nested = !*noNested

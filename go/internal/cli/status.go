@@ -27,10 +27,7 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	v := verbs["status"]
 	fs := newFlags(v)
 	asJSON := fs.Bool("json", false, "output as JSON")
-	if err := parse(fs, v, args); err != nil {
-		return err
-	}
-	if err := maxArgs(v, fs.Args(), 1); err != nil {
+	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
 	}
 	sbe, sb, err := resolve(env, fs.Args())

@@ -22,10 +22,7 @@ func runStop(ctx context.Context, env *Env, args []string) error {
 	v := verbs["stop"]
 	fs := newFlags(v)
 	withSync := fs.Bool("sync", false, "sync changes before stopping")
-	if err := parse(fs, v, args); err != nil {
-		return err
-	}
-	if err := maxArgs(v, fs.Args(), 1); err != nil {
+	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
 	}
 	sbe, sb, err := resolve(env, fs.Args())

@@ -38,10 +38,7 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 	dry := fs.Bool("dry-run", false, "preview what would be synced; change nothing")
 	withArtifacts := fs.Bool("artifacts", false, "also copy build directories: dist/ build/ target/ .next/ out/")
 	asJSON := fs.Bool("json", false, "output as JSON")
-	if err := parse(fs, v, args); err != nil {
-		return err
-	}
-	if err := maxArgs(v, fs.Args(), 1); err != nil {
+	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
 	}
 	sbe, sb, err := resolve(env, fs.Args())
