@@ -160,7 +160,7 @@ func (c *copier) file(p string) error {
 		err = cerr
 	}
 	if err == nil {
-		err = c.dst.Rename(tmp, p)
+		err = rootRename(c.dst, tmp, p)
 	}
 	if err != nil {
 		c.dst.Remove(tmp)

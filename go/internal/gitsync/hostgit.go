@@ -56,7 +56,11 @@ func (g hostGit) env() []string {
 
 // run runs git with args and stdin; a failure carries git's own stderr.
 func (g hostGit) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, g.bin, append([]string{"-C", g.dir}, args...)...)
+	// No automatic gc or maintenance from keystone's own commands: a detached
+	// `gc --auto` after a merge would repack while the next sync reads the
+	// repository in-process, and it is the user's git that should decide when.
+	pre := []string{"-C", g.dir, "-c", "gc.auto=0", "-c", "maintenance.auto=false"}
+	cmd := exec.CommandContext(ctx, g.bin, append(pre, args...)...)
 	cmd.Env = g.env()
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)

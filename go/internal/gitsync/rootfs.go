@@ -54,7 +54,7 @@ func (f *rootFS) OpenFile(name string, flag int, perm os.FileMode) (billy.File, 
 
 func (f *rootFS) Stat(name string) (os.FileInfo, error)  { return f.r.Stat(rel(name)) }
 func (f *rootFS) Lstat(name string) (os.FileInfo, error) { return f.r.Lstat(rel(name)) }
-func (f *rootFS) Readlink(name string) (string, error)   { return f.r.Readlink(rel(name)) }
+func (f *rootFS) Readlink(name string) (string, error)   { return rootReadlink(f.r, rel(name)) }
 func (f *rootFS) Join(elem ...string) string             { return filepath.Join(elem...) }
 func (f *rootFS) Root() string                           { return f.path }
 
