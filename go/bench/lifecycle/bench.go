@@ -146,7 +146,11 @@ func (b *bench) rawBoot() (time.Duration, error) {
 		if b.opensshTrue(ent) == nil {
 			return time.Since(t), nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-p.Done():
+			return 0, fmt.Errorf("raw boot: the runner exited (see %s)", sb.Path(statedir.ConsoleLog))
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	return 0, fmt.Errorf("raw boot: no SSH within 3 minutes")
 }
