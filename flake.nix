@@ -84,8 +84,11 @@
         go-test = keystone.overrideAttrs (old: {
           pname = "keystone-go-test";
           doCheck = true;
+          # every package, not only the built cmd/keystone
+          subPackages = [ "..." ];
           # VM tiers need KVM and a test guest: -short keeps to unit and contract tests
           checkFlags = [ "-short" ];
+          preCheck = "export HOME=$TMPDIR";
           nativeCheckInputs = (old.nativeCheckInputs or [ ]) ++ [ pkgs.git pkgs.openssh ];
         });
       } // import ./nixos-tests { inherit pkgs self; };

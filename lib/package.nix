@@ -2,7 +2,7 @@
 # pinned into it: `keystone agent start` renders state/flake.nix against that
 # flake, so an imperative guest runs the same guest.nix as a declared one and
 # needs no network when the store already holds it.
-{ lib, buildGoModule, makeWrapper, nix
+{ lib, buildGoModule, makeWrapper, nix, git
 , keystoneFlake ? "github:keystone-agent/keystone"
 , version ? "0.1.0"
 }:
@@ -21,10 +21,13 @@ buildGoModule {
     "-X github.com/keystone-agent/keystone/internal/nixbuild.KeystoneFlake=${keystoneFlake}"
   ];
   nativeBuildInputs = [ makeWrapper ];
-  # nix is the one program the helper runs (`nix build` of state/flake.nix);
-  # suffix, so that the system's own nix (and its settings) wins
+  # The programs the helper runs: nix (`nix build` of state/flake.nix) and the
+  # trusted git that fast-forwards the host repository on sync. PATH is a
+  # suffix, so that the system's own nix (and its settings) wins; the git
+  # sync uses is pinned (KEYSTONE_AGENT_GIT), a user's setting still wins.
   postInstall = ''
-    wrapProgram $out/bin/keystone --suffix PATH : ${lib.makeBinPath [ nix ]}
+    wrapProgram $out/bin/keystone --suffix PATH : ${lib.makeBinPath [ nix git ]} \
+      --set-default KEYSTONE_AGENT_GIT ${git}/bin/git
   '';
   # the VM tiers need KVM and a test guest; checks.go-test runs `go test -short`
   doCheck = false;

@@ -30,6 +30,9 @@ var (
 // is promised and its absence fails the test.
 func Guest(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no VM boots")
+	}
 	guestOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()

@@ -30,6 +30,9 @@ func TestBoot(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 is not installed (Debian package \"qemu-system-x86\")")
 	}
+	if testing.Short() {
+		t.Skip("-short: no VM boots")
+	}
 	ctx := context.Background()
 	start := time.Now()
 	runner, err := Build(ctx, Options{})
@@ -94,6 +97,9 @@ func TestBoot(t *testing.T) {
 func TestBootRootOwner(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 is not installed (Debian package \"qemu-system-x86\")")
+	}
+	if testing.Short() {
+		t.Skip("-short: no VM boots")
 	}
 	if os.Getuid() != 0 {
 		t.Skip("only root can own a workspace as root")
