@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/term"
+
+	"github.com/keystone-agent/keystone/internal/sandbox"
 )
 
 func init() {
@@ -15,9 +17,10 @@ func init() {
 		summary: "remove a sandbox completely",
 		usage: `Usage: keystone agent destroy <name> [--force]
 
-Stop the sandbox if it runs and remove its workspace and state. Commits
-that were not synced are lost. The host project is never touched. Asks for
-confirmation on a terminal; --force skips it (required without a terminal).
+Remove the sandbox's workspace and state. Commits that were not synced are
+lost. The host project is never touched. Asks for confirmation on a
+terminal and refuses a running sandbox; --force skips the question and
+stops a running sandbox first (required without a terminal).
 `,
 		run: runDestroy,
 	})
@@ -41,6 +44,12 @@ func runDestroy(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if !*force {
+		// The guide's --force: "force destroy if running"; without it a
+		// running sandbox is refused, so a stray destroy cannot cut an agent off.
+		if st := sbe.Inspect(sb); st.State == sandbox.Running {
+			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("sandbox %q is running", sb.Name),
+				Hint: fmt.Sprintf("stop it first (`keystone agent stop %s`), or use --force", sb.Name)}
+		}
 		if env.Stdin == nil || !term.IsTerminal(int(env.Stdin.Fd())) {
 			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("destroy: refusing to remove %q without confirmation", sb.Name), Hint: "not a terminal: use --force"}
 		}
