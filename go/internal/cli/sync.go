@@ -8,7 +8,6 @@ import (
 
 	"github.com/keystone-agent/keystone/internal/artifacts"
 	"github.com/keystone-agent/keystone/internal/gitsync"
-	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
@@ -41,27 +40,17 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
 	}
-	sbe, sb, err := resolve(env, fs.Args())
+	_, sb, err := resolve(env, fs.Args())
 	if err != nil {
 		return err
 	}
-	if !vmRunning(sbe, sb) {
+	// Sync reads the workspace on the host and needs no SSH: the VM process is
+	// the evidence (an SSH probe, slow under load, would refuse for nothing).
+	if !sandbox.VMAlive(sb) {
 		return &ExitError{Code: ExitNotFound, Err: fmt.Errorf("sandbox %q is not running", sb.Name),
 			Hint: fmt.Sprintf("`keystone agent status %s` says why; `keystone agent stop --sync` syncs before stopping", sb.Name)}
 	}
 	return syncSandbox(ctx, env, sb, syncFlags{dryRun: *dry, artifacts: *withArtifacts, json: *asJSON})
-}
-
-// vmRunning is whether the sandbox's VM runs. Sync reads the workspace on the
-// host and needs no SSH, so the VM process is the evidence; Inspect's SSH probe,
-// slow under load, would make it refuse for nothing. Declared sandboxes have
-// no pid file: systemd knows.
-func vmRunning(sbe *sandbox.Env, sb *sandbox.Sandbox) bool {
-	if sb.Declared {
-		return sbe.Inspect(sb).State == sandbox.Running
-	}
-	pid, err := runner.ReadPID(sb.Dir.State())
-	return err == nil && pid != 0 && runner.Inspect(pid, sb.Dir.State()) == runner.Runner
 }
 
 type syncFlags struct{ dryRun, artifacts, json bool }

@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/keystone-agent/keystone/internal/runner"
+	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
@@ -55,8 +55,7 @@ func runWatch(ctx context.Context, env *Env, args []string) error {
 	started := time.Now()
 	seen := false
 	alive := func() bool {
-		pid, err := runner.ReadPID(state)
-		up := err == nil && pid != 0 && runner.Inspect(pid, state) == runner.Runner
+		up := sandbox.VMAlive(sb)
 		seen = seen || up
 		// Started alongside the VM: give it time to write its pid file.
 		return up || (!seen && time.Since(started) < time.Minute)

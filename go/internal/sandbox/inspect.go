@@ -90,6 +90,18 @@ func evidence(sb *Sandbox) (state string, pid int, reason string) {
 	return Broken, pid, fmt.Sprintf("the VM runs (pid %d) but SSH does not answer on 127.0.0.1:%d", pid, sb.SSHPort)
 }
 
+// VMAlive tells whether the sandbox's VM process runs, without asking SSH:
+// the recorded runner for an imperative sandbox, the systemd unit's main
+// process for a declared one.
+func VMAlive(sb *Sandbox) bool {
+	if sb.Declared {
+		pid, err := unitPID(sb.Unit)
+		return err == nil && pid != 0
+	}
+	pid, err := runner.ReadPID(sb.Dir.State())
+	return err == nil && pid != 0 && runner.Inspect(pid, sb.Dir.State()) == runner.Runner
+}
+
 // sshAnswers reads the server's identification line: qemu's port forward
 // accepts connections before the guest's sshd is up, so a TCP connect proves
 // nothing, while the "SSH-2.0-" banner comes only from a live sshd.
