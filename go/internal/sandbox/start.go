@@ -94,17 +94,16 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 			return nil, fmt.Errorf("failed to discard %q: %w", dir.Root(), err)
 		}
 	}
-	created := !existed || spec.Fresh
 	sb.Entry = registry.Entry{
 		Name: name, ProjectPath: project, MemoryMB: spec.MemoryMB, VCPUs: spec.VCPUs,
 		Nested: spec.Nested, Network: spec.Network, SyncMode: spec.SyncMode,
 		SSHPort: old.SSHPort, Runner: runnerDir, Created: old.Created,
 	}
-	if created || sb.Created.IsZero() {
+	if !existed || spec.Fresh || sb.Created.IsZero() {
 		sb.Created = time.Now().UTC().Truncate(time.Second)
 	}
 	var proc *runner.Process
-	if err := e.boot(ctx, sb, runnerDir, created, &proc); err != nil {
+	if err := e.boot(ctx, sb, runnerDir, &proc); err != nil {
 		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
 	}
 	if err := e.StartWatcher(sb); err != nil {
@@ -177,7 +176,7 @@ func (e *Env) stopLeftover(sb *Sandbox) error {
 	return runner.RemovePID(sb.Dir.State())
 }
 
-func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, created bool, proc **runner.Process) error {
+func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **runner.Process) error {
 	for _, d := range []string{sb.Dir.Root(), sb.Dir.State()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
@@ -269,8 +268,11 @@ func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) er
 		}
 	}
 	if !keep {
-		if err := os.RemoveAll(sb.Dir.Root()); err != nil {
-			errs = multierror.Append(errs, err)
+		// The lock file goes too; this start still holds it, which is harmless.
+		for _, p := range []string{sb.Dir.Root(), sb.Dir.Root() + ".lock"} {
+			if err := os.RemoveAll(p); err != nil {
+				errs = multierror.Append(errs, err)
+			}
 		}
 		if err := e.Registry.Update(func(tx *registry.Tx) error { tx.Delete(sb.Name); return nil }); err != nil {
 			errs = multierror.Append(errs, err)
