@@ -18,6 +18,7 @@ import (
 
 type bench struct {
 	runner, work, bin, home, repo string
+	phases                        [][]time.Duration // per raw boot, phaseMarks order
 }
 
 func newBench(runnerDir string) (*bench, error) {
@@ -134,11 +135,22 @@ func (b *bench) rawBoot() (time.Duration, error) {
 		"KEYSTONE_MEMORY_MB=2048", "KEYSTONE_VCPUS=1", "KEYSTONE_NESTED=0", "KEYSTONE_NETWORK=user",
 		fmt.Sprintf("KEYSTONE_HOST_UID=%d", uid), fmt.Sprintf("KEYSTONE_HOST_GID=%d", gid),
 		"KEYSTONE_QMP_SOCKET=qmp.sock")
+	console := sb.Path(statedir.ConsoleLog)
+	var offset int64
+	if st, err := os.Stat(console); err == nil {
+		offset = st.Size()
+	}
 	t := time.Now()
 	p, err := runner.Start(b.runner, sb.State(), env)
 	if err != nil {
 		return 0, err
 	}
+	stop := make(chan struct{})
+	phases := watchPhases(console, offset, t, stop)
+	defer func() {
+		close(stop)
+		b.phases = append(b.phases, <-phases)
+	}()
 	defer func() {
 		runner.Stop(b.runner, sb.State(), env, p.Pid, p.Done(), runner.DefaultStop)
 	}()

@@ -63,6 +63,17 @@ func run(runnerDir string, boots, execs, listN, scale int) error {
 		row{"start → first SSH command (cold, first start)", ms(cold), "", "", ""},
 		row{"first exec after start", ms(firstExec), "", "", ""},
 	)
+	for i, ph := range phaseMarks {
+		var ds []time.Duration
+		for _, boot := range b.phases {
+			if boot[i] != 0 {
+				ds = append(ds, boot[i])
+			}
+		}
+		if len(ds) > 0 {
+			rows = append(rows, row{"boot phase (raw runner): " + ph.name, ms(median(ds)), "", "", ""})
+		}
+	}
 	ours, base, err := b.execRoundTrip(execs)
 	if err != nil {
 		return err
