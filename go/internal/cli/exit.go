@@ -88,6 +88,9 @@ func classify(err error) *ExitError {
 		return &ExitError{Code: ExitBuildFailed,
 			Err:  &detailed{msg: fmt.Sprintf("Failed to build MicroVM (nix build: %v)", be.Err), detail: strings.Join(be.Tail, "\n")},
 			Hint: "the whole build log is in " + be.Log + "; the first build needs network access to fetch nixpkgs and microvm.nix"}
+	case errors.Is(err, nixbuild.ErrNixNotFound):
+		return &ExitError{Code: ExitBuildFailed, Err: fmt.Errorf("Failed to build MicroVM: %w", err),
+			Hint: "install Nix with flakes enabled, or boot the Debian test guest: `go run ./cmd/testguest -out DIR` (in go/), then `keystone agent start --runner DIR`"}
 	case errors.As(err, &te):
 		return &ExitError{Code: ExitTransport, Err: err}
 	case errors.Is(err, registry.ErrNotFound):
