@@ -15,10 +15,6 @@ import (
 // program run as `keystone agent watch <name>`, detached like the runner, its
 // pid in state/watch.pid and its output in state/watch.log. It works on the
 // host only (the guest never connects out) and dies with the sandbox.
-const (
-	watchPID = statedir.WatchPID
-	watchLog = statedir.WatchLog
-)
 
 // StartWatcher starts the sync watcher when the sandbox's sync mode needs one.
 func (e *Env) StartWatcher(sb *Sandbox) error {
@@ -32,7 +28,7 @@ func (e *Env) StartWatcher(sb *Sandbox) error {
 	if err != nil {
 		return fmt.Errorf("cannot start the sync watcher: %w", err)
 	}
-	logf, err := os.OpenFile(sb.Dir.Path(watchLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(sb.Dir.Path(statedir.WatchLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -46,7 +42,7 @@ func (e *Env) StartWatcher(sb *Sandbox) error {
 	}
 	pid := cmd.Process.Pid
 	_ = cmd.Process.Release()
-	return writeAtomic(sb.Dir.Path(watchPID), fmt.Appendf(nil, "%d\n", pid), 0o600)
+	return writeAtomic(sb.Dir.Path(statedir.WatchPID), fmt.Appendf(nil, "%d\n", pid), 0o600)
 }
 
 // StopWatcher stops the sandbox's sync watcher, if one runs. SIGTERM lets it
@@ -69,7 +65,7 @@ func (e *Env) StopWatcher(sb *Sandbox) error {
 // watcherPID returns the watcher's pid when it still runs (its working
 // directory is the state dir, as for the runner).
 func (e *Env) watcherPID(sb *Sandbox) (int, string) {
-	path := sb.Dir.Path(watchPID)
+	path := sb.Dir.Path(statedir.WatchPID)
 	pid, err := runner.ReadPIDFile(path)
 	if err != nil || pid == 0 || runner.Inspect(pid, sb.Dir.State()) != runner.Runner {
 		return 0, path

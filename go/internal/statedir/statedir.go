@@ -55,6 +55,8 @@ const (
 	WatchLog = "watch.log"
 	// SyncStatus is the last sync's result, written atomically by sync and the watcher (state/).
 	SyncStatus = "sync.json"
+	// SyncLock serialises the syncs of one sandbox: sync, stop --sync, the watcher (state/).
+	SyncLock = "sync.lock"
 
 	// The Debian test guest's runner keeps two more directories in state/:
 	// GuestHome is shared as the guest's /home/sandbox, so it survives restarts;

@@ -18,14 +18,16 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 // Files in the sandbox's state/ directory.
 const (
 	// StatusFile records the last sync (Status as JSON).
-	StatusFile = "sync.json"
+	StatusFile = statedir.SyncStatus
 	// LockFile serialises syncs of one sandbox (flock).
-	LockFile = "sync.lock"
+	LockFile = statedir.SyncLock
 )
 
 // Status is the content of state/sync.json.
