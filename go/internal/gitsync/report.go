@@ -37,7 +37,10 @@ type RefUpdate struct {
 	Branch  string `json:"branch"`
 	Ref     string `json:"ref"`
 	Old     string `json:"old,omitempty"`
-	New     string `json:"new"`
+	New     string `json:"new,omitempty"`
 	Commits int    `json:"commits"` // commits the host did not have
 	Forced  bool   `json:"forced"`  // the sandbox rewrote the branch; the old value stays in the ref's reflog
+	// Deleted: the sandbox deleted the branch, so its ref was pruned (like
+	// `git fetch --prune`); Old is where it pointed, New is empty.
+	Deleted bool `json:"deleted,omitempty"`
 }
