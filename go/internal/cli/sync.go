@@ -86,6 +86,7 @@ func syncSandbox(ctx context.Context, env *Env, sb *sandbox.Sandbox, f syncFlags
 		gitsync.Render(env.Stdout, rep)
 		renderArtifacts(env.Stdout, out.Artifacts, f.artifacts && f.dryRun)
 	}
+	gitsync.RenderWarnings(env.Stderr, rep)
 	switch {
 	case err == nil:
 		return nil

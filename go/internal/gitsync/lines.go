@@ -3,12 +3,15 @@ package gitsync
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/utils/diff"
+
+	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
 )
 
 // binarySniff is how much of a file git looks at for a NUL byte to call it binary.
@@ -52,10 +55,15 @@ func (c *lineCounter) stat() blobStat {
 type blobSource func(h plumbing.Hash) (int64, io.ReadCloser, error)
 
 // blob opens a blob arriving with this sync from the workspace (bounded, see
-// sandboxgit), any other from the host.
+// sandboxgit), any other from the host. A blob too large to rebuild from its
+// delta in memory is not opened: it counts as binary (errTooLarge).
 func (s *syncer) blob(h plumbing.Hash) (int64, io.ReadCloser, error) {
 	if s.tr.has(h) {
 		typ, size, r, err := s.ws.OpenObject(h)
+		var limit *sandboxgit.LimitError
+		if errors.As(err, &limit) {
+			return 0, nil, errTooLarge
+		}
 		if err == nil && typ != plumbing.BlobObject {
 			r.Close()
 			err = hostile("object %s is a %s, expected a blob", h, typ)
@@ -70,9 +78,11 @@ func (s *syncer) blob(h plumbing.Hash) (int64, io.ReadCloser, error) {
 	return o.Size(), r, err
 }
 
-// diffMax is the largest file diffed line by line for the summary; a larger
-// modified file counts as changed with no lines, as binary files do.
+// diffMax is the largest modified file diffed line by line for the summary; a
+// larger one counts as changed with no lines, as binary files do.
 const diffMax = 16 << 20
+
+var errTooLarge = errors.New("too large to count its lines")
 
 // lineStats adds up inserted and deleted lines over changes like `git diff
 // --shortstat`: added and removed files count all their lines, binary files
@@ -81,6 +91,9 @@ func lineStats(ctx context.Context, blob blobSource, changes object.Changes) (in
 	stat := func(h plumbing.Hash) (blobStat, error) {
 		var c lineCounter
 		_, r, err := blob(h)
+		if errors.Is(err, errTooLarge) {
+			return blobStat{binary: true}, nil
+		}
 		if err != nil {
 			return blobStat{}, err
 		}
@@ -133,6 +146,9 @@ func blobOf(e object.ChangeEntry) plumbing.Hash {
 // readSmallBlob reads a blob of at most diffMax bytes; ok is false for a larger one.
 func readSmallBlob(blob blobSource, h plumbing.Hash) (data []byte, ok bool, err error) {
 	size, r, err := blob(h)
+	if errors.Is(err, errTooLarge) {
+		return nil, false, nil
+	}
 	if err != nil {
 		return nil, false, err
 	}

@@ -23,6 +23,10 @@ type Report struct {
 
 	Refs   []RefUpdate       `json:"refs"`             // remote-tracking refs moved (or to move)
 	Manual *ManualMergeError `json:"manual,omitempty"` // Result "manual": why and what to run
+
+	// Warnings are what failed after the sync itself succeeded (the status
+	// file could not be written): the result stands, the user should know.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Uncommitted is a file the sandbox changed without committing; Status is the

@@ -275,8 +275,19 @@ func (t *transfer) copyStored(p *packwrite.Writer, h plumbing.Hash, typ plumbing
 		if !t.has(s.Base) && !t.have(s.Base) {
 			return false, nil
 		}
+		if typ == plumbing.BlobObject { // the host's git will rebuild it: bound it first
+			size, err := t.ws.ObjectSize(s)
+			if err != nil {
+				return false, fmt.Errorf("cannot read object %s: %w", h, err)
+			}
+			if size > sandboxgit.MaxBlobSize {
+				return false, &sandboxgit.LimitError{What: "object " + h.String(), Size: size, Limit: sandboxgit.MaxBlobSize}
+			}
+		}
 	case s.Kind != typ:
 		return false, hostile("object %s is a %s, expected a %s", h, s.Kind, typ)
+	case s.Size > sandboxgit.MaxBlobSize:
+		return false, &sandboxgit.LimitError{What: "object " + h.String(), Size: s.Size, Limit: sandboxgit.MaxBlobSize}
 	}
 	return true, p.Raw(s.Kind, s.Size, s.Base, func(w io.Writer) error { return t.ws.CopyStored(w, s) })
 }

@@ -237,4 +237,53 @@ func TestWatchSurvivesKills(t *testing.T) {
 	if out := gitIn(t, f.host, "status", "--porcelain"); out != "" {
 		t.Errorf("host working tree not clean:\n%s", out)
 	}
+	// What the killed syncs left behind was removed by the last one.
+	for _, pattern := range []string{"objects/keystone-incoming-*", "objects/pack/tmp_*", "objects/pack/*.keep"} {
+		if left, _ := filepath.Glob(filepath.Join(f.host, ".git", pattern)); len(left) > 0 {
+			t.Errorf("left behind in the host repository: %v", left)
+		}
+	}
+}
+
+// A sync whose outcome cannot be recorded still happened: it succeeds, with a
+// warning on its report (issue 14 item 7).
+func TestRunOnceWarnsWhenTheStatusCannotBeWritten(t *testing.T) {
+	f := newFixture(t)
+	c := commit(t, f.ws, "a.txt", "a\n")
+	os.MkdirAll(filepath.Join(f.state, StatusFile, "blocked"), 0o755) // rename over a full directory fails
+	rep, err := RunOnce(context.Background(), f.state, "", gitsync.Options{Name: "demo", HostRepo: f.host, Workspace: f.ws})
+	if err != nil {
+		t.Fatalf("sync: %v, want success with a warning", err)
+	}
+	if rep.Result != gitsync.ResultFastForwarded || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "could not be recorded") {
+		t.Fatalf("report: %s, warnings %q", rep.Result, rep.Warnings)
+	}
+	if got := gitIn(t, f.host, "rev-parse", "main"); got != c {
+		t.Fatalf("host main = %s, want %s", got, c)
+	}
+}
+
+// A workspace that crashed the watcher before (a malformed pack index) is
+// refused and recorded; the watcher carries on and syncs once it is fixed.
+func TestWatchSurvivesAHostileWorkspace(t *testing.T) {
+	f := newFixture(t)
+	startWatch(t, f.options(ModeAutoCommit))
+	commit(t, f.ws, "a.txt", "a\n")
+	gitIn(t, f.ws, "repack", "-q", "-a", "-d")
+	idxs, _ := filepath.Glob(filepath.Join(f.ws, ".git", "objects", "pack", "*.idx"))
+	good, _ := os.ReadFile(idxs[0])
+	bad := append([]byte(nil), good...)
+	// The first object's offset points into the large-offset table, at an entry that does not exist.
+	n := int(bad[8+255*4])<<24 | int(bad[8+255*4+1])<<16 | int(bad[8+255*4+2])<<8 | int(bad[8+255*4+3])
+	copy(bad[8+1024+n*24:], []byte{0x80, 0, 0, 9})
+	os.Chmod(idxs[0], 0o644)
+	os.WriteFile(idxs[0], bad, 0o644)
+	commit(t, f.ws, "b.txt", "b\n")
+	await(t, "recorded refusal", 3*time.Second, func() (string, bool) {
+		st, _ := ReadStatus(f.state)
+		return fmt.Sprintf("%+v", st), st.LastResult == "error" && strings.Contains(st.LastError, "rejected")
+	})
+	os.WriteFile(idxs[0], good, 0o644)
+	c := commit(t, f.ws, "c.txt", "c\n")
+	await(t, "host main after the fix", 3*time.Second, hostAt(t, f.host, "main", c))
 }

@@ -5,8 +5,9 @@ package sandboxgit
 // nothing of the host changes.
 const (
 	// MaxBlobSize bounds one file's content. Blobs are streamed, never held
-	// whole in memory, so this bounds the host's disk use per file, not memory.
-	MaxBlobSize = 2 << 30
+	// whole in memory by keystone; this bounds the host's disk use per file
+	// and the memory the host's git needs to rebuild one from a delta.
+	MaxBlobSize = 1 << 30
 	// MaxMetaSize bounds one commit, tree or tag: they are read whole into
 	// memory, to be hashed, checked and walked.
 	MaxMetaSize = 64 << 20

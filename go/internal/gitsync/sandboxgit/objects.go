@@ -25,7 +25,8 @@ type Stored struct {
 	Size  int64               // inflated size of what is stored: the object, or the delta
 	Base  plumbing.Hash       // a delta's base (an OFS_DELTA's is looked up by offset)
 	pack  *Pack
-	from  int64 // the zlib stream, up to the next entry
+	off   int64 // the entry
+	from  int64 // its zlib stream, up to the next entry
 	to    int64
 }
 
@@ -317,7 +318,7 @@ func (r *Repo) Locate(h plumbing.Hash) (Stored, error) {
 	if err != nil {
 		return Stored{}, err
 	}
-	s := Stored{Kind: e.kind, Size: e.size, pack: p, from: e.data, to: p.entryEnd(off)}
+	s := Stored{Kind: e.kind, Size: e.size, pack: p, off: off, from: e.data, to: p.entryEnd(off)}
 	switch e.kind {
 	case plumbing.OFSDeltaObject:
 		base, ok := p.hashAt(e.base)
@@ -332,6 +333,19 @@ func (r *Repo) Locate(h plumbing.Hash) (Stored, error) {
 		return Stored{}, hostile("%s has overlapping entries at %d", p.name, off)
 	}
 	return s, nil
+}
+
+// ObjectSize is the size of the object s stores: a delta's declared target
+// size, read from the start of the delta.
+func (r *Repo) ObjectSize(s Stored) (int64, error) {
+	if s.Kind != plumbing.REFDeltaObject {
+		return s.Size, nil
+	}
+	e, err := s.pack.header(s.off)
+	if err != nil {
+		return 0, err
+	}
+	return s.pack.deltaTarget(e)
 }
 
 // CopyStored copies the compressed bytes of a packed object (after its entry

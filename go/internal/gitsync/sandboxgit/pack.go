@@ -115,6 +115,27 @@ func (p *Pack) readEntry(e entry, limit int64) ([]byte, error) {
 	return readAll(r, e.size)
 }
 
+// deltaTarget reads the target size a delta entry declares, inflating only the
+// start of the delta.
+func (p *Pack) deltaTarget(e entry) (int64, error) {
+	r, err := p.inflate(e)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	var buf [20]byte // two varints of at most 9 bytes each
+	got, err := io.ReadFull(r, buf[:min(int64(len(buf)), e.size)])
+	if err != nil {
+		return 0, err
+	}
+	_, i, err := varint(buf[:got], 0)
+	if err != nil {
+		return 0, err
+	}
+	target, _, err := varint(buf[:got], i)
+	return target, err
+}
+
 // entryEnd is where the entry at off ends: where the next one starts, or the
 // pack's trailer.
 func (p *Pack) entryEnd(off int64) int64 {
