@@ -9,6 +9,7 @@ import (
 
 	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/statedir"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
@@ -20,7 +21,7 @@ func init() {
 		name:    "hostd",
 		hidden:  true,
 		summary: "run the host daemon of a sandbox (its host-side services)",
-		usage: `Usage: keystone agent hostd <name> [--idle DURATION] [--interval DURATION]
+		usage: `Usage: keystone agent hostd <name> [--idle DURATION] [--interval DURATION] [--state-dir DIR]
 
 Started by ` + "`start`" + ` for every sandbox, detached, and stopped by ` + "`stop`" + `;
 declared sandboxes run it as the unit keystone-agent-hostd-<name>. It runs the
@@ -45,8 +46,12 @@ func runHostd(ctx context.Context, env *Env, args []string) error {
 	}
 	fs.DurationVar(&idle, "idle", idle, "auto-idle: quiet time before a sync")
 	interval := fs.Duration("interval", syncwatch.DefaultInterval, "how often the workspace is looked at")
+	stateDir := fs.String("state-dir", "", "the state directory (default: the user's)")
 	if err := parse(fs, v, args); err != nil {
 		return err
+	}
+	if *stateDir != "" {
+		env.sandboxes = sandbox.NewEnvAt(statedir.Dir(*stateDir), env.Stderr)
 	}
 	if fs.NArg() != 1 {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("hostd: a sandbox name is required")}

@@ -33,9 +33,12 @@ func (e *Env) StartDaemon(sb *Sandbox) error {
 	if pid, _ := e.daemonPID(sb); pid != 0 {
 		return nil
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("cannot start the host daemon: %w", err)
+	self := e.Keystone
+	if self == "" {
+		var err error
+		if self, err = os.Executable(); err != nil {
+			return fmt.Errorf("cannot start the host daemon: %w", err)
+		}
 	}
 	logPath := sb.Dir.Path(statedir.DaemonLog)
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -48,11 +51,11 @@ func (e *Env) StartDaemon(sb *Sandbox) error {
 		return err
 	}
 	defer r.Close()
-	cmd := exec.Command(self, "agent", "hostd", sb.Name)
+	cmd := exec.Command(self, "agent", "hostd", "--state-dir", string(e.Root), sb.Name)
 	cmd.Dir = sb.Dir.State()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w} // fd 3
-	cmd.Env = append(os.Environ(), hostd.ReadyFDEnv+"=3")
+	cmd.Env = append(os.Environ(), hostd.ReadyFDEnv+"=3", DeclaredEnv+"="+e.Declared)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	w.Close()
