@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 )
 
 // Version is the format version written to sandboxes.json.
@@ -179,22 +181,8 @@ func (r *Registry) write(f *file) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(r.path), ".sandboxes-*.json")
-	if err != nil {
-		return fmt.Errorf("failed to write the registry: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(append(data, '\n')); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), r.path)
-	}
-	if err != nil {
-		return fmt.Errorf("failed to write the registry %q: %w", r.path, err)
+	if err := atomicfile.Write(r.path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("failed to update the registry: %w", err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/gofrs/flock"
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/kvm"
 	"github.com/keystone-agent/keystone/internal/names"
@@ -200,7 +201,7 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 		if runnerDir, err = e.build(ctx, sb); err != nil {
 			return err
 		}
-	} else if err := relink(sb.Dir.Path(statedir.RunnerLink), runnerDir); err != nil {
+	} else if err := atomicfile.Symlink(runnerDir, sb.Dir.Path(statedir.RunnerLink)); err != nil {
 		return err
 	}
 	// A process outside keystone can take the port between the check and
@@ -251,7 +252,7 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := writeAtomic(sb.Dir.Path(statedir.FlakeFile), flake, 0o644); err != nil {
+	if err := atomicfile.Write(sb.Dir.Path(statedir.FlakeFile), flake, 0o644); err != nil {
 		return "", err
 	}
 	e.progressf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name)
@@ -358,15 +359,6 @@ func (e *Env) declaredPorts() map[int]bool {
 		out[d.SSHPort] = true
 	}
 	return out
-}
-
-func relink(link, target string) error {
-	tmp := link + ".tmp"
-	_ = os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, link)
 }
 
 func consolePath(sb *Sandbox) string { return sb.Dir.Path(statedir.ConsoleLog) }

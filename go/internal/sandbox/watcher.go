@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
@@ -42,7 +43,7 @@ func (e *Env) StartWatcher(sb *Sandbox) error {
 	}
 	pid := cmd.Process.Pid
 	_ = cmd.Process.Release()
-	return writeAtomic(sb.Dir.Path(statedir.WatchPID), fmt.Appendf(nil, "%d\n", pid), 0o600)
+	return atomicfile.Write(sb.Dir.Path(statedir.WatchPID), fmt.Appendf(nil, "%d\n", pid), 0o600)
 }
 
 // StopWatcher stops the sandbox's sync watcher, if one runs. SIGTERM lets it
