@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5"
-	"github.com/gofrs/flock"
 	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sys/unix"
 
 	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/gitsync"
@@ -68,14 +68,11 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if _, err := e.plan(spec, project, name); err != nil {
 		return nil, err
 	}
-	dir := e.Root.Sandbox(name)
-	if err := os.MkdirAll(filepath.Dir(dir.Root()), 0o700); err != nil {
-		return nil, fmt.Errorf("failed to create the state directory: %w", err)
-	}
-	// One start (or stop, or destroy) per sandbox at a time.
-	lk := flock.New(dir.Root() + ".lock")
-	if ok, err := lk.TryLock(); err != nil || !ok {
-		return nil, fmt.Errorf("sandbox %q is busy: another keystone command holds %s", name, lk.Path())
+	sb := &Sandbox{Dir: e.Root.Sandbox(name)}
+	sb.Name = name
+	lk, err := lockSandbox(sb)
+	if err != nil {
+		return nil, err
 	}
 	defer lk.Unlock()
 	pl, err := e.plan(spec, project, name)
@@ -83,29 +80,44 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		return nil, err
 	}
 	old, existed, runnerDir := pl.old, pl.existed, pl.runnerDir
-	sb := &Sandbox{Entry: old, Dir: dir}
+	keep := existed && !spec.Fresh
+	sb.Entry = old
 	if existed {
 		if err := e.stopLeftover(sb); err != nil {
 			return nil, err
 		}
 	}
-	if spec.Fresh && existed {
-		e.progressf("Discarding the previous state of %q", name)
-		if err := os.RemoveAll(dir.Root()); err != nil {
-			return nil, fmt.Errorf("failed to discard %q: %w", dir.Root(), err)
+	if _, err := os.Stat(sb.Dir.Root()); (spec.Fresh || !existed) && err == nil {
+		if existed {
+			e.progressf("Discarding the previous state of %q", name)
+		} else {
+			// A directory without an entry is what an interrupted start of an
+			// earlier version left behind: nothing refers to it.
+			e.progressf("Removing what an interrupted start of %q left behind", name)
+		}
+		if err := os.RemoveAll(sb.Dir.Root()); err != nil {
+			return nil, fmt.Errorf("failed to discard %q: %w", sb.Dir.Root(), err)
 		}
 	}
 	sb.Entry = registry.Entry{
 		Name: name, ProjectPath: project, MemoryMB: spec.MemoryMB, VCPUs: spec.VCPUs,
 		Nested: spec.Nested, Network: spec.Network, SyncMode: spec.SyncMode,
-		SSHPort: old.SSHPort, Runner: runnerDir, Created: old.Created,
+		SSHPort: old.SSHPort, HostKey: old.HostKey, Runner: runnerDir, Created: old.Created,
 	}
-	if !existed || spec.Fresh || sb.Created.IsZero() {
+	if !keep || sb.Created.IsZero() {
 		sb.Created = time.Now().UTC().Truncate(time.Second)
+	}
+	// The entry comes before anything on disk, so a start killed at any
+	// point leaves a sandbox that list shows and destroy removes.
+	if err := e.Registry.Update(func(tx *registry.Tx) error { tx.Put(sb.Entry); return nil }); err != nil {
+		if !existed {
+			os.Remove(sb.Dir.Lock())
+		}
+		return nil, err
 	}
 	var proc *runner.Process
 	if err := e.boot(ctx, sb, runnerDir, &proc); err != nil {
-		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
+		return nil, e.undo(sb, proc, keep, err)
 	}
 	if err := e.StartWatcher(sb); err != nil {
 		e.progressf("keystone: warning: %v", err)
@@ -184,9 +196,8 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 		}
 	}
 	if _, err := os.Stat(sb.Dir.Workspace()); errors.Is(err, fs.ErrNotExist) {
-		e.progressf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace())
-		if err := gitsync.Clone(ctx, sb.ProjectPath, sb.Dir.Workspace()); err != nil {
-			return fmt.Errorf("failed to clone the project: %w", err)
+		if err := e.clone(ctx, sb); err != nil {
+			return err
 		}
 	}
 	if err := giveAwayFromRoot(sb.Dir.Workspace()); err != nil {
@@ -233,6 +244,37 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	}
 }
 
+// clone builds the first clone in workspace.partial and renames it into
+// place once complete and on disk: a start killed mid-clone leaves only the
+// partial clone, which the next start discards, never a half-empty workspace.
+func (e *Env) clone(ctx context.Context, sb *Sandbox) error {
+	partial := sb.Dir.WorkspacePartial()
+	if err := os.RemoveAll(partial); err != nil {
+		return fmt.Errorf("failed to discard an interrupted clone: %w", err)
+	}
+	e.progressf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace())
+	if err := gitsync.Clone(ctx, sb.ProjectPath, partial); err != nil {
+		return fmt.Errorf("failed to clone the project: %w", err)
+	}
+	if err := syncFS(partial); err != nil {
+		return fmt.Errorf("failed to clone the project: %w", err)
+	}
+	if err := os.Rename(partial, sb.Dir.Workspace()); err != nil {
+		return fmt.Errorf("failed to clone the project: %w", err)
+	}
+	return atomicfile.SyncDir(sb.Dir.Root())
+}
+
+// syncFS flushes the file system holding dir: the clone's many files in one call.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
+
 func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) error {
 	target, err := sb.Target()
 	if err != nil {
@@ -270,7 +312,7 @@ func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) er
 	}
 	if !keep {
 		// The lock file goes too; this start still holds it, which is harmless.
-		for _, p := range []string{sb.Dir.Root(), sb.Dir.Root() + ".lock"} {
+		for _, p := range []string{sb.Dir.Root(), sb.Dir.Lock()} {
 			if err := os.RemoveAll(p); err != nil {
 				errs = multierror.Append(errs, err)
 			}
@@ -280,6 +322,7 @@ func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) er
 		}
 	}
 	if errs.ErrorOrNil() != nil {
+		errs.ErrorFormat = oneLine
 		return fmt.Errorf("%w (and cleaning up failed: %v)", cause, errs)
 	}
 	return cause
@@ -364,3 +407,12 @@ func (e *Env) declaredPorts() map[int]bool {
 func consolePath(sb *Sandbox) string { return sb.Dir.Path(statedir.ConsoleLog) }
 
 func pidPath(sb *Sandbox) string { return sb.Dir.Path(statedir.PIDFile) }
+
+// oneLine formats collected errors for the one line the user sees.
+func oneLine(errs []error) string {
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}

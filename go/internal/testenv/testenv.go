@@ -57,7 +57,14 @@ type Env struct {
 func New(t testing.TB) *Env {
 	t.Helper()
 	work := t.TempDir()
-	root := statedir.Dir(filepath.Join(work, "state"))
+	return NewOn(t, work, filepath.Join(work, "state"))
+}
+
+// NewOn returns an Env whose state directory is stateRoot (on a file system
+// the test chose, such as a small one that fills up); repositories go in work.
+func NewOn(t testing.TB, work, stateRoot string) *Env {
+	t.Helper()
+	root := statedir.Dir(stateRoot)
 	e := &Env{
 		Env: &sandbox.Env{
 			Root:     root,
