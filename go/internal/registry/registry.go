@@ -23,6 +23,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/names"
 )
 
 // Version is the format version written to sandboxes.json.
@@ -169,6 +170,11 @@ func (r *Registry) read() (*file, error) {
 		f.Sandboxes = map[string]*Entry{}
 	}
 	for name, e := range f.Sandboxes {
+		// A name becomes a path under the state directory: one read from the
+		// file is held to the rules of one typed on the command line.
+		if err := names.Validate(name); err != nil {
+			return nil, &CorruptError{Path: r.path, Err: err}
+		}
 		if e == nil || e.Name != name {
 			return nil, &CorruptError{Path: r.path, Err: fmt.Errorf("entry %q does not carry its own name", name)}
 		}

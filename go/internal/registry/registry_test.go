@@ -82,6 +82,9 @@ func TestCorruptFileIsReportedAndKept(t *testing.T) {
 		"garbage":       "\x00\x01not json",
 		"wrong version": `{"version":99,"sandboxes":{}}`,
 		"name mismatch": `{"version":1,"sandboxes":{"a":{"name":"b"}}}`,
+		"path as name":  `{"version":1,"sandboxes":{"../../victim":{"name":"../../victim"}}}`,
+		"upper case":    `{"version":1,"sandboxes":{"App":{"name":"App"}}}`,
+		"empty name":    `{"version":1,"sandboxes":{"":{"name":""}}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := newTemp(t)

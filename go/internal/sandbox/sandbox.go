@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
@@ -67,6 +68,9 @@ func (e *Env) progressf(format string, a ...any) {
 
 // Get finds a sandbox by name among imperative and declared ones.
 func (e *Env) Get(name string) (*Sandbox, error) {
+	if err := names.Validate(name); err != nil {
+		return nil, &UsageError{Msg: err.Error()}
+	}
 	ent, err := e.Registry.Get(name)
 	if err == nil {
 		return &Sandbox{Entry: ent, Dir: e.Root.Sandbox(name)}, nil
