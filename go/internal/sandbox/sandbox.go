@@ -26,6 +26,10 @@ type Env struct {
 	Declared string    // path of the NixOS module's declared.json
 	Home     string    // the user's home, for ~/.ssh public keys
 	Progress io.Writer // stderr: progress lines
+	// PortLock is the user's port lock (PortLockPath); empty: the one in Root.
+	PortLock string
+	// Timeouts bound the lifecycle's waits; zero fields take the defaults.
+	Timeouts Timeouts
 }
 
 // DefaultDeclared is where the NixOS module writes declared sandboxes.
@@ -58,6 +62,13 @@ type Sandbox struct {
 	Dir      statedir.Sandbox
 	Declared bool   // from the NixOS module: systemd owns its VM
 	Unit     string // declared only: the VM's systemd unit
+}
+
+func (e *Env) portLock() string {
+	if e.PortLock != "" {
+		return e.PortLock
+	}
+	return PortLockPath(e.Root)
 }
 
 func (e *Env) progressf(format string, a ...any) {

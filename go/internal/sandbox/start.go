@@ -43,9 +43,6 @@ func (e *BootError) Error() string { return e.Msg }
 // Detail is the console's tail, printed under the error line.
 func (e *BootError) Detail() string { return e.Log }
 
-// ReadyTimeout bounds the wait for SSH after the runner starts.
-var ReadyTimeout = 3 * time.Minute
-
 // Start creates the sandbox when it is new, boots it and waits until SSH
 // answers with the pinned host key. A sandbox that runs already is refused
 // (ErrAlreadyRunning) unless spec.Fresh, which stops it and starts over.
@@ -182,7 +179,7 @@ func (e *Env) stopLeftover(sb *Sandbox) error {
 	_, pid, _ := evidence(sb)
 	if pid != 0 && runner.Inspect(pid, sb.Dir.State()) == runner.Runner {
 		e.progressf("Stopping the previous VM of %q (pid %d)", sb.Name, pid)
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, runner.DefaultStop); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, e.Timeouts.withDefaults().Stop); err != nil {
 			return err
 		}
 	}
@@ -220,7 +217,7 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	// the start moves on to another port.
 	reserved := e.declaredPorts()
 	for attempt := 1; ; attempt++ {
-		p, err := e.launch(sb, runnerDir, reserved)
+		p, err := e.launch(ctx, sb, runnerDir, reserved)
 		if p != nil {
 			*proc = p
 		}
@@ -280,7 +277,7 @@ func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) erro
 	if err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+	wctx, cancel := context.WithTimeout(ctx, e.Timeouts.withDefaults().Ready)
 	defer cancel()
 	if err := sshconn.WaitReady(wctx, target, p.Done()); err != nil {
 		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become reachable over SSH: %v", sb.Name, err),
@@ -306,7 +303,7 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) error {
 	var errs *multierror.Error
 	if proc != nil {
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), proc.Pid, proc.Done(), runner.StopOptions{Grace: 2 * time.Second, Term: 2 * time.Second}); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), proc.Pid, proc.Done(), e.Timeouts.withDefaults().Undo); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}
@@ -331,8 +328,8 @@ func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) er
 // launch picks the port and starts the runner under the machine-wide port
 // lock, held until the hypervisor has bound the port: without it, two starts
 // (of any user, any state directory) could both find a port free.
-func (e *Env) launch(sb *Sandbox, runnerDir string, reserved map[int]bool) (*runner.Process, error) {
-	unlock, err := lockPorts()
+func (e *Env) launch(ctx context.Context, sb *Sandbox, runnerDir string, reserved map[int]bool) (*runner.Process, error) {
+	unlock, err := e.lockPorts(ctx, e.portLock(), e.Timeouts.withDefaults().PortLock)
 	if err != nil {
 		return nil, err
 	}

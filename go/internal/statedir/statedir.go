@@ -18,6 +18,9 @@ const (
 	RegistryFile = "sandboxes.json"
 	// LockFile serialises read-modify-write of the registry.
 	LockFile = "sandboxes.lock"
+	// PortsLock serialises the user's starts from picking a port until the
+	// hypervisor has bound it; it is in $XDG_RUNTIME_DIR when that is set.
+	PortsLock = "keystone-agent-ports.lock"
 	// SandboxesDir holds one directory per sandbox.
 	SandboxesDir = "sandboxes"
 	// SandboxLockSuffix names the flock next to a sandbox's directory

@@ -47,6 +47,22 @@ func Guest(t testing.TB) string {
 	return guestDir
 }
 
+// RuntimeDir is a private directory shared by every test process of this
+// user, standing in for $XDG_RUNTIME_DIR: the tests' sandboxes, each in its
+// own state directory, share one port lock there as a user's do.
+func RuntimeDir(t testing.TB) string {
+	t.Helper()
+	base, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatalf("no cache directory for the tests' runtime directory: %v", err)
+	}
+	dir := filepath.Join(base, "keystone", "test-runtime")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // Env is a private state directory with the lifecycle API on it.
 type Env struct {
 	*sandbox.Env
@@ -72,6 +88,7 @@ func NewOn(t testing.TB, work, stateRoot string) *Env {
 			Declared: filepath.Join(work, "no-declared.json"),
 			Home:     filepath.Join(work, "home"),
 			Progress: testWriter{t},
+			PortLock: filepath.Join(RuntimeDir(t), statedir.PortsLock),
 		},
 		Work: work,
 	}
