@@ -30,7 +30,13 @@ type Env struct {
 	PortLock string
 	// Timeouts bound the lifecycle's waits; zero fields take the defaults.
 	Timeouts Timeouts
+	// Keystone is the keystone program run as the host daemon; "" means
+	// this program (tests, whose binary is not keystone, give a built one).
+	Keystone string
 }
+
+// DeclaredEnv overrides DefaultDeclared (tests, the NixOS module's units).
+const DeclaredEnv = "KEYSTONE_AGENT_DECLARED"
 
 // DefaultDeclared is where the NixOS module writes declared sandboxes.
 const DefaultDeclared = "/etc/keystone/agent/declared.json"
@@ -41,9 +47,14 @@ func NewEnv(progress io.Writer) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewEnvAt(statedir.Dir(root), progress), nil
+}
+
+// NewEnvAt builds the Env of the current user on the state directory d (the
+// host daemon is told its sandbox's).
+func NewEnvAt(d statedir.Dir, progress io.Writer) *Env {
 	home, _ := os.UserHomeDir()
-	d := statedir.Dir(root)
-	declared := os.Getenv("KEYSTONE_AGENT_DECLARED")
+	declared := os.Getenv(DeclaredEnv)
 	if declared == "" {
 		declared = DefaultDeclared
 	}
@@ -53,7 +64,7 @@ func NewEnv(progress io.Writer) (*Env, error) {
 		Declared: declared,
 		Home:     home,
 		Progress: progress,
-	}, nil
+	}
 }
 
 // Sandbox is one sandbox: its declaration and where it lives.
