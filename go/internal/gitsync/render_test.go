@@ -69,10 +69,10 @@ func TestRenderEscapesSandboxText(t *testing.T) {
 func TestPrintable(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain text, ünïcode ✓": "plain text, ünïcode ✓",
-		"tab\there":              `tab\x09here`,
-		"del\x7f c1\u0085":       `del\x7f c1\u0085`,
-		"bad\xffutf8":            `bad\xffutf8`,
-		"rtl\u2067x\u2069":       `rtl\u2067x\u2069`,
+		"tab\there":             `tab\x09here`,
+		"del\x7f c1\u0085":      `del\x7f c1\u0085`,
+		"bad\xffutf8":           `bad\xffutf8`,
+		"rtl\u2067x\u2069":      `rtl\u2067x\u2069`,
 	} {
 		if got := Printable(in); got != want {
 			t.Errorf("Printable(%q) = %q, want %q", in, got, want)

@@ -263,27 +263,33 @@ func TestRunOnceWarnsWhenTheStatusCannotBeWritten(t *testing.T) {
 	}
 }
 
-// A workspace that crashed the watcher before (a malformed pack index) is
-// refused and recorded; the watcher carries on and syncs once it is fixed.
+// A workspace that crashed the watcher before (a pack index with an offset
+// outside its pack) is refused and recorded; the watcher carries on and syncs
+// once it is fixed.
 func TestWatchSurvivesAHostileWorkspace(t *testing.T) {
 	f := newFixture(t)
 	startWatch(t, f.options(ModeAutoCommit))
-	commit(t, f.ws, "a.txt", "a\n")
-	gitIn(t, f.ws, "repack", "-q", "-a", "-d")
-	idxs, _ := filepath.Glob(filepath.Join(f.ws, ".git", "objects", "pack", "*.idx"))
-	good, _ := os.ReadFile(idxs[0])
-	bad := append([]byte(nil), good...)
-	// The first object's offset points into the large-offset table, at an entry that does not exist.
-	n := int(bad[8+255*4])<<24 | int(bad[8+255*4+1])<<16 | int(bad[8+255*4+2])<<8 | int(bad[8+255*4+3])
-	copy(bad[8+1024+n*24:], []byte{0x80, 0, 0, 9})
-	os.Chmod(idxs[0], 0o644)
-	os.WriteFile(idxs[0], bad, 0o644)
+	// A pack of one object nothing needs, so that the sandbox's own git never
+	// reads it, with its index's only offset pointing into the large-offset
+	// table, at an entry that does not exist.
+	junk := gitIn(t, f.ws, "hash-object", "-w", "--stdin", "--path=junk")
+	cmd := exec.Command(realGit, "-C", f.ws, "pack-objects", "-q", ".git/objects/pack/pack")
+	cmd.Stdin = strings.NewReader(junk + "\n")
+	name, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := filepath.Join(f.ws, ".git", "objects", "pack", "pack-"+strings.TrimSpace(string(name))+".idx")
+	b, _ := os.ReadFile(idx)
+	copy(b[8+1024+1*24:], []byte{0x80, 0, 0, 9})
+	os.Chmod(idx, 0o644)
+	os.WriteFile(idx, b, 0o644)
 	commit(t, f.ws, "b.txt", "b\n")
 	await(t, "recorded refusal", 3*time.Second, func() (string, bool) {
 		st, _ := ReadStatus(f.state)
 		return fmt.Sprintf("%+v", st), st.LastResult == "error" && strings.Contains(st.LastError, "rejected")
 	})
-	os.WriteFile(idxs[0], good, 0o644)
+	os.Remove(idx)
 	c := commit(t, f.ws, "c.txt", "c\n")
 	await(t, "host main after the fix", 3*time.Second, hostAt(t, f.host, "main", c))
 }
