@@ -79,3 +79,21 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+// The review gate names build entry points at any depth (issue 14 item 11,
+// issue 11 item 3).
+func TestGateReason(t *testing.T) {
+	for p, want := range map[string]bool{
+		"gradlew": true, "sub/mvnw": true, "a/b/.yarnrc.yml": true, ".pnpmfile.cjs": true,
+		"tests/conftest.py": true, "setup.py": true, "pkg/pyproject.toml": true, "Gemfile": true,
+		"Rakefile": true, ".tool-versions": true, "mise.toml": true, "CMakeLists.txt": true,
+		"docker/Dockerfile": true, ".lfsconfig": true, ".github/workflows/ci.yml": true,
+		"services/api/.github/workflows/ci.yml": true, "sub/.claude/settings.json": true,
+		"sub/.vscode/tasks.json": true, "gradle/wrapper/gradle-wrapper.properties": true,
+		"src/main.go": false, "docs/github.md": false, "my.github/x": false, "README.md": false,
+	} {
+		if got := gateReason(p, false) != ""; got != want {
+			t.Errorf("gateReason(%q) = %q, want review %v", p, gateReason(p, false), want)
+		}
+	}
+}
