@@ -9,8 +9,8 @@ import (
 	"github.com/keystone-agent/keystone/internal/sandbox"
 )
 
-func init() {
-	register(&verb{
+func newStartCmd() *verb {
+	return &verb{
 		name:    "start",
 		summary: "clone a project into a sandbox, boot it and attach",
 		usage: `Usage: keystone agent start [path] [options]
@@ -22,11 +22,10 @@ Exit codes: 0 success, 1 not a git repository, 2 sandbox already running,
 3 build failed, 4 KVM not available, 64 bad option or value.
 `,
 		run: runStart,
-	})
+	}
 }
 
-func runStart(ctx context.Context, env *Env, args []string) error {
-	v := verbs["start"]
+func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	spec := sandbox.Spec{}
 	fs.StringVar(&spec.Name, "name", "", "custom sandbox name (default: directory name)")

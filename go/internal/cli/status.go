@@ -9,8 +9,8 @@ import (
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
-func init() {
-	register(&verb{
+func newStatusCmd() *verb {
+	return &verb{
 		name:    "status",
 		summary: "show the state of a sandbox",
 		usage: `Usage: keystone agent status [name] [--json]
@@ -20,11 +20,10 @@ derived from evidence: the VM process and SSH answering. The name defaults
 to the current project's sandbox.
 `,
 		run: runStatus,
-	})
+	}
 }
 
-func runStatus(ctx context.Context, env *Env, args []string) error {
-	v := verbs["status"]
+func runStatus(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	asJSON := fs.Bool("json", false, "output as JSON")
 	if err := parseArgs(fs, v, args, 1); err != nil {

@@ -12,8 +12,8 @@ import (
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
-func init() {
-	register(&verb{
+func newSyncCmd() *verb {
+	return &verb{
 		name:    "sync",
 		summary: "sync committed changes from the sandbox to the host",
 		usage: `Usage: keystone agent sync [name] [--dry-run] [--artifacts] [--json]
@@ -28,11 +28,10 @@ Exit codes: 0 synced, 1 sandbox not found or not running, 2 no changes to
 sync, 3 merge conflict (manual resolution needed), 64 bad option.
 `,
 		run: runSync,
-	})
+	}
 }
 
-func runSync(ctx context.Context, env *Env, args []string) error {
-	v := verbs["sync"]
+func runSync(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	dry := fs.Bool("dry-run", false, "preview what would be synced; change nothing")
 	withArtifacts := fs.Bool("artifacts", false, "also copy build directories: dist/ build/ target/ .next/ out/")
