@@ -40,9 +40,29 @@ type Spec struct {
 }
 
 // UsageError is bad input caught before anything is created.
-type UsageError struct{ Msg string }
+type UsageError struct {
+	Msg  string
+	hint string
+}
 
 func (e *UsageError) Error() string { return e.Msg }
+
+// Hint says how to give a good value, when there is more to say than Msg.
+func (e *UsageError) Hint() string { return e.hint }
+
+// HintError is an error with a line that says what to do about it.
+type HintError struct {
+	Err  error
+	hint string
+}
+
+func (e *HintError) Error() string { return e.Err.Error() }
+func (e *HintError) Unwrap() error { return e.Err }
+func (e *HintError) Hint() string  { return e.hint }
+
+func withHint(err error, hint string, a ...any) error {
+	return &HintError{Err: err, hint: fmt.Sprintf(hint, a...)}
+}
 
 func usagef(format string, a ...any) error { return &UsageError{Msg: fmt.Sprintf(format, a...)} }
 

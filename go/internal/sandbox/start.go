@@ -57,7 +57,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	name := spec.Name
 	if name == "" {
 		if name, err = names.FromPath(project); err != nil {
-			return nil, &UsageError{Msg: err.Error()}
+			return nil, &UsageError{Msg: err.Error(), hint: "give one with --name"}
 		}
 	}
 	// Every refusal comes before anything is created; the checks run again
@@ -143,7 +143,7 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 	}
 	if p.existed && !spec.Fresh {
 		if state, _, _ := evidence(&Sandbox{Entry: old, Dir: e.Root.Sandbox(name)}); state == Running {
-			return p, fmt.Errorf("%w: %q (use `keystone agent attach %s`, or --fresh to start over)", ErrAlreadyRunning, name, name)
+			return p, withHint(fmt.Errorf("%w: %q", ErrAlreadyRunning, name), "`keystone agent attach %s` opens a shell; --fresh starts over", name)
 		}
 	}
 	if spec.Runner != "" {
