@@ -64,7 +64,7 @@ func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 	}
 	// Each service of the sandbox, one line each.
 	var services []hostd.Service
-	if sb.SyncMode == syncwatch.ModeAutoCommit || sb.SyncMode == syncwatch.ModeAutoIdle {
+	if syncwatch.Watched(sb.SyncMode) {
 		services = append(services, &syncwatch.Service{
 			Options: syncwatch.Options{Sync: gitsyncOptions(sb), StateDir: sb.Dir.State(),
 				Mode: sb.SyncMode, Idle: idle, Interval: *interval},

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/keystone-agent/keystone/internal/names"
+	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
 func newStartCmd() *verb {
@@ -34,8 +37,8 @@ func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
 	noNested := fs.Bool("no-nested", false, "disable nested virtualization")
 	fs.BoolVar(&spec.Fresh, "fresh", false, "discard previous state")
 	noAttach := fs.Bool("no-attach", false, "don't attach after starting")
-	fs.StringVar(&spec.Network, "network", "user", "network mode: user, tap, macvtap, bridge")
-	fs.StringVar(&spec.SyncMode, "sync-mode", "manual", "sync mode: manual, auto-commit, auto-idle")
+	fs.StringVar(&spec.Network, "network", runner.NetworkUser, "network mode: "+strings.Join(runner.Networks, ", "))
+	fs.StringVar(&spec.SyncMode, "sync-mode", syncwatch.ModeManual, "sync mode: "+strings.Join(syncwatch.Modes, ", "))
 	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
 	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err

@@ -10,12 +10,13 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/keystone-agent/keystone/internal/gitsync"
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 // RunOnce runs one sync under the sandbox's sync lock and records its outcome in
 // state/sync.json (a dry run records nothing). It returns what gitsync.Sync returns.
 func RunOnce(ctx context.Context, stateDir, mode string, o gitsync.Options) (*gitsync.Report, error) {
-	lock := flock.New(filepath.Join(stateDir, LockFile))
+	lock := flock.New(filepath.Join(stateDir, statedir.SyncLock))
 	ok, err := lock.TryLockContext(ctx, 100*time.Millisecond)
 	if err != nil || !ok {
 		return nil, fmt.Errorf("cannot take the sync lock of %q: %w", o.Name, err)
