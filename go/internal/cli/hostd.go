@@ -66,7 +66,7 @@ func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 	var services []hostd.Service
 	if syncwatch.Watched(sb.SyncMode) {
 		services = append(services, &syncwatch.Service{
-			Options: syncwatch.Options{Sync: gitsyncOptions(sb), StateDir: sb.Dir.State(),
+			Options: syncwatch.Options{Sync: sb.GitSync(), StateDir: sb.Dir.State(),
 				Mode: sb.SyncMode, Idle: idle, Interval: *interval},
 			OnEvent: func(ev syncwatch.Event) {
 				switch {

@@ -29,7 +29,7 @@ func runStop(ctx context.Context, env *Env, v *verb, args []string) error {
 		return err
 	}
 	if *withSync {
-		if err := syncBeforeStop(ctx, env, sb); err != nil {
+		if err := syncBeforeStop(ctx, env, sbe, sb); err != nil {
 			return err
 		}
 	}

@@ -117,7 +117,7 @@ func (w *watcher) step(ctx context.Context, final bool) {
 		return
 	}
 	w.synced, w.lastTry = refs, now
-	rep, err := RunOnce(ctx, w.o.StateDir, w.o.Mode, w.o.Sync)
+	rep, err := runOnce(ctx, w.o.StateDir, w.o.Mode, w.o.Sync)
 	if errors.Is(err, gitsync.ErrNoChanges) {
 		err = nil
 	}
