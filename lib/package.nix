@@ -19,6 +19,9 @@ buildGoModule {
   ldflags = [
     "-s" "-w"
     "-X github.com/keystone-agent/keystone/internal/nixbuild.KeystoneFlake=${keystoneFlake}"
+    # `keystone --version`: the release version, never a commit, so the stamp
+    # alone does not make every change of the repository a new build
+    "-X github.com/keystone-agent/keystone/internal/cli.Version=${version}"
   ];
   nativeBuildInputs = [ makeWrapper ];
   # The programs the helper runs: nix (`nix build` of state/flake.nix) and the

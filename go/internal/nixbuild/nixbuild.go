@@ -19,6 +19,9 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+
+	"github.com/keystone-agent/keystone/internal/names"
+	"github.com/keystone-agent/keystone/internal/runner"
 )
 
 // KeystoneFlake is the flake reference rendered into every state/flake.nix.
@@ -33,7 +36,7 @@ var Agents = []string{"claude-code", "gemini-cli", "codex"}
 
 // Networks an imperative runner supports; tap and macvtap need host units and
 // are only available to declared sandboxes.
-var Networks = []string{"user", "bridge"}
+var Networks = []string{runner.NetworkUser, runner.NetworkBridge}
 
 // Params are the values rendered into state/flake.nix.
 type Params struct {
@@ -54,7 +57,6 @@ type Params struct {
 var (
 	flakeRefPattern = regexp.MustCompile(`^[A-Za-z0-9+._:/?=&~%@-]+$`)
 	bridgePattern   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
-	namePattern     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 )
 
 // normalize fills defaults and checks every value, so that the template only
@@ -67,23 +69,23 @@ func (p Params) normalize() (Params, error) {
 		p.System = hostSystem()
 	}
 	if p.Network == "" {
-		p.Network = "user"
+		p.Network = runner.NetworkUser
 	}
-	if p.Network == "bridge" && p.Bridge == "" {
+	if p.Network == runner.NetworkBridge && p.Bridge == "" {
 		p.Bridge = "br0"
 	}
 	switch {
-	case !namePattern.MatchString(p.Name):
-		return p, fmt.Errorf("invalid sandbox name %q", p.Name)
+	case names.Validate(p.Name) != nil:
+		return p, names.Validate(p.Name)
 	case !flakeRefPattern.MatchString(p.Flake):
 		return p, fmt.Errorf("invalid keystone flake reference %q", p.Flake)
 	case p.System != "x86_64-linux" && p.System != "aarch64-linux":
 		return p, fmt.Errorf("unsupported system %q (want x86_64-linux or aarch64-linux)", p.System)
 	case !slices.Contains(Networks, p.Network):
 		return p, fmt.Errorf("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); imperative sandboxes use %s", p.Network, strings.Join(Networks, " or "))
-	case p.Network == "bridge" && !bridgePattern.MatchString(p.Bridge):
+	case p.Network == runner.NetworkBridge && !bridgePattern.MatchString(p.Bridge):
 		return p, fmt.Errorf("invalid bridge name %q", p.Bridge)
-	case p.Network != "bridge" && p.Bridge != "":
+	case p.Network != runner.NetworkBridge && p.Bridge != "":
 		return p, fmt.Errorf("a bridge (%q) is only used with network mode \"bridge\"", p.Bridge)
 	}
 	seen := map[string]bool{}

@@ -97,7 +97,7 @@ func TestRenderRejects(t *testing.T) {
 		p    Params
 		want string
 	}{
-		{"empty name", Params{}, `invalid sandbox name ""`},
+		{"empty name", Params{}, `sandbox name is empty`},
 		{"bad name", Params{Name: "My_App"}, `invalid sandbox name "My_App"`},
 		{"quote in flake", Params{Name: "a", Flake: `github:x/y"; evil = "`}, "invalid keystone flake reference"},
 		{"interpolation in flake", Params{Name: "a", Flake: "path:/${builtins.exec}"}, "invalid keystone flake reference"},

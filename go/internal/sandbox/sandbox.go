@@ -160,7 +160,7 @@ func (e *Env) ForProject(dir string) (*Sandbox, error) {
 		}
 	}
 	if best == nil {
-		return nil, fmt.Errorf("%w: no sandbox for %q (give a name; `keystone agent list` shows them)", registry.ErrNotFound, abs)
+		return nil, withHint(fmt.Errorf("%w: no sandbox for %q", registry.ErrNotFound, abs), "give a name; `keystone agent list` shows them")
 	}
 	return best, nil
 }

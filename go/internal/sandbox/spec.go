@@ -3,8 +3,11 @@ package sandbox
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/keystone-agent/keystone/internal/names"
+	"github.com/keystone-agent/keystone/internal/runner"
+	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
 // Defaults and minimums from the user guide ("Default Resources").
@@ -18,12 +21,6 @@ const (
 	// MaxMemoryMB guards against typos such as an extra zero digit.
 	MaxMemoryMB = 1 << 22 // 4 TiB
 	FirstPort   = 2223
-)
-
-// Network modes and sync modes the guide lists.
-var (
-	NetworkModes = []string{"user", "tap", "macvtap", "bridge"}
-	SyncModes    = []string{"manual", "auto-commit", "auto-idle"}
 )
 
 // Spec is what `keystone agent start` asks for.
@@ -40,9 +37,29 @@ type Spec struct {
 }
 
 // UsageError is bad input caught before anything is created.
-type UsageError struct{ Msg string }
+type UsageError struct {
+	Msg  string
+	hint string
+}
 
 func (e *UsageError) Error() string { return e.Msg }
+
+// Hint says how to give a good value, when there is more to say than Msg.
+func (e *UsageError) Hint() string { return e.hint }
+
+// HintError is an error with a line that says what to do about it.
+type HintError struct {
+	Err  error
+	hint string
+}
+
+func (e *HintError) Error() string { return e.Err.Error() }
+func (e *HintError) Unwrap() error { return e.Err }
+func (e *HintError) Hint() string  { return e.hint }
+
+func withHint(err error, hint string, a ...any) error {
+	return &HintError{Err: err, hint: fmt.Sprintf(hint, a...)}
+}
 
 func usagef(format string, a ...any) error { return &UsageError{Msg: fmt.Sprintf(format, a...)} }
 
@@ -62,10 +79,10 @@ func (s Spec) Validate() error {
 		return usagef("--vcpus %d is below the minimum of %d", s.VCPUs, MinVCPUs)
 	case s.VCPUs > MaxVCPUs:
 		return usagef("--vcpus %d is more than %d", s.VCPUs, MaxVCPUs)
-	case !slices.Contains(NetworkModes, s.Network):
-		return usagef("unknown network mode %q (choose user, tap, macvtap or bridge)", s.Network)
-	case !slices.Contains(SyncModes, s.SyncMode):
-		return usagef("unknown sync mode %q (choose manual, auto-commit or auto-idle)", s.SyncMode)
+	case !slices.Contains(runner.Networks, s.Network):
+		return usagef("unknown network mode %q (choose %s)", s.Network, strings.Join(runner.Networks, ", "))
+	case !slices.Contains(syncwatch.Modes, s.SyncMode):
+		return usagef("unknown sync mode %q (choose %s)", s.SyncMode, strings.Join(syncwatch.Modes, ", "))
 	}
 	return nil
 }

@@ -70,11 +70,9 @@ const (
 	// SyncLock serialises the syncs of one sandbox: sync, stop --sync, the watcher (state/).
 	SyncLock = "sync.lock"
 
-	// The Debian test guest's runner keeps two more directories in state/:
-	// GuestHome is shared as the guest's /home/sandbox, so it survives restarts;
-	// GuestControl carries host-to-guest requests such as poweroff during boot.
-	GuestHome    = "home"
-	GuestControl = "control"
+	// The Debian test guest's runner keeps two more directories in state/,
+	// which no Go code touches: home/ (the guest's /home/sandbox, kept across
+	// restarts) and control/ (host-to-guest requests such as poweroff).
 )
 
 // Root is the state directory: $XDG_CONFIG_HOME/keystone/agent, else ~/.config/keystone/agent.

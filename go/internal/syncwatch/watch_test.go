@@ -228,7 +228,7 @@ func TestWatchSurvivesKills(t *testing.T) {
 			t.Fatalf("status after kill %d: %v (%+v)", round, err, st)
 		}
 	}
-	if _, err := RunOnce(context.Background(), f.state, "", gitsync.Options{Name: "demo", HostRepo: f.host, Workspace: f.ws}); err != nil && !errors.Is(err, gitsync.ErrNoChanges) {
+	if _, err := RunOnce(context.Background(), f.state, gitsync.Options{Name: "demo", HostRepo: f.host, Workspace: f.ws}); err != nil && !errors.Is(err, gitsync.ErrNoChanges) {
 		t.Fatal(err)
 	}
 	if got := gitIn(t, f.host, "rev-parse", "main"); got != last {
