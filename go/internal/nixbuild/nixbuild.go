@@ -1,5 +1,6 @@
-// Package nixbuild renders a sandbox's state/flake.nix and builds its runner
-// with `nix build`.
+// Package nixbuild renders a sandbox's flake and builds its runner with
+// `nix build` from state/flake, a directory that holds only flake.nix and
+// flake.lock (the source nix copies into the store).
 //
 // The rendered flake is thin: it pins the keystone flake the helper was built
 // from (KeystoneFlake), imports that flake's nixosModules.guest (the same
@@ -9,8 +10,8 @@
 // options shares one build.
 //
 // nixbuild never runs anything but the nix program, always with an argv list,
-// and writes only state/build.log (nix itself writes state/flake.lock and the
-// state/runner link).
+// and writes only state/build.log (nix itself writes state/flake/flake.lock
+// and the state/runner link; the caller writes state/flake/flake.nix).
 package nixbuild
 
 import (
@@ -21,7 +22,7 @@ import (
 	"strings"
 )
 
-// KeystoneFlake is the flake reference rendered into every state/flake.nix.
+// KeystoneFlake is the flake reference rendered into every sandbox's flake.nix.
 // The flake's package sets it to its own source, by store path and narHash
 // (-ldflags -X github.com/keystone-agent/keystone/internal/nixbuild.KeystoneFlake=…),
 // so a build needs no network when the store already holds that source.
@@ -35,7 +36,7 @@ var Agents = []string{"claude-code", "gemini-cli", "codex"}
 // are only available to declared sandboxes.
 var Networks = []string{"user", "bridge"}
 
-// Params are the values rendered into state/flake.nix.
+// Params are the values rendered into a sandbox's flake.nix.
 type Params struct {
 	// Name is the sandbox name; it appears only in the header comment.
 	Name string

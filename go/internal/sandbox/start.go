@@ -251,7 +251,20 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := writeAtomic(sb.Dir.Path(statedir.FlakeFile), flake, 0o644); err != nil {
+	// state/flake holds the flake alone (nixbuild.Build says why);
+	// state/flake.nix, where the guide shows it, links there.
+	src := sb.Dir.FlakeSource()
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		return "", err
+	}
+	if err := writeAtomic(filepath.Join(src, statedir.FlakeFile), flake, 0o644); err != nil {
+		return "", err
+	}
+	if err := relink(sb.Dir.Path(statedir.FlakeFile), filepath.Join(statedir.FlakeDir, statedir.FlakeFile)); err != nil {
+		return "", err
+	}
+	// a flake.lock of the layout before state/flake
+	if err := os.Remove(sb.Dir.Path(statedir.FlakeLock)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
 	e.progressf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name)
