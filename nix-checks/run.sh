@@ -103,9 +103,10 @@ done
 # the flake's outputs, evaluated with nixeval as nixpkgs (in a private store)
 attrs=(packages.x86_64-linux.keystone.name packages.x86_64-linux.sandbox-runner.name
   apps.x86_64-linux.default.program checks.x86_64-linux.module-eval.name checks.x86_64-linux.shellcheck.name
-  checks.x86_64-linux.go-test.name
+  checks.x86_64-linux.go-test.name checks.x86_64-linux.template-host.name
+  packages.x86_64-linux.keystone-unwrapped.name
   templates.host.path templates.sandbox.path)
-# (devShells need pkgs.mkShell, which the stand-in lacks)
+# (devShells need pkgs.mkShell and formatter pkgs.nixfmt-rfc-style, which the stand-in lacks)
 if ! command -v nix >/dev/null; then
   say "SKIPPED flake outputs: no nix command"
 elif out=$("$NIXEVAL/flake-check.sh" "$ROOT" eval "${attrs[@]}" 2>&1); then

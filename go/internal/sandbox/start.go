@@ -153,7 +153,12 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 			return p, usagef("the runner %q supports network modes %s, not %q", p.runnerDir, strings.Join(meta.Networks, ", "), spec.Network)
 		}
 	} else if !slices.Contains(nixbuild.Networks, spec.Network) {
-		return p, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, " and "))
+		return p, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, ", "))
+	}
+	if spec.Network == "tap" {
+		if _, err := TapInterface(name); err != nil {
+			return p, err
+		}
 	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
