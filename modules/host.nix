@@ -3,7 +3,7 @@
 #   - microvm.vms.<name>: a microvm.nix guest running ./guest.nix
 #   - keystone-agent-prepare-<name>: clone the project, generate keys (as the owner)
 #   - microvm@<name> (microvm.nix's unit) run as the owner in <dir>/state
-#   - keystone-agent-watch-<name>: the sync watcher for auto-commit/auto-idle
+#   - keystone-agent-hostd-<name>: the sandbox's host daemon (sync watcher, host-side services)
 #   - /etc/keystone/agent/declared.json: what `keystone agent` reads
 # microvm.nix's host module (imported by the flake's nixosModules.host) is
 # enabled only when there are microvm.vms: importing keystone declares
@@ -21,10 +21,9 @@ let
 
   groupOf = sb: config.users.users.${sb.owner}.group or "users";
   stateOf = sb: "${sb.dir}/state";
-  watched = sb: sb.syncMode != "manual";
   prepareUnit = name: "keystone-agent-prepare-${name}";
   vmUnit = name: "microvm@${name}";
-  watchUnit = name: "keystone-agent-watch-${name}";
+  hostdUnit = name: "keystone-agent-hostd-${name}";
   runnerOf = name: config.microvm.vms.${name}.config.config.microvm.declaredRunner;
 
   # Bridges qemu-bridge-helper may attach guests to: the declared sandboxes'
@@ -32,7 +31,7 @@ let
   bridges = lib.unique (cfg.bridges
     ++ lib.concatMap (sb: lib.optional (sb.network.mode == "bridge" && sb.network.bridge != null) sb.network.bridge) (lib.attrValues enabled));
 
-  # Confinement shared by the prepare and watch units: they run the owner's
+  # Confinement shared by the prepare and host daemon units: they run the owner's
   # git and keystone on the owner's files, and may write only the sandbox
   # directory (and, for sync, the project).
   hardening = {
@@ -165,8 +164,8 @@ let
     unitConfig.RequiresMountsFor = [ sb.dir ];
   };
 
-  watchService = name: sb: {
-    description = "Sync watcher of keystone agent sandbox '${name}' (${sb.syncMode})";
+  hostdService = name: sb: {
+    description = "Host daemon of keystone agent sandbox '${name}' (sync mode ${sb.syncMode})";
     bindsTo = [ "${vmUnit name}.service" ];
     after = [ "${vmUnit name}.service" ];
     wantedBy = [ "${vmUnit name}.service" ];
@@ -175,10 +174,10 @@ let
     serviceConfig = hardening // {
       User = sb.owner;
       Group = groupOf sb;
-      ExecStart = "${cfg.package}/bin/keystone agent watch ${name}";
+      ExecStart = "${cfg.package}/bin/keystone agent hostd ${name}";
       Restart = "on-failure";
       RestartSec = 5;
-      SyslogIdentifier = watchUnit name;
+      SyslogIdentifier = hostdUnit name;
       # sync fast-forwards the project; SSH to the guest on 127.0.0.1;
       # systemd (AF_UNIX) says whether the VM runs
       ReadWritePaths = [ sb.dir sb.projectPath ];
@@ -252,7 +251,7 @@ in
       mapAttrs' (name: sb: nameValuePair (prepareUnit name) (prepareService name sb)) enabled
       // mapAttrs' (name: sb: nameValuePair (vmUnit name) (vmDropIn name sb)) enabled
       // mapAttrs' (name: sb: nameValuePair "microvm-virtiofsd@${name}" (virtiofsdDropIn name sb)) (filterAttrs (_: sb: sb.share == "virtiofs") enabled)
-      // mapAttrs' (name: sb: nameValuePair (watchUnit name) (watchService name sb)) (filterAttrs (_: watched) enabled);
+      // mapAttrs' (name: sb: nameValuePair (hostdUnit name) (hostdService name sb)) enabled;
 
     boot.extraModprobeConfig = lib.mkIf (lib.any (sb: sb.nested) (lib.attrValues enabled)) ''
       options kvm_intel nested=1

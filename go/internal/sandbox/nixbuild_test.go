@@ -74,6 +74,10 @@ func TestRestartAfterKillBuildsFromTheFlakeAlone(t *testing.T) {
 	if _, err := os.Stat(sb.Dir.Path(statedir.QMPSocket)); err != nil {
 		t.Fatalf("the killed VM left no %s to test with: %v", statedir.QMPSocket, err)
 	}
+	// and a start killed while writing the flake leaves its temporary file
+	if err := os.WriteFile(filepath.Join(sb.Dir.FlakeSource(), "."+statedir.FlakeFile+".tmp-4242"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	again, err := env.Env.Start(context.Background(), spec)
 	if err != nil {

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +48,22 @@ func Guest(t testing.TB) string {
 	return guestDir
 }
 
+// RuntimeDir is a private directory shared by every test process of this
+// user, standing in for $XDG_RUNTIME_DIR: the tests' sandboxes, each in its
+// own state directory, share one port lock there as a user's do.
+func RuntimeDir(t testing.TB) string {
+	t.Helper()
+	base, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatalf("no cache directory for the tests' runtime directory: %v", err)
+	}
+	dir := filepath.Join(base, "keystone", "test-runtime")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // Env is a private state directory with the lifecycle API on it.
 type Env struct {
 	*sandbox.Env
@@ -57,7 +74,14 @@ type Env struct {
 func New(t testing.TB) *Env {
 	t.Helper()
 	work := t.TempDir()
-	root := statedir.Dir(filepath.Join(work, "state"))
+	return NewOn(t, work, filepath.Join(work, "state"))
+}
+
+// NewOn returns an Env whose state directory is stateRoot (on a file system
+// the test chose, such as a small one that fills up); repositories go in work.
+func NewOn(t testing.TB, work, stateRoot string) *Env {
+	t.Helper()
+	root := statedir.Dir(stateRoot)
 	e := &Env{
 		Env: &sandbox.Env{
 			Root:     root,
@@ -65,6 +89,8 @@ func New(t testing.TB) *Env {
 			Declared: filepath.Join(work, "no-declared.json"),
 			Home:     filepath.Join(work, "home"),
 			Progress: testWriter{t},
+			PortLock: filepath.Join(RuntimeDir(t), statedir.PortsLock),
+			Keystone: Keystone(t),
 		},
 		Work: work,
 	}
@@ -156,4 +182,33 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+var (
+	keystoneOnce sync.Once
+	keystoneBin  string
+	keystoneErr  error
+)
+
+// Keystone returns the keystone program built from this module, once per
+// process: what a sandbox.Env runs as its host daemon in tests, whose own
+// binary is the test binary.
+func Keystone(t testing.TB) string {
+	t.Helper()
+	keystoneOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keystone-bin-")
+		if err != nil {
+			keystoneErr = err
+			return
+		}
+		keystoneBin = filepath.Join(dir, "keystone")
+		out, err := exec.Command("go", "build", "-o", keystoneBin, "github.com/keystone-agent/keystone/cmd/keystone").CombinedOutput()
+		if err != nil {
+			keystoneErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if keystoneErr != nil {
+		t.Fatalf("cannot build keystone: %v", keystoneErr)
+	}
+	return keystoneBin
 }
