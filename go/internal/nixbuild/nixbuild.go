@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 )
@@ -44,6 +45,9 @@ func DefaultFlake() string {
 // System is the only Nix system keystone builds guests for (lib/default.nix
 // `systems`): the guest's CPU flags and kvm modules are x86-specific.
 const System = "x86_64-linux"
+
+// testOnlyGOARCH is the architecture this helper runs on.
+var testOnlyGOARCH = runtime.GOARCH
 
 // Agents the guest module can install (keystone.guest.agents).
 var Agents = []string{"claude-code", "gemini-cli", "codex"}
@@ -81,6 +85,9 @@ func (p Params) normalize() (Params, error) {
 		p.Flake = DefaultFlake()
 	}
 	if p.System == "" {
+		if testOnlyGOARCH != "amd64" {
+			return p, fmt.Errorf("this machine is %s: keystone builds %s guests only, which need an x86_64 host", testOnlyGOARCH, System)
+		}
 		p.System = System
 	}
 	if p.Network == "" {

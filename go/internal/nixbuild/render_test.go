@@ -116,6 +116,18 @@ func TestRenderRejects(t *testing.T) {
 	}
 }
 
+// On an arm64 machine the helper refuses to render rather than build an
+// x86_64 guest it cannot run.
+func TestRenderRefusesAnotherArchitecture(t *testing.T) {
+	old := testOnlyGOARCH
+	testOnlyGOARCH = "arm64"
+	t.Cleanup(func() { testOnlyGOARCH = old })
+	_, err := Render(Params{Name: "a"})
+	if err == nil || !strings.Contains(err.Error(), "this machine is arm64: keystone builds x86_64-linux guests only") {
+		t.Fatalf("Render on arm64 error = %v; want a refusal naming both", err)
+	}
+}
+
 // templates/sandbox/flake.nix is what `nix flake init -t .#sandbox` gives: the
 // same text Render produces, so the two cannot drift.
 func TestTemplateMatchesRender(t *testing.T) {
