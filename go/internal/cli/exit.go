@@ -104,6 +104,9 @@ func exitError(err error) *ExitError {
 	case errors.Is(err, nixbuild.ErrNixNotFound):
 		return &ExitError{Code: ExitBuildFailed, Err: fmt.Errorf("Failed to build MicroVM: %w", err),
 			Hint: "install Nix with flakes enabled, or boot the Debian test guest: `go run ./cmd/testguest -out DIR` (in go/), then `keystone agent start --runner DIR`"}
+	case errors.Is(err, nixbuild.ErrForeignSource):
+		return &ExitError{Code: ExitBuildFailed, Err: fmt.Errorf("Failed to build MicroVM: %w", err),
+			Hint: "state/flake is the build source nix copies into the store: move the other files away"}
 	case errors.As(err, &te):
 		return &ExitError{Code: ExitTransport, Err: err}
 	case errors.Is(err, registry.ErrNotFound):

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keystone-agent/keystone/internal/gitsync"
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 var realGit, _ = exec.LookPath("git")
@@ -250,8 +251,8 @@ func TestWatchSurvivesKills(t *testing.T) {
 func TestRunOnceWarnsWhenTheStatusCannotBeWritten(t *testing.T) {
 	f := newFixture(t)
 	c := commit(t, f.ws, "a.txt", "a\n")
-	os.MkdirAll(filepath.Join(f.state, StatusFile, "blocked"), 0o755) // rename over a full directory fails
-	rep, err := RunOnce(context.Background(), f.state, "", gitsync.Options{Name: "demo", HostRepo: f.host, Workspace: f.ws})
+	os.MkdirAll(filepath.Join(f.state, statedir.SyncStatus, "blocked"), 0o755) // rename over a full directory fails
+	rep, err := RunOnce(context.Background(), f.state, gitsync.Options{Name: "demo", HostRepo: f.host, Workspace: f.ws})
 	if err != nil {
 		t.Fatalf("sync: %v, want success with a warning", err)
 	}
