@@ -41,7 +41,7 @@ func historyRepo(t testing.TB, commits int) string {
 	}
 	for c := 0; c < commits; c++ {
 		at := rng.Intn(len(lines) - 40)
-		lines = append(lines[:at], lines[at+rng.Intn(20):]...)                             // a block goes
+		lines = append(lines[:at], lines[at+rng.Intn(20):]...)                                     // a block goes
 		lines = append(lines[:10], append([]string{fmt.Sprintf("new %d\n", c)}, lines[10:]...)...) // a line comes
 		os.MkdirAll(filepath.Join(dir, "d", fmt.Sprint(c%3)), 0o755)
 		os.WriteFile(filepath.Join(dir, "big.txt"), []byte(strings.Join(lines, "")), 0o644)
@@ -211,8 +211,10 @@ func TestCheckEntryName(t *testing.T) {
 
 func TestOpenRefusesBorrowedObjectsAndOtherFormats(t *testing.T) {
 	for name, craft := range map[string]func(dir string){
-		"alternates": func(d string) { os.WriteFile(filepath.Join(d, ".git/objects/info/alternates"), []byte("/tmp\n"), 0o644) },
-		"commondir":  func(d string) { os.WriteFile(filepath.Join(d, ".git/commondir"), []byte("/tmp\n"), 0o644) },
+		"alternates": func(d string) {
+			os.WriteFile(filepath.Join(d, ".git/objects/info/alternates"), []byte("/tmp\n"), 0o644)
+		},
+		"commondir": func(d string) { os.WriteFile(filepath.Join(d, ".git/commondir"), []byte("/tmp\n"), 0o644) },
 		"gitdir file": func(d string) {
 			os.RemoveAll(filepath.Join(d, ".git"))
 			os.WriteFile(filepath.Join(d, ".git"), []byte("gitdir: /etc\n"), 0o644)
