@@ -35,9 +35,12 @@ var (
 type BootError struct {
 	Msg string
 	Log string
+	Err error // why: sshconn.ErrVMExited, the context's error…
 }
 
 func (e *BootError) Error() string { return e.Msg }
+
+func (e *BootError) Unwrap() error { return e.Err }
 
 // Detail is the console's tail, printed under the error line.
 func (e *BootError) Detail() string { return e.Log }
@@ -280,7 +283,7 @@ func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) erro
 	defer cancel()
 	if err := sshconn.WaitReady(wctx, target, p.Done()); err != nil {
 		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become reachable over SSH: %v", sb.Name, err),
-			Log: tail(consolePath(sb), 15)}
+			Log: tail(consolePath(sb), 15), Err: err}
 	}
 	return nil
 }
