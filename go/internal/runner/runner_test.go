@@ -75,6 +75,9 @@ func TestStopEscalates(t *testing.T) {
 		// The shutdown script finds the runner through the pid file, as a QMP client finds its socket.
 		{"graceful", "exec sleep 30", `kill -TERM "$(cat microvm.pid)"`, StopOptions{Grace: long}, "shut down"},
 		{"term", "exec sleep 30", "", StopOptions{Grace: long, Term: long}, "terminated (no QMP socket: "},
+		// A guest that takes longer than Grace but keeps printing its shutdown is waited for.
+		{"slow shutdown", "while [ ! -e stop ]; do sleep 0.05; done; for i in 1 2 3 4 5 6 7 8; do echo shutting down; sleep 0.2; done",
+			": > stop", StopOptions{Grace: short, Term: long}, "shut down"},
 		{"ignored powerdown", "exec sleep 30", "exit 0", StopOptions{Grace: short, Term: long}, "terminated (the guest did not power off within 300ms)"},
 		{"kill", "trap '' TERM; echo trapped; while :; do sleep 0.1; done", "exit 0", StopOptions{Grace: short, Term: short},
 			"killed (the guest did not power off within 300ms; SIGTERM did not end it)"},

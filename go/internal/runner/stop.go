@@ -43,7 +43,7 @@ func Stop(dir, stateDir string, env []string, pid int, done <-chan struct{}, o S
 	why := fmt.Sprintf("the guest did not power off within %v", o.Grace)
 	if err := requestPowerdown(dir, stateDir, env); err != nil {
 		why = err.Error()
-	} else if gone(o.Grace) {
+	} else if gone(o.Grace) || shuttingDown(stateDir, gone, o.Grace) {
 		return "shut down", cleanUp(pid, stateDir)
 	}
 	if signalGroup(pid, syscall.SIGTERM); gone(o.Term) {
@@ -67,6 +67,25 @@ func cleanUp(pid int, stateDir string) error {
 		}
 	}
 	return RemovePID(stateDir)
+}
+
+// shuttingDown gives a guest that is still printing on its console after
+// Grace (a shutdown slowed down by a loaded host: software emulation gets
+// what CPU is left) more time, as long as it keeps printing, up to twice
+// Grace more; it reports whether the runner was gone by then.
+func shuttingDown(stateDir string, gone func(time.Duration) bool, grace time.Duration) bool {
+	const quiet = 5 * time.Second // no console output for this long: not making progress
+	console := filepath.Join(stateDir, statedir.ConsoleLog)
+	for deadline := time.Now().Add(2 * grace); time.Now().Before(deadline); {
+		fi, err := os.Stat(console)
+		if err != nil || time.Since(fi.ModTime()) > quiet {
+			return false
+		}
+		if gone(quiet) {
+			return true
+		}
+	}
+	return false
 }
 
 func signalGroup(pid int, sig syscall.Signal) {
