@@ -36,6 +36,13 @@ func (e *BuildError) Error() string {
 
 func (e *BuildError) Unwrap() error { return e.Err }
 
+// Available tells whether the nix program is on PATH: without it, start
+// uses the portable guest.
+func Available() bool {
+	_, err := exec.LookPath("nix")
+	return err == nil
+}
+
 // Build runs `nix build` of the runner of the flake in stateDir (rendered
 // there by the caller), leaving the result at stateDir/runner. nix's output
 // streams to progress (may be nil) and, whole, into stateDir/build.log. It
