@@ -175,7 +175,9 @@ func run(n int, keep bool, only, history string) error {
 		if err != nil {
 			return err
 		}
-		launch := func(args ...string) *exec.Cmd { return exec.Command(self, append([]string{"-launch", "--"}, args...)...) }
+		launch := func(args ...string) *exec.Cmd {
+			return exec.Command(self, append([]string{"-launch", "--"}, args...)...)
+		}
 		gitRun := func(copyDir string) (sample, error) {
 			var s sample
 			if _, err := s.add(launch(gitBin, "-C", copyDir, "fetch", "--quiet", "--no-tags", ws, "+refs/heads/*:refs/remotes/ws/*")); err != nil {
