@@ -104,6 +104,9 @@ func exitError(err error) *ExitError {
 	case errors.Is(err, nixbuild.ErrNixNotFound):
 		return &ExitError{Code: ExitBuildFailed, Err: fmt.Errorf("Failed to build MicroVM: %w", err),
 			Hint: "install the Debian packages the portable guest is made of (`./setup` in the keystone repository does), or install Nix with flakes enabled"}
+	case errors.Is(err, nixbuild.ErrForeignSource):
+		return &ExitError{Code: ExitBuildFailed, Err: fmt.Errorf("Failed to build MicroVM: %w", err),
+			Hint: "state/flake is the build source nix copies into the store: move the other files away"}
 	case errors.As(err, &te):
 		return &ExitError{Code: ExitTransport, Err: err}
 	case errors.Is(err, registry.ErrNotFound):

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
@@ -53,7 +54,7 @@ func printSync(w io.Writer, st *syncwatch.Status) {
 	}
 	fmt.Fprintf(w, "Last sync:  %s\nPending:    %d commits not on the host yet\n", last, st.PendingCommits)
 	if st.Paused {
-		fmt.Fprintf(w, "Auto sync:  paused: %s\n", st.PausedReason)
+		fmt.Fprintf(w, "Auto sync:  paused: %s\n", gitsync.Printable(st.PausedReason)) // names sandbox files
 		for _, c := range st.Commands {
 			fmt.Fprintf(w, "  %s\n", c)
 		}

@@ -59,6 +59,7 @@ func syncSandbox(ctx context.Context, env *Env, sbe *sandbox.Env, sb *sandbox.Sa
 			gitsync.Render(env.Stdout, res.Report)
 			renderArtifacts(env.Stdout, res.Artifacts, o.Artifacts && o.DryRun)
 		}
+		gitsync.RenderWarnings(env.Stderr, res.Report)
 	}
 	switch {
 	case err == nil:

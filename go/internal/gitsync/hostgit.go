@@ -54,14 +54,20 @@ func (g hostGit) env() []string {
 	return append(env, "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0")
 }
 
-// run runs git with args and stdin; a failure carries git's own stderr.
-func (g hostGit) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+// command prepares git with args in the host repository.
+func (g hostGit) command(ctx context.Context, args ...string) *exec.Cmd {
 	// No automatic gc or maintenance from keystone's own commands: a detached
 	// `gc --auto` after a merge would repack while the next sync reads the
 	// repository in-process, and it is the user's git that should decide when.
 	pre := []string{"-C", g.dir, "-c", "gc.auto=0", "-c", "maintenance.auto=false"}
 	cmd := exec.CommandContext(ctx, g.bin, append(pre, args...)...)
 	cmd.Env = g.env()
+	return cmd
+}
+
+// run runs git with args and stdin; a failure carries git's own stderr.
+func (g hostGit) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+	cmd := g.command(ctx, args...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}

@@ -23,6 +23,27 @@ const (
 	FirstPort   = 2223
 )
 
+// Run-time network values of the runner contract (docs/runner-contract.md).
+const (
+	// DefaultBridge is the host bridge of `--network bridge`
+	// (KEYSTONE_BRIDGE); another bridge needs a declared sandbox.
+	DefaultBridge = "br0"
+	// tapPrefix starts a sandbox's tap device name, as lib/default.nix ifName does.
+	tapPrefix = "ks-"
+	// maxIfName is the kernel's limit on interface names (IFNAMSIZ - 1).
+	maxIfName = 15
+)
+
+// TapInterface is the tap device `--network tap` uses (KEYSTONE_TAP_INTERFACE):
+// "ks-<name>", made by the user for themselves before the start.
+func TapInterface(name string) (string, error) {
+	tap := tapPrefix + name
+	if len(tap) > maxIfName {
+		return "", usagef("network mode \"tap\" uses the tap device %q, longer than the kernel's %d characters: choose a shorter --name", tap, maxIfName)
+	}
+	return tap, nil
+}
+
 // Spec is what `keystone agent start` asks for.
 type Spec struct {
 	Project  string // a path inside the project's git repository

@@ -176,7 +176,12 @@ func (e *Env) plan(ctx context.Context, spec Spec, project, name string) (plan, 
 			return p, usagef("the runner %q supports network modes %s, not %q", p.runnerDir, strings.Join(meta.Networks, ", "), spec.Network)
 		}
 	} else if !slices.Contains(nixbuild.Networks, spec.Network) {
-		return p, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, " and "))
+		return p, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, ", "))
+	}
+	if spec.Network == "tap" {
+		if _, err := TapInterface(name); err != nil {
+			return p, err
+		}
 	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
@@ -315,7 +320,25 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := atomicfile.Write(sb.Dir.Path(statedir.FlakeFile), flake, 0o644); err != nil {
+	// state/flake holds the flake alone (nixbuild.Build says why), not
+	// even what a start killed while writing it left; state/flake.nix,
+	// where the guide shows it, links there.
+	src := sb.Dir.FlakeSource()
+	file := filepath.Join(src, statedir.FlakeFile)
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		return "", err
+	}
+	if err := atomicfile.RemoveLeftovers(file); err != nil {
+		return "", err
+	}
+	if err := atomicfile.Write(file, flake, 0o644); err != nil {
+		return "", err
+	}
+	if err := atomicfile.Symlink(filepath.Join(statedir.FlakeDir, statedir.FlakeFile), sb.Dir.Path(statedir.FlakeFile)); err != nil {
+		return "", err
+	}
+	// a flake.lock of the layout before state/flake
+	if err := os.Remove(sb.Dir.Path(statedir.FlakeLock)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
 	e.progressf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name)

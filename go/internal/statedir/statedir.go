@@ -36,8 +36,14 @@ const (
 	// StateDir holds everything else of a sandbox; it is the runner's working directory.
 	StateDir = "state"
 
-	// FlakeFile is the generated per-sandbox flake (state/).
+	// FlakeDir is the build source of a nix-built runner (state/): it holds
+	// FlakeFile and FlakeLock and nothing else, because `nix build path:.`
+	// copies the whole directory into the world-readable Nix store.
+	FlakeDir = "flake"
+	// FlakeFile is the generated per-sandbox flake (state/flake/; state/flake.nix links to it).
 	FlakeFile = "flake.nix"
+	// FlakeLock pins the flake's inputs; nix writes it (state/flake/).
+	FlakeLock = "flake.lock"
 	// RunnerLink points at the runner directory: the `nix build` result or --runner DIR (state/).
 	RunnerLink = "runner"
 	// PIDFile holds the runner's process id while it runs (state/).
@@ -124,3 +130,6 @@ func (s Sandbox) Path(name string) string { return filepath.Join(s.State(), name
 
 // Guest is the directory shared read-only into the guest.
 func (s Sandbox) Guest() string { return s.Path(GuestDir) }
+
+// FlakeSource is the directory `nix build` copies into the store: state/flake.
+func (s Sandbox) FlakeSource() string { return s.Path(FlakeDir) }

@@ -37,8 +37,15 @@ func runOnce(ctx context.Context, stateDir, mode string, o gitsync.Options) (*gi
 	if mode != "" {
 		st.Mode = mode
 	}
-	if werr := writeStatus(stateDir, st); werr != nil && err == nil {
-		err = fmt.Errorf("cannot record the sync status: %w", werr)
+	// The sync happened whether or not its record can be written: a failure
+	// here is a warning on the report, not the sync's result.
+	if werr := writeStatus(stateDir, st); werr != nil {
+		msg := fmt.Sprintf("the sync's outcome could not be recorded (%v): `keystone agent status` shows the previous sync", werr)
+		if rep != nil {
+			rep.Warnings = append(rep.Warnings, msg)
+		} else {
+			err = fmt.Errorf("%w; %s", err, msg)
+		}
 	}
 	return rep, err
 }
@@ -64,13 +71,8 @@ func record(prev Status, rep *gitsync.Report, err error) Status {
 	return st
 }
 
-// Pending counts the commits on the sandbox's branch that the host's branch lacks,
-// without changing anything (a dry run): `status` shows it live.
+// Pending counts the commits on the sandbox's branch that the host's branch
+// lacks, without changing anything: `status` shows it live.
 func Pending(ctx context.Context, o gitsync.Options) (int, error) {
-	o.DryRun, o.SkipUncommitted = true, true
-	rep, err := gitsync.Sync(ctx, o)
-	if rep == nil {
-		return 0, err
-	}
-	return len(rep.Commits), nil
+	return gitsync.Pending(ctx, o)
 }
