@@ -67,8 +67,10 @@ type Options struct {
 	// event, never a header or a credential.
 	Refused func(target, reason string)
 	Logf    func(format string, args ...any)
-	// testOnlyHostAddrs replaces the host's interface addresses.
-	testOnlyHostAddrs func() map[netip.Addr]bool
+	// testOnlyHostAddrs replaces the host's interface addresses;
+	// testOnlyReadHeaderTimeout, ReadHeaderTimeout.
+	testOnlyHostAddrs         func() map[netip.Addr]bool
+	testOnlyReadHeaderTimeout time.Duration
 }
 
 // Server serves one sandbox's guest.
@@ -136,9 +138,13 @@ func New(o Options) (*Server, error) {
 		MaxIdleConnsPerHost: 4,
 		DisableCompression:  true,
 	}
+	rht := ReadHeaderTimeout
+	if o.testOnlyReadHeaderTimeout > 0 {
+		rht = o.testOnlyReadHeaderTimeout
+	}
 	s.http = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadHeaderTimeout: rht,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          log.New(logWriter{o.Logf}, "", 0),
