@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
+	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 )
 
@@ -25,6 +27,8 @@ Exit codes: 0 success, 1 not a git repository, 2 sandbox already running,
 }
 
 func runStart(ctx context.Context, env *Env, args []string) error {
+	// First: nothing this process starts (nix, the VM, git) may inherit a key.
+	creds := credentials.TakeEnv()
 	v := verbs["start"]
 	fs := newFlags(v)
 	spec := sandbox.Spec{}
@@ -37,8 +41,32 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&spec.Network, "network", "user", "network mode: user, tap, macvtap, bridge")
 	fs.StringVar(&spec.SyncMode, "sync-mode", "manual", "sync mode: manual, auto-commit, auto-idle")
 	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
+	fs.StringVar(&spec.Egress.Mode, "egress", "", "egress policy: allowlist, open, none (default: the sandbox's last, else allowlist)")
+	fs.StringArrayVar(&spec.Egress.Allow, "allow", nil, "allow HOST[:PORT], *.DOMAIN or an address/prefix (repeatable; replaces the sandbox's remembered entries)")
+	upstreams := fs.StringArray("upstream", nil, "PROVIDER=URL: send a provider's API requests to URL (https; repeatable)")
+	fs.StringVar(&spec.Egress.UpstreamCA, "upstream-ca", "", "PEM file of extra CAs trusted for the upstreams")
 	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
+	}
+	spec.Credentials = creds
+	spec.Egress.SetAllow = fs.Changed("allow")
+	spec.Egress.SetUpstreamCA = fs.Changed("upstream-ca")
+	if fs.Changed("upstream") {
+		spec.Egress.SetUpstreams, spec.Egress.Upstreams = true, map[string]string{}
+		for _, u := range *upstreams {
+			name, raw, err := credentials.ParseUpstream(u)
+			if err != nil {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+			spec.Egress.Upstreams[name] = raw
+		}
+	}
+	if spec.Egress.SetUpstreamCA && spec.Egress.UpstreamCA != "" {
+		abs, err := filepath.Abs(spec.Egress.UpstreamCA)
+		if err != nil {
+			return err
+		}
+		spec.Egress.UpstreamCA = abs
 	}
 	spec.Nested = !*noNested
 	if fs.NArg() == 1 {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/keystone-agent/keystone/internal/egress"
+	"github.com/keystone-agent/keystone/internal/proxy"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
@@ -34,7 +36,7 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := statusOutput{Status: sbe.Inspect(sb), Sync: syncState(ctx, sb)}
+	out := statusOutput{Status: sbe.Inspect(sb), Sync: syncState(ctx, sb), Egress: egressState(sb)}
 	if *asJSON {
 		return printJSON(env.Stdout, out)
 	}
@@ -42,14 +44,41 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	printSync(env.Stdout, out.Sync)
+	printEgress(env.Stdout, out.Egress.Settings)
+	printRefused(env.Stdout, out.Egress.Refused)
 	return nil
+}
+
+// egressStatus is the sandbox's egress policy and what its proxy refused lately.
+type egressStatus struct {
+	egress.Settings
+	Refused []proxy.Refusal `json:"refused"`
+}
+
+func egressState(sb *sandbox.Sandbox) egressStatus {
+	st, _ := proxy.ReadStatus(sb.Dir.State())
+	if st.Refused == nil {
+		st.Refused = []proxy.Refusal{}
+	}
+	return egressStatus{Settings: sb.Egress.WithDefaults(), Refused: st.Refused}
+}
+
+func printRefused(w io.Writer, refused []proxy.Refusal) {
+	for i, r := range refused {
+		label := ""
+		if i == 0 {
+			label = "Refused:"
+		}
+		fmt.Fprintf(w, "%-11s %s (%s; %d times, last %s)\n", label, r.Target, r.Reason, r.Count, r.Last.Local().Format("2006-01-02 15:04:05"))
+	}
 }
 
 // statusOutput is `status --json`: the fields `list --json` prints for each
 // sandbox, plus its sync state (which costs a dry-run sync, so list omits it).
 type statusOutput struct {
 	sandbox.Status
-	Sync *syncwatch.Status `json:"sync,omitempty"`
+	Sync   *syncwatch.Status `json:"sync,omitempty"`
+	Egress egressStatus      `json:"egress"`
 }
 
 // syncState is the last sync recorded in state/sync.json, with the pending

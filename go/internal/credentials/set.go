@@ -202,3 +202,15 @@ func safeName(n string) string {
 	}
 	return n
 }
+
+// Scrub returns env (NAME=value strings) without any credential variable.
+func Scrub(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !known(name) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

@@ -102,3 +102,81 @@ func (s Settings) Validate() error {
 	}
 	return nil
 }
+
+// Changes are the egress flags of one `start`: what is set replaces the
+// sandbox's remembered settings, what is not keeps them.
+type Changes struct {
+	Mode          string // "": keep
+	Allow         []string
+	SetAllow      bool // --allow given: Allow replaces the remembered entries
+	Upstreams     map[string]string
+	SetUpstreams  bool
+	UpstreamCA    string
+	SetUpstreamCA bool
+}
+
+// Apply returns old with the changes made.
+func (c Changes) Apply(old Settings) Settings {
+	s := old
+	if c.Mode != "" {
+		s.Mode = c.Mode
+	}
+	if c.SetAllow {
+		s.Allow = append([]string(nil), c.Allow...)
+	}
+	if c.SetUpstreams {
+		s.Upstreams = c.Upstreams
+	}
+	if c.SetUpstreamCA {
+		s.UpstreamCA = c.UpstreamCA
+	}
+	return s.WithDefaults()
+}
+
+// Add returns s with entries added (those not already there, as written by
+// ParseEntry), for `keystone agent allow`.
+func (s Settings) Add(entries ...string) (Settings, error) {
+	out := s
+	out.Allow = append([]string(nil), s.Allow...)
+	for _, a := range entries {
+		e, err := ParseEntry(a)
+		if err != nil {
+			return s, err
+		}
+		if !slices.Contains(out.Allow, e.String()) {
+			out.Allow = append(out.Allow, e.String())
+		}
+	}
+	return out, nil
+}
+
+// Remove returns s without the entries (compared as ParseEntry writes them).
+func (s Settings) Remove(entries ...string) (Settings, error) {
+	out := s
+	out.Allow = nil
+	drop := map[string]bool{}
+	for _, a := range entries {
+		e, err := ParseEntry(a)
+		if err != nil {
+			return s, err
+		}
+		drop[e.String()] = true
+	}
+	for _, a := range s.Allow {
+		if e, err := ParseEntry(a); err != nil || !drop[e.String()] {
+			out.Allow = append(out.Allow, a)
+		}
+	}
+	return out, nil
+}
+
+// CheckNetwork refuses a policy the network mode cannot enforce: only in
+// qemu's user networking is the proxy the guest's one way out. In tap,
+// macvtap and bridge modes the guest has a route of its own, so only open
+// is honest there (the proxy still adds the keys).
+func CheckNetwork(network, mode string) error {
+	if network == "user" || mode == Open {
+		return nil
+	}
+	return fmt.Errorf("egress %s needs --network user: in %s networking the guest has its own route that the host's proxy cannot filter (use --egress open, or --network user)", mode, network)
+}

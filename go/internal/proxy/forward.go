@@ -25,6 +25,22 @@ func (s *Server) check(t target) (*egress.Policy, *RefusedError) {
 	return nil, s.refusal(t, "", reason)
 }
 
+// admit parses the destination the guest named and checks it, answering
+// the refusal itself.
+func (s *Server) admit(w http.ResponseWriter, hostport string, defPort int) (*egress.Policy, target, bool) {
+	t, err := parseTarget(hostport, defPort)
+	if err != nil {
+		s.refuse(w, &RefusedError{Target: "(invalid)", Reason: reasonBadTarget, Command: "name a DNS host or an IP address, and a port"})
+		return nil, t, false
+	}
+	p, refused := s.check(t)
+	if refused != nil {
+		s.refuse(w, refused)
+		return nil, t, false
+	}
+	return p, t, true
+}
+
 // forwardHTTP serves "GET http://host/path" as a plain forward proxy: to the
 // host the URI names (its Host header is the URI's), never with a key.
 func (s *Server) forwardHTTP(w http.ResponseWriter, r *http.Request) {
@@ -32,14 +48,8 @@ func (s *Server) forwardHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "the proxy forwards http:// URLs; for https:// use CONNECT (set HTTPS_PROXY)")
 		return
 	}
-	t, err := parseTarget(r.URL.Host, 80)
-	if err != nil {
-		s.refuse(w, &RefusedError{Target: "(invalid)", Reason: reasonBadTarget, Command: "use a DNS name or an IP address"})
-		return
-	}
-	p, refused := s.check(t)
-	if refused != nil {
-		s.refuse(w, refused)
+	p, t, ok := s.admit(w, r.URL.Host, 80)
+	if !ok {
 		return
 	}
 	rp := &httputil.ReverseProxy{
@@ -85,14 +95,8 @@ func (s *Server) refusalErr(t target, addr, reason string) error { return s.refu
 // connect serves CONNECT host:port: a byte tunnel to a checked address. The
 // proxy never sees inside (TLS is the guest's), so it never adds a key.
 func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
-	t, err := parseTarget(r.Host, 0)
-	if err != nil {
-		s.refuse(w, &RefusedError{Target: "(invalid)", Reason: reasonBadTarget, Command: "CONNECT to host:port"})
-		return
-	}
-	p, refused := s.check(t)
-	if refused != nil {
-		s.refuse(w, refused)
+	p, t, ok := s.admit(w, r.Host, 0)
+	if !ok {
 		return
 	}
 	up, err := s.dialer.dial(r.Context(), p, t, s.refusalErr)

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/keystone-agent/keystone/internal/egress"
 )
 
 // Version is the format version written to sandboxes.json.
@@ -39,6 +41,8 @@ type Entry struct {
 	HostKey     string    `json:"hostKey"`          // guest host key, authorized_keys format: pinned
 	Runner      string    `json:"runner,omitempty"` // prebuilt runner dir; empty: built with nix
 	Created     time.Time `json:"created"`
+	// Egress is the proxy's policy and upstreams (zero: allowlist, defaults).
+	Egress egress.Settings `json:"egress,omitzero"`
 }
 
 type file struct {

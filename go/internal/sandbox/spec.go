@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/keystone-agent/keystone/internal/credentials"
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/names"
 )
 
@@ -37,6 +39,11 @@ type Spec struct {
 	SyncMode string
 	Runner   string // prebuilt runner directory; empty: the registry's, else nix build
 	Fresh    bool
+	// Egress changes the remembered egress settings (docs/egress.md).
+	Egress egress.Changes
+	// Credentials are the keys from the environment of `start`; the
+	// credentials file adds the others. Only the host daemon gets them.
+	Credentials credentials.Set
 }
 
 // UsageError is bad input caught before anything is created.
@@ -66,6 +73,14 @@ func (s Spec) Validate() error {
 		return usagef("unknown network mode %q (choose user, tap, macvtap or bridge)", s.Network)
 	case !slices.Contains(SyncModes, s.SyncMode):
 		return usagef("unknown sync mode %q (choose manual, auto-commit or auto-idle)", s.SyncMode)
+	}
+	if s.Egress.Mode != "" {
+		if err := egress.ValidateMode(s.Egress.Mode); err != nil {
+			return &UsageError{Msg: err.Error()}
+		}
+	}
+	if err := s.Egress.Apply(egress.Settings{}).Validate(); err != nil {
+		return &UsageError{Msg: err.Error()}
 	}
 	return nil
 }

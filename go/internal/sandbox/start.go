@@ -15,6 +15,8 @@ import (
 	"github.com/gofrs/flock"
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/keystone-agent/keystone/internal/credentials"
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/kvm"
 	"github.com/keystone-agent/keystone/internal/names"
@@ -82,6 +84,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		return nil, err
 	}
 	old, existed, runnerDir := pl.old, pl.existed, pl.runnerDir
+	e.reportCredentials(pl.creds)
 	sb := &Sandbox{Entry: old, Dir: dir}
 	if existed {
 		if err := e.stopLeftover(sb); err != nil {
@@ -97,7 +100,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	sb.Entry = registry.Entry{
 		Name: name, ProjectPath: project, MemoryMB: spec.MemoryMB, VCPUs: spec.VCPUs,
 		Nested: spec.Nested, Network: spec.Network, SyncMode: spec.SyncMode,
-		SSHPort: old.SSHPort, Runner: runnerDir, Created: old.Created,
+		SSHPort: old.SSHPort, Runner: runnerDir, Created: old.Created, Egress: pl.egress,
 	}
 	if !existed || spec.Fresh || sb.Created.IsZero() {
 		sb.Created = time.Now().UTC().Truncate(time.Second)
@@ -106,7 +109,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if err := e.boot(ctx, sb, runnerDir, &proc); err != nil {
 		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
 	}
-	if err := e.StartDaemon(sb); err != nil {
+	if err := e.StartDaemon(sb, pl.creds); err != nil {
 		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
 	}
 	return sb, nil
@@ -117,6 +120,8 @@ type plan struct {
 	old       registry.Entry
 	existed   bool
 	runnerDir string // absolute; empty: build with nix
+	egress    egress.Settings
+	creds     credentials.Set // the environment's and the credentials file's
 }
 
 // plan reads the registry and checks everything that can refuse a start:
@@ -155,10 +160,17 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 	} else if !slices.Contains(nixbuild.Networks, spec.Network) {
 		return p, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, " and "))
 	}
+	p.egress = spec.Egress.Apply(old.Egress)
+	if err := egress.CheckNetwork(spec.Network, p.egress.Mode); err != nil {
+		return p, &UsageError{Msg: err.Error()}
+	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
 			return p, err
 		}
+	}
+	if p.creds, err = e.credentials(spec.Credentials); err != nil {
+		return p, err
 	}
 	return p, nil
 }
@@ -169,7 +181,7 @@ func (e *Env) stopLeftover(sb *Sandbox) error {
 	_, pid, _ := evidence(sb)
 	if pid != 0 && runner.Inspect(pid, sb.Dir.State()) == runner.Runner {
 		e.progressf("Stopping the previous VM of %q (pid %d)", sb.Name, pid)
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, runner.DefaultStop); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(e.keystone()), pid, nil, runner.DefaultStop); err != nil {
 			return err
 		}
 	}
@@ -263,7 +275,7 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) error {
 	var errs *multierror.Error
 	if proc != nil {
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), proc.Pid, proc.Done(), runner.StopOptions{Grace: 2 * time.Second, Term: 2 * time.Second}); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(e.keystone()), proc.Pid, proc.Done(), runner.StopOptions{Grace: 2 * time.Second, Term: 2 * time.Second}); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}
@@ -308,7 +320,7 @@ func (e *Env) launch(sb *Sandbox, runnerDir string, reserved map[int]bool) (*run
 		return nil, err
 	}
 	e.progressf("Booting %q (%d MB, %d vCPUs, SSH on 127.0.0.1:%d)", sb.Name, sb.MemoryMB, sb.VCPUs, sb.SSHPort)
-	p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv())
+	p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv(e.keystone()))
 	if err != nil {
 		return nil, err
 	}

@@ -344,23 +344,8 @@ func TestBuildCache(t *testing.T) {
 // its arguments: the contract's values must reach qemu, paths with commas
 // escaped, the SSH port bound to loopback only.
 func TestRunnerArgs(t *testing.T) {
-	runner, err := runnerFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := filepath.Join(t.TempDir(), "odd,dir")
-	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
-	os.MkdirAll(filepath.Join(dir, shareDir), 0o755)
-	os.WriteFile(filepath.Join(dir, runBin), runner[runBin], 0o755)
-	fake := t.TempDir()
-	os.WriteFile(filepath.Join(fake, "qemu-system-x86_64"), []byte("#!/bin/sh\nprintf '%s\\n' \"$@\"\n"), 0o755)
-	env := contractEnv(t, dir, 2299, 1000, 1001)
-	os.WriteFile(filepath.Join(dir, "state/guest/ssh_host_ed25519_key"), []byte("key"), 0o600)
-	os.WriteFile(filepath.Join(dir, "state/guest/authorized_keys"), []byte("key"), 0o644)
-	cmd := exec.Command(filepath.Join(dir, runBin))
-	cmd.Dir = filepath.Join(dir, "state")
-	cmd.Env = append(env, "PATH="+fake+":"+os.Getenv("PATH"))
-	out, err := cmd.CombinedOutput()
+	out, err := runnerArgs(t, dir)
 	if err != nil {
 		t.Fatalf("microvm-run: %v: %s", err, out)
 	}
@@ -369,7 +354,7 @@ func TestRunnerArgs(t *testing.T) {
 	for _, want := range []string{
 		"\n-M\nmicrovm,",
 		"\n-m\n2048\n-smp\n2\n",
-		"\nuser,id=net0,hostfwd=tcp:127.0.0.1:2299-:22\n",
+		"\nuser,id=net0,hostfwd=tcp:127.0.0.1:2299-:22,restrict=on\n",
 		"\nlocal,id=workspace,path=" + esc + "/workspace,security_model=none\n",
 		"\nlocal,id=keystone,path=" + esc + "/state/guest,security_model=none,readonly=on\n",
 		"\nlocal,id=home,path=" + esc + "/state/home,security_model=none\n",
