@@ -3,15 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
-	"sort"
 	"strings"
-
-	"github.com/keystone-agent/keystone/internal/egress"
 )
 
-func init() {
-	register(&verb{
+func newAllowCmd() *verb {
+	return &verb{
 		name:    "allow",
 		summary: "let a sandbox reach more hosts (its egress allowlist)",
 		usage: `Usage: keystone agent allow <name> [ENTRY...] [--remove]
@@ -25,11 +21,10 @@ through an entry naming the address. The proxy's refusals (HTTP 403) say
 the exact command. Declared sandboxes: keystone.agent.sandboxes.<name>.egress.
 `,
 		run: runAllow,
-	})
+	}
 }
 
-func runAllow(ctx context.Context, env *Env, args []string) error {
-	v := verbs["allow"]
+func runAllow(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	remove := fs.Bool("remove", false, "remove the entries instead")
 	if err := parse(fs, v, args); err != nil {
@@ -58,30 +53,4 @@ func runAllow(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stderr, "Sandbox %q %s %s; a running sandbox applies it at once.\n", sb.Name, verb, strings.Join(entries, ", "))
 	printEgress(env.Stdout, s)
 	return nil
-}
-
-// printEgress shows a sandbox's policy, the same lines `status` prints.
-func printEgress(w io.Writer, s egress.Settings) {
-	s = s.WithDefaults()
-	what := map[string]string{
-		egress.Allowlist: fmt.Sprintf("allowlist (the default list of %d hosts", len(egress.DefaultAllow)),
-		egress.Open:      "open (any public host",
-		egress.None:      "none (the agents' APIs only",
-	}[s.Mode]
-	if len(s.Allow) > 0 {
-		what += ", and " + strings.Join(s.Allow, " ")
-	}
-	fmt.Fprintf(w, "Egress:     %s)\n", what)
-	for _, name := range sortedKeys(s.Upstreams) {
-		fmt.Fprintf(w, "Upstream:   %s → %s\n", name, s.Upstreams[name])
-	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

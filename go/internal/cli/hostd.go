@@ -16,8 +16,8 @@ import (
 // IdleEnv configures the quiet time of the auto-idle sync mode (a Go duration).
 const IdleEnv = "KEYSTONE_AGENT_SYNC_IDLE"
 
-func init() {
-	register(&verb{
+func newHostdCmd() *verb {
+	return &verb{
 		name:    "hostd",
 		hidden:  true,
 		summary: "run the host daemon of a sandbox (its host-side services)",
@@ -32,11 +32,10 @@ idle time defaults to $` + IdleEnv + ` or 30s. Credentials come from the
 ` + "`start`" + ` that launched it (a pipe) and from --credentials FILE.
 `,
 		run: runHostd,
-	})
+	}
 }
 
-func runHostd(ctx context.Context, env *Env, args []string) error {
-	v := verbs["hostd"]
+func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	idle := syncwatch.DefaultIdle
 	if s := os.Getenv(IdleEnv); s != "" {
@@ -79,9 +78,9 @@ func runHostd(ctx context.Context, env *Env, args []string) error {
 	}
 	// Each service of the sandbox, one line each.
 	services := []hostd.Service{egressProxy}
-	if sb.SyncMode == syncwatch.ModeAutoCommit || sb.SyncMode == syncwatch.ModeAutoIdle {
+	if syncwatch.Watched(sb.SyncMode) {
 		services = append(services, &syncwatch.Service{
-			Options: syncwatch.Options{Sync: gitsyncOptions(sb), StateDir: sb.Dir.State(),
+			Options: syncwatch.Options{Sync: sb.GitSync(), StateDir: sb.Dir.State(),
 				Mode: sb.SyncMode, Idle: idle, Interval: *interval},
 			OnEvent: func(ev syncwatch.Event) {
 				switch {

@@ -98,8 +98,8 @@ func TestRelayWithoutDaemon(t *testing.T) {
 }
 
 func TestRelayCommandQuoting(t *testing.T) {
-	got := RelayCommand("/nix/store/x/bin/keystone", "/home/o'brien/state dir/proxy.sock")
-	want := `'/nix/store/x/bin/keystone' agent proxy-relay '/home/o'\''brien/state dir/proxy.sock'`
+	got := RelayCommand("/nix/store/x/bin/keystone", "demo", "/home/o'brien/state dir/proxy.sock")
+	want := `'/nix/store/x/bin/keystone' agent proxy-relay --sandbox 'demo' '/home/o'\''brien/state dir/proxy.sock'`
 	if got != want {
 		t.Fatalf("got %s", got)
 	}

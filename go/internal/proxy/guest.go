@@ -60,8 +60,8 @@ func GuestEnvironment(present []string) []Var {
 // RelayCommand is the program qemu runs for each guest connection to
 // GuestAddress (the runner's guestfwd=…-cmd:), quoted for glib's
 // g_shell_parse_argv, which splits it (no shell runs).
-func RelayCommand(keystone, socket string) string {
-	return shellQuote(keystone) + " agent proxy-relay " + shellQuote(socket)
+func RelayCommand(keystone, sandbox, socket string) string {
+	return shellQuote(keystone) + " agent proxy-relay --sandbox " + shellQuote(sandbox) + " " + shellQuote(socket)
 }
 
 func shellQuote(s string) string {

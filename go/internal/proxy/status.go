@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
@@ -116,25 +117,5 @@ func (r *recorder) flush() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(r.path, append(b, '\n'))
-}
-
-// writeFileAtomic replaces path with data: temp file, fsync, rename.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	return err
+	return atomicfile.Write(r.path, append(b, '\n'), 0o600)
 }

@@ -39,7 +39,7 @@ func (sb *Sandbox) proxyEnv(keystone string) []string {
 	return []string{
 		"KEYSTONE_EGRESS=" + sb.Egress.WithDefaults().Mode,
 		"KEYSTONE_PROXY_ADDRESS=" + proxy.GuestAddress,
-		"KEYSTONE_PROXY_COMMAND=" + proxy.RelayCommand(keystone, sb.Dir.Path(statedir.ProxySocket)),
+		"KEYSTONE_PROXY_COMMAND=" + proxy.RelayCommand(keystone, sb.Name, sb.Dir.Path(statedir.ProxySocket)),
 	}
 }
 
@@ -96,4 +96,19 @@ func (e *Env) Allow(name string, entries []string, remove bool) (egress.Settings
 		return nil
 	})
 	return out, err
+}
+
+// EgressReport is the sandbox's egress policy and what its proxy refused
+// lately (`status`).
+type EgressReport struct {
+	egress.Settings
+	Refused []proxy.Refusal `json:"refused"`
+}
+
+func egressReport(sb *Sandbox) EgressReport {
+	st, _ := proxy.ReadStatus(sb.Dir.State())
+	if st.Refused == nil {
+		st.Refused = []proxy.Refusal{}
+	}
+	return EgressReport{Settings: sb.Egress.WithDefaults(), Refused: st.Refused}
 }

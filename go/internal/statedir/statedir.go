@@ -18,19 +18,35 @@ const (
 	RegistryFile = "sandboxes.json"
 	// LockFile serialises read-modify-write of the registry.
 	LockFile = "sandboxes.lock"
+	// PortsLock serialises the user's starts from picking a port until the
+	// hypervisor has bound it; it is in $XDG_RUNTIME_DIR when that is set.
+	PortsLock = "keystone-agent-ports.lock"
 	// SandboxesDir holds one directory per sandbox.
 	SandboxesDir = "sandboxes"
 	// CredentialsFile holds the agents' API keys as NAME=value lines, mode
 	// 0600; read by `start` and handed to the host daemon's proxy only.
 	CredentialsFile = "credentials"
+	// SandboxLockSuffix names the flock next to a sandbox's directory
+	// (sandboxes/<name>.lock), held by start, stop and destroy of that sandbox;
+	// it lives outside the directory so that --fresh and destroy can remove it whole.
+	SandboxLockSuffix = ".lock"
 
 	// WorkspaceDir is the clone of the project, shared into the guest at /workspace.
 	WorkspaceDir = "workspace"
+	// WorkspacePartial is where the first clone is built; it is renamed to
+	// WorkspaceDir only when complete, so an interrupted clone never boots.
+	WorkspacePartial = "workspace.partial"
 	// StateDir holds everything else of a sandbox; it is the runner's working directory.
 	StateDir = "state"
 
-	// FlakeFile is the generated per-sandbox flake (state/).
+	// FlakeDir is the build source of a nix-built runner (state/): it holds
+	// FlakeFile and FlakeLock and nothing else, because `nix build path:.`
+	// copies the whole directory into the world-readable Nix store.
+	FlakeDir = "flake"
+	// FlakeFile is the generated per-sandbox flake (state/flake/; state/flake.nix links to it).
 	FlakeFile = "flake.nix"
+	// FlakeLock pins the flake's inputs; nix writes it (state/flake/).
+	FlakeLock = "flake.lock"
 	// RunnerLink points at the runner directory: the `nix build` result or --runner DIR (state/).
 	RunnerLink = "runner"
 	// PIDFile holds the runner's process id while it runs (state/).
@@ -68,11 +84,9 @@ const (
 	// SyncLock serialises the syncs of one sandbox: sync, stop --sync, the watcher (state/).
 	SyncLock = "sync.lock"
 
-	// The Debian test guest's runner keeps two more directories in state/:
-	// GuestHome is shared as the guest's /home/sandbox, so it survives restarts;
-	// GuestControl carries host-to-guest requests such as poweroff during boot.
-	GuestHome    = "home"
-	GuestControl = "control"
+	// The Debian test guest's runner keeps two more directories in state/,
+	// which no Go code touches: home/ (the guest's /home/sandbox, kept across
+	// restarts) and control/ (host-to-guest requests such as poweroff).
 )
 
 // Root is the state directory: $XDG_CONFIG_HOME/keystone/agent, else ~/.config/keystone/agent.
@@ -110,8 +124,14 @@ type Sandbox string
 // Root is the sandbox directory itself.
 func (s Sandbox) Root() string { return string(s) }
 
+// Lock is the sandbox's lock file, next to its directory.
+func (s Sandbox) Lock() string { return string(s) + SandboxLockSuffix }
+
 // Workspace is the clone of the project.
 func (s Sandbox) Workspace() string { return filepath.Join(string(s), WorkspaceDir) }
+
+// WorkspacePartial is where the first clone is built.
+func (s Sandbox) WorkspacePartial() string { return filepath.Join(string(s), WorkspacePartial) }
 
 // State is the runner's working directory.
 func (s Sandbox) State() string { return filepath.Join(string(s), StateDir) }
@@ -121,3 +141,6 @@ func (s Sandbox) Path(name string) string { return filepath.Join(s.State(), name
 
 // Guest is the directory shared read-only into the guest.
 func (s Sandbox) Guest() string { return s.Path(GuestDir) }
+
+// FlakeSource is the directory `nix build` copies into the store: state/flake.
+func (s Sandbox) FlakeSource() string { return s.Path(FlakeDir) }

@@ -19,6 +19,7 @@ func runnerArgs(t *testing.T, dir string, extra ...string) (string, error) {
 	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
 	os.MkdirAll(filepath.Join(dir, shareDir), 0o755)
 	os.WriteFile(filepath.Join(dir, runBin), runner[runBin], 0o755)
+	os.WriteFile(filepath.Join(dir, networkSh), runner[networkSh], 0o644)
 	fake := t.TempDir()
 	os.WriteFile(filepath.Join(fake, "qemu-system-x86_64"), []byte("#!/bin/sh\nprintf '%s\\n' \"$@\"\n"), 0o755)
 	env := contractEnv(t, dir, 2299, 1000, 1001)
@@ -52,7 +53,7 @@ func runnerNetdev(t *testing.T, extra ...string) (string, error) {
 // relay command for the proxy's address, unless the egress mode is open.
 func TestRunnerEgress(t *testing.T) {
 	proxyVars := []string{"KEYSTONE_PROXY_ADDRESS=10.0.2.100:3128", "KEYSTONE_PROXY_COMMAND='/opt/key,stone' agent proxy-relay '/s/proxy.sock'"}
-	want := "user,id=net0,hostfwd=tcp:127.0.0.1:2299-:22,restrict=on,guestfwd=tcp:10.0.2.100:3128-cmd:'/opt/key,,stone' agent proxy-relay '/s/proxy.sock'"
+	want := "user,id=net0,hostfwd=tcp:127.0.0.1:2299-10.0.2.15:22,guestfwd=tcp:10.0.2.100:3128-cmd:'/opt/key,,stone' agent proxy-relay '/s/proxy.sock',restrict=on"
 	for _, mode := range []string{"", "KEYSTONE_EGRESS=allowlist", "KEYSTONE_EGRESS=none"} {
 		got, err := runnerNetdev(t, append(proxyVars, mode)...)
 		if err != nil || got != want {
@@ -65,5 +66,10 @@ func TestRunnerEgress(t *testing.T) {
 	}
 	if out, err := runnerNetdev(t, "KEYSTONE_EGRESS=closed"); err == nil || !strings.Contains(out, "is not allowlist, open or none") {
 		t.Errorf("a bad mode: %v %s", err, out)
+	}
+	// In tap and bridge modes the proxy is on the restricted control NIC.
+	out, err := runnerArgs(t, t.TempDir(), append(proxyVars, "KEYSTONE_NETWORK=tap", "KEYSTONE_TAP_INTERFACE=lo", "KEYSTONE_EGRESS=open")...)
+	if want := "\nuser,id=ctl,restrict=on,hostfwd=tcp:127.0.0.1:2299-10.0.2.15:22,guestfwd=tcp:10.0.2.100:3128-cmd:"; err != nil || !strings.Contains(out, want) {
+		t.Errorf("tap: %v, want %q in%s", err, want, out)
 	}
 }
