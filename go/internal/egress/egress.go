@@ -34,6 +34,15 @@ var Modes = []string{Allowlist, Open, None}
 // DefaultMode is the mode of a sandbox that names none.
 const DefaultMode = Allowlist
 
+// DefaultModeFor is the mode a new sandbox gets in a network mode: only
+// user networking can enforce a policy (CheckNetwork), so the others are open.
+func DefaultModeFor(network string) string {
+	if network == "user" {
+		return DefaultMode
+	}
+	return Open
+}
+
 // DefaultAllow is the allowlist of mode allowlist besides the sandbox's own
 // entries: the agents' APIs and what an agent needs to install dependencies
 // and read code. docs/egress.md lists it; keep the two in step.

@@ -175,7 +175,11 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 			return p, err
 		}
 	}
-	p.egress = spec.Egress.Apply(old.Egress)
+	remembered := old.Egress
+	if remembered.Mode == "" {
+		remembered.Mode = egress.DefaultModeFor(spec.Network)
+	}
+	p.egress = spec.Egress.Apply(remembered)
 	if err := egress.CheckNetwork(spec.Network, p.egress.Mode); err != nil {
 		return p, &UsageError{Msg: err.Error()}
 	}
