@@ -25,6 +25,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
+	"github.com/keystone-agent/keystone/internal/testguest"
 )
 
 // Errors start maps to the guide's exit codes.
@@ -37,9 +38,12 @@ var (
 type BootError struct {
 	Msg string
 	Log string
+	Err error // why: sshconn.ErrVMExited, the context's error…
 }
 
 func (e *BootError) Error() string { return e.Msg }
+
+func (e *BootError) Unwrap() error { return e.Err }
 
 // Detail is the console's tail, printed under the error line.
 func (e *BootError) Detail() string { return e.Log }
@@ -63,7 +67,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	}
 	// Every refusal comes before anything is created; the checks run again
 	// under the sandbox's lock, since another command may have acted between.
-	if _, err := e.plan(spec, project, name); err != nil {
+	if _, err := e.plan(ctx, spec, project, name); err != nil {
 		return nil, err
 	}
 	sb := &Sandbox{Dir: e.Root.Sandbox(name)}
@@ -73,9 +77,12 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		return nil, err
 	}
 	defer lk.Unlock()
-	pl, err := e.plan(spec, project, name)
+	pl, err := e.plan(ctx, spec, project, name)
 	if err != nil {
 		return nil, err
+	}
+	if pl.portable {
+		e.progressf("nix is not installed: using the portable Debian guest %s (docs/testguest.md)", pl.runnerDir)
 	}
 	old, existed, runnerDir := pl.old, pl.existed, pl.runnerDir
 	e.reportCredentials(pl.creds)
@@ -130,6 +137,7 @@ type plan struct {
 	old       registry.Entry
 	existed   bool
 	runnerDir string // absolute; empty: build with nix
+	portable  bool   // runnerDir is the portable guest, chosen because nix is absent
 	egress    egress.Settings
 	creds     credentials.Set // the environment's and the credentials file's
 }
@@ -137,7 +145,7 @@ type plan struct {
 // plan reads the registry and checks everything that can refuse a start:
 // the project owning the name, a running sandbox, the runner, the network
 // mode, KVM. It changes nothing.
-func (e *Env) plan(spec Spec, project, name string) (plan, error) {
+func (e *Env) plan(ctx context.Context, spec Spec, project, name string) (plan, error) {
 	old, err := e.Registry.Get(name)
 	p := plan{old: old, existed: err == nil, runnerDir: old.Runner}
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
@@ -153,6 +161,12 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 	}
 	if spec.Runner != "" {
 		p.runnerDir = spec.Runner
+	}
+	if p.runnerDir == "" && !nixbuild.Available() {
+		if p.runnerDir, err = portableGuest(ctx); err != nil {
+			return p, err
+		}
+		p.portable = true
 	}
 	needsKVM := true
 	if p.runnerDir != "" {
@@ -262,6 +276,17 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	}
 }
 
+// portableGuest is the runner used where nix is absent: the Debian test
+// guest, built from this machine's packages or reused from its
+// content-addressed cache (docs/testguest.md).
+func portableGuest(ctx context.Context) (string, error) {
+	dir, err := testguest.Build(ctx, testguest.Options{})
+	if err != nil {
+		return "", fmt.Errorf("%w, and the portable guest cannot be built: %v", nixbuild.ErrNixNotFound, err)
+	}
+	return dir, nil
+}
+
 // clone builds the first clone in workspace.partial and renames it into
 // place once complete and on disk: a start killed mid-clone leaves only the
 // partial clone, which the next start discards, never a half-empty workspace.
@@ -302,7 +327,7 @@ func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) erro
 	defer cancel()
 	if err := sshconn.WaitReady(wctx, target, p.Done()); err != nil {
 		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become reachable over SSH: %v", sb.Name, err),
-			Log: tail(consolePath(sb), 15)}
+			Log: tail(consolePath(sb), 15), Err: err}
 	}
 	return nil
 }
