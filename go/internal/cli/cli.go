@@ -53,7 +53,7 @@ type verb struct {
 func verbs() []*verb {
 	return []*verb{
 		newStartCmd(), newStopCmd(), newAttachCmd("attach"), newAttachCmd("ssh"), newExecCmd(),
-		newSyncCmd(), newStatusCmd(), newListCmd(), newDestroyCmd(), newHostdCmd(),
+		newSyncCmd(), newStatusCmd(), newListCmd(), newDestroyCmd(), newAllowCmd(), newHostdCmd(), newProxyRelayCmd(),
 	}
 }
 

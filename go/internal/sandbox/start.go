@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/credentials"
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/kvm"
 	"github.com/keystone-agent/keystone/internal/names"
@@ -83,6 +85,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		e.progressf("nix is not installed: using the portable Debian guest %s (docs/testguest.md)", pl.runnerDir)
 	}
 	old, existed, runnerDir := pl.old, pl.existed, pl.runnerDir
+	e.reportCredentials(pl.creds)
 	keep := existed && !spec.Fresh
 	sb.Entry = old
 	if existed {
@@ -106,6 +109,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		Name: name, ProjectPath: project, MemoryMB: spec.MemoryMB, VCPUs: spec.VCPUs,
 		Nested: spec.Nested, Network: spec.Network, SyncMode: spec.SyncMode,
 		SSHPort: old.SSHPort, HostKey: old.HostKey, Runner: runnerDir, Created: old.Created,
+		Egress: pl.egress,
 	}
 	if !keep || sb.Created.IsZero() {
 		sb.Created = time.Now().UTC().Truncate(time.Second)
@@ -122,7 +126,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if err := e.boot(ctx, sb, runnerDir, &proc); err != nil {
 		return nil, e.undo(sb, proc, keep, err)
 	}
-	if err := e.StartDaemon(sb); err != nil {
+	if err := e.StartDaemon(sb, pl.creds); err != nil {
 		return nil, e.undo(sb, proc, keep, err)
 	}
 	return sb, nil
@@ -134,6 +138,8 @@ type plan struct {
 	existed   bool
 	runnerDir string // absolute; empty: build with nix
 	portable  bool   // runnerDir is the portable guest, chosen because nix is absent
+	egress    egress.Settings
+	creds     credentials.Set // the environment's and the credentials file's
 }
 
 // plan reads the registry and checks everything that can refuse a start:
@@ -183,10 +189,21 @@ func (e *Env) plan(ctx context.Context, spec Spec, project, name string) (plan, 
 			return p, err
 		}
 	}
+	remembered := old.Egress
+	if remembered.Mode == "" {
+		remembered.Mode = egress.DefaultModeFor(spec.Network)
+	}
+	p.egress = spec.Egress.Apply(remembered)
+	if err := egress.CheckNetwork(spec.Network, p.egress.Mode); err != nil {
+		return p, &UsageError{Msg: err.Error()}
+	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
 			return p, err
 		}
+	}
+	if p.creds, err = e.credentials(spec.Credentials); err != nil {
+		return p, err
 	}
 	return p, nil
 }
@@ -197,7 +214,7 @@ func (e *Env) stopLeftover(sb *Sandbox) error {
 	_, pid, _ := evidence(sb)
 	if pid != 0 && runner.Inspect(pid, sb.Dir.State()) == runner.Runner {
 		e.progressf("Stopping the previous VM of %q (pid %d)", sb.Name, pid)
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, e.Timeouts.withDefaults().Stop); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(e.keystone()), pid, nil, e.Timeouts.withDefaults().Stop); err != nil {
 			return err
 		}
 	}
@@ -350,7 +367,7 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) error {
 	var errs *multierror.Error
 	if proc != nil {
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), proc.Pid, proc.Done(), e.Timeouts.withDefaults().Undo); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(e.keystone()), proc.Pid, proc.Done(), e.Timeouts.withDefaults().Undo); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}
@@ -396,7 +413,7 @@ func (e *Env) launch(ctx context.Context, sb *Sandbox, runnerDir string, reserve
 		return nil, err
 	}
 	e.progressf("Booting %q (%d MB, %d vCPUs, SSH on 127.0.0.1:%d)", sb.Name, sb.MemoryMB, sb.VCPUs, sb.SSHPort)
-	p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv())
+	p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv(e.keystone()))
 	if err != nil {
 		return nil, err
 	}

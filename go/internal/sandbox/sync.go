@@ -65,12 +65,13 @@ func (sb *Sandbox) GitSync() gitsync.Options {
 // pending now (a dry-run sync, which is why `list` does without it).
 type Report struct {
 	Status
-	Sync *syncwatch.Status `json:"sync,omitempty"`
+	Sync   *syncwatch.Status `json:"sync,omitempty"`
+	Egress EgressReport      `json:"egress"`
 }
 
-// Report inspects sb and reads its sync state.
+// Report inspects sb and reads its sync and egress state.
 func (e *Env) Report(ctx context.Context, sb *Sandbox) Report {
-	r := Report{Status: e.Inspect(sb)}
+	r := Report{Status: e.Inspect(sb), Egress: egressReport(sb)}
 	st, err := syncwatch.ReadStatus(sb.Dir.State())
 	if err != nil {
 		return r

@@ -23,6 +23,9 @@ const (
 	PortsLock = "keystone-agent-ports.lock"
 	// SandboxesDir holds one directory per sandbox.
 	SandboxesDir = "sandboxes"
+	// CredentialsFile holds the agents' API keys as NAME=value lines, mode
+	// 0600; read by `start` and handed to the host daemon's proxy only.
+	CredentialsFile = "credentials"
 	// SandboxLockSuffix names the flock next to a sandbox's directory
 	// (sandboxes/<name>.lock), held by start, stop and destroy of that sandbox;
 	// it lives outside the directory so that --fresh and destroy can remove it whole.
@@ -71,6 +74,11 @@ const (
 	DaemonPID = "hostd.pid"
 	// DaemonLog receives the host daemon's output (state/).
 	DaemonLog = "hostd.log"
+	// ProxySocket is the host daemon's socket for the guest's proxy
+	// connections, handed over by `keystone agent proxy-relay` (state/).
+	ProxySocket = "proxy.sock"
+	// EgressStatus lists the destinations the proxy refused lately (state/).
+	EgressStatus = "egress.json"
 	// SyncStatus is the last sync's result, written atomically by sync and the watcher (state/).
 	SyncStatus = "sync.json"
 	// SyncLock serialises the syncs of one sandbox: sync, stop --sync, the watcher (state/).
@@ -98,6 +106,9 @@ type Dir string
 
 // Registry is the path of sandboxes.json.
 func (d Dir) Registry() string { return filepath.Join(string(d), RegistryFile) }
+
+// Credentials is the path of the credentials file.
+func (d Dir) Credentials() string { return filepath.Join(string(d), CredentialsFile) }
 
 // Lock is the path of the registry lock file.
 func (d Dir) Lock() string { return filepath.Join(string(d), LockFile) }
