@@ -20,6 +20,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/kvm"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/nixbuild"
+	"github.com/keystone-agent/keystone/internal/progress"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sshconn"
@@ -249,8 +250,10 @@ func (e *Env) clone(ctx context.Context, sb *Sandbox) error {
 	if err := os.RemoveAll(partial); err != nil {
 		return fmt.Errorf("failed to discard an interrupted clone: %w", err)
 	}
-	e.progressf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace())
-	if err := gitsync.Clone(ctx, sb.ProjectPath, partial); err != nil {
+	line := progress.Start(e.progressWriter(), fmt.Sprintf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace()))
+	err := gitsync.Clone(ctx, sb.ProjectPath, partial)
+	line.Done()
+	if err != nil {
 		return fmt.Errorf("failed to clone the project: %w", err)
 	}
 	if err := syncFS(partial); err != nil {
@@ -294,8 +297,12 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 	if err := atomicfile.Write(sb.Dir.Path(statedir.FlakeFile), flake, 0o644); err != nil {
 		return "", err
 	}
-	e.progressf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name)
-	return nixbuild.Build(ctx, sb.Dir.State(), e.Progress)
+	// On a terminal, one line says what nix builds and its last log line;
+	// elsewhere nix is quiet: state/build.log has it all, and a failure
+	// shows its tail.
+	line := progress.Start(e.progressWriter(), fmt.Sprintf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name))
+	defer line.Done()
+	return nixbuild.Build(ctx, sb.Dir.State(), nixbuild.NewStatus(line.Set))
 }
 
 // undo removes what a failed start created; an existing sandbox keeps its
