@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/keystone-agent/keystone/internal/forward"
 	"github.com/keystone-agent/keystone/internal/kvm"
 	"github.com/keystone-agent/keystone/internal/nixbuild"
 	"github.com/keystone-agent/keystone/internal/registry"
@@ -73,6 +74,7 @@ func classify(err error) *ExitError {
 		ke *kvm.Error
 		be *nixbuild.BuildError
 		te *sshconn.TransportError
+		pe *forward.PortInUseError
 	)
 	switch {
 	case errors.As(err, &ue):
@@ -93,6 +95,8 @@ func classify(err error) *ExitError {
 			Hint: "install Nix with flakes enabled, or boot the Debian test guest: `go run ./cmd/testguest -out DIR` (in go/), then `keystone agent start --runner DIR`"}
 	case errors.As(err, &te):
 		return &ExitError{Code: ExitTransport, Err: err}
+	case errors.As(err, &pe):
+		return &ExitError{Code: ExitFailure, Err: err, Hint: pe.Hint()}
 	case errors.Is(err, registry.ErrNotFound):
 		return &ExitError{Code: ExitNotFound, Err: err, Hint: "`keystone agent list` shows the sandboxes"}
 	}

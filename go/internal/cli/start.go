@@ -56,6 +56,7 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	refreshSSHConfig(env, sbe)
 	if *noAttach {
 		fmt.Fprintf(env.Stderr, "Sandbox %q is running (SSH on 127.0.0.1:%d).\nRun `keystone agent attach %s` to open a shell.\n", sb.Name, sb.SSHPort, sb.Name)
 		return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/keystone-agent/keystone/internal/forward"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
@@ -35,6 +36,9 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	out := statusOutput{Status: sbe.Inspect(sb), Sync: syncState(ctx, sb)}
+	if out.State == sandbox.Running {
+		out.Forwards = backgroundForwards(ctx, sb)
+	}
 	if *asJSON {
 		return printJSON(env.Stdout, out)
 	}
@@ -42,6 +46,13 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	printSync(env.Stdout, out.Sync)
+	for i, f := range out.Forwards {
+		label := "Forwards:"
+		if i > 0 {
+			label = ""
+		}
+		fmt.Fprintf(env.Stdout, "%-11s %s\n", label, f)
+	}
 	return nil
 }
 
@@ -50,6 +61,8 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 type statusOutput struct {
 	sandbox.Status
 	Sync *syncwatch.Status `json:"sync,omitempty"`
+	// Forwards are the background port forwards (`forward --background`).
+	Forwards []forward.Spec `json:"forwards,omitempty"`
 }
 
 // syncState is the last sync recorded in state/sync.json, with the pending
