@@ -135,11 +135,21 @@ func checkConcurrent(t *testing.T, base string) {
 	}
 }
 
+// ServerName is the server's file name in the guest's /workspace.
+const ServerName = "webtest-server"
+
+// StartInGuest is the shell command, run in /workspace, that starts the
+// server on guest port 8080 in its own session (it outlives the SSH session)
+// and returns once it answers, or fails after three minutes.
+const StartInGuest = "setsid ./" + ServerName + " -addr 127.0.0.1:8080 </dev/null >/tmp/webtest.log 2>&1 &" +
+	" for i in $(seq 360); do wget -q -O /dev/null http://127.0.0.1:8080/hello && exit 0; sleep 0.5; done;" +
+	" cat /tmp/webtest.log; exit 1"
+
 // BuildServer builds the server as a static program at dst, to run in the
 // test guest.
 func BuildServer(t testing.TB, dst string) {
 	t.Helper()
-	cmd := exec.Command("go", "build", "-o", dst, "github.com/keystone-agent/keystone/internal/webtest/server")
+	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", dst, "github.com/keystone-agent/keystone/internal/webtest/server")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
