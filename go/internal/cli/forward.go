@@ -12,8 +12,8 @@ import (
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
-func init() {
-	register(&verb{
+func newForwardCmd() *verb {
+	return &verb{
 		name:    "forward",
 		summary: "forward host ports on 127.0.0.1 to ports in a sandbox",
 		usage: `Usage: keystone agent forward [name] [--] [HOST_PORT:]GUEST_PORT... [--background]
@@ -31,11 +31,10 @@ restored by the next ` + "`start`" + `. --cancel ends background forwards by hos
 or all of them.
 `,
 		run: runForward,
-	})
+	}
 }
 
-func runForward(ctx context.Context, env *Env, args []string) error {
-	v := verbs["forward"]
+func runForward(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	background := fs.Bool("background", false, "keep the forwards in the sandbox's host daemon until stop")
 	cancel := fs.Bool("cancel", false, "end background forwards on these host ports (all when none given)")
@@ -154,14 +153,4 @@ func daemonError(sb *sandbox.Sandbox, err error) error {
 			Hint: fmt.Sprintf("is it running? `keystone agent status %s`; a sandbox started by an older keystone needs a restart", sb.Name)}
 	}
 	return err
-}
-
-// backgroundForwards lists the sandbox's background forwards, for status;
-// none when its daemon does not answer.
-func backgroundForwards(ctx context.Context, sb *sandbox.Sandbox) []forward.Spec {
-	specs, err := forward.Ask(ctx, sb.Dir.Path(statedir.ForwardSocket), forward.Request{Op: forward.OpList})
-	if err != nil {
-		return nil
-	}
-	return specs
 }

@@ -14,10 +14,10 @@ import (
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
-func init() {
-	register(&verb{
+func newSSHConfigCmd() *verb {
+	return &verb{
 		name:    "ssh-config",
-		summary: "print ssh config blocks (Host keystone-<name>) for the host's ssh and editors",
+		summary: "print ssh config for the host's ssh, scp, rsync and editors",
 		usage: `Usage: keystone agent ssh-config [name...] [--install]
 
 Print a ` + "`Host keystone-<name>`" + ` block for each sandbox named (every sandbox,
@@ -33,11 +33,10 @@ line, ` + "`Include <that file>`" + `, at the top of ~/.ssh/config (once; nothin
 else there changes). ` + "`start` and `destroy`" + ` keep the file current.
 `,
 		run: runSSHConfig,
-	})
+	}
 }
 
-func runSSHConfig(ctx context.Context, env *Env, args []string) error {
-	v := verbs["ssh-config"]
+func runSSHConfig(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	install := fs.Bool("install", false, "include the blocks of every sandbox in ~/.ssh/config")
 	if err := parse(fs, v, args); err != nil {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-git/go-git/v5"
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
+	"github.com/keystone-agent/keystone/internal/testguest"
 )
 
 // Errors start maps to the guide's exit codes.
@@ -37,9 +37,12 @@ var (
 type BootError struct {
 	Msg string
 	Log string
+	Err error // why: sshconn.ErrVMExited, the context's error…
 }
 
 func (e *BootError) Error() string { return e.Msg }
+
+func (e *BootError) Unwrap() error { return e.Err }
 
 // Detail is the console's tail, printed under the error line.
 func (e *BootError) Detail() string { return e.Log }
@@ -51,19 +54,19 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	project, err := repoRoot(spec.Project)
+	project, err := repoRoot(ctx, spec.Project)
 	if err != nil {
 		return nil, err
 	}
 	name := spec.Name
 	if name == "" {
 		if name, err = names.FromPath(project); err != nil {
-			return nil, &UsageError{Msg: err.Error()}
+			return nil, &UsageError{Msg: err.Error(), hint: "give one with --name"}
 		}
 	}
 	// Every refusal comes before anything is created; the checks run again
 	// under the sandbox's lock, since another command may have acted between.
-	if _, err := e.plan(spec, project, name); err != nil {
+	if _, err := e.plan(ctx, spec, project, name); err != nil {
 		return nil, err
 	}
 	sb := &Sandbox{Dir: e.Root.Sandbox(name)}
@@ -73,9 +76,12 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		return nil, err
 	}
 	defer lk.Unlock()
-	pl, err := e.plan(spec, project, name)
+	pl, err := e.plan(ctx, spec, project, name)
 	if err != nil {
 		return nil, err
+	}
+	if pl.portable {
+		e.progressf("nix is not installed: using the portable Debian guest %s (docs/testguest.md)", pl.runnerDir)
 	}
 	old, existed, runnerDir := pl.old, pl.existed, pl.runnerDir
 	keep := existed && !spec.Fresh
@@ -128,12 +134,13 @@ type plan struct {
 	old       registry.Entry
 	existed   bool
 	runnerDir string // absolute; empty: build with nix
+	portable  bool   // runnerDir is the portable guest, chosen because nix is absent
 }
 
 // plan reads the registry and checks everything that can refuse a start:
 // the project owning the name, a running sandbox, the runner, the network
 // mode, KVM. It changes nothing.
-func (e *Env) plan(spec Spec, project, name string) (plan, error) {
+func (e *Env) plan(ctx context.Context, spec Spec, project, name string) (plan, error) {
 	old, err := e.Registry.Get(name)
 	p := plan{old: old, existed: err == nil, runnerDir: old.Runner}
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
@@ -144,11 +151,17 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 	}
 	if p.existed && !spec.Fresh {
 		if state, _, _ := evidence(&Sandbox{Entry: old, Dir: e.Root.Sandbox(name)}); state == Running {
-			return p, fmt.Errorf("%w: %q (use `keystone agent attach %s`, or --fresh to start over)", ErrAlreadyRunning, name, name)
+			return p, withHint(fmt.Errorf("%w: %q", ErrAlreadyRunning, name), "`keystone agent attach %s` opens a shell; --fresh starts over", name)
 		}
 	}
 	if spec.Runner != "" {
 		p.runnerDir = spec.Runner
+	}
+	if p.runnerDir == "" && !nixbuild.Available() {
+		if p.runnerDir, err = e.portableGuest(ctx); err != nil {
+			return p, err
+		}
+		p.portable = true
 	}
 	needsKVM := true
 	if p.runnerDir != "" {
@@ -164,7 +177,12 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 			return p, usagef("the runner %q supports network modes %s, not %q", p.runnerDir, strings.Join(meta.Networks, ", "), spec.Network)
 		}
 	} else if !slices.Contains(nixbuild.Networks, spec.Network) {
-		return p, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, " and "))
+		return p, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, ", "))
+	}
+	if spec.Network == "tap" {
+		if _, err := TapInterface(name); err != nil {
+			return p, err
+		}
 	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
@@ -242,6 +260,26 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	}
 }
 
+// portableGuest is the runner used where nix is absent: the Debian test
+// guest, built from this machine's packages or reused from its
+// content-addressed cache (docs/testguest.md).
+func (e *Env) portableGuest(ctx context.Context) (string, error) {
+	var line *progress.Line // only when it is built, not found in the cache
+	dir, err := testguest.Build(ctx, testguest.Options{Step: func(phase string) {
+		if line == nil {
+			line = progress.Start(e.progressWriter(), "Building the portable Debian guest (once; it is cached)")
+		}
+		line.Set(phase)
+	}})
+	if line != nil {
+		line.Done()
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w, and the portable guest cannot be built: %v", nixbuild.ErrNixNotFound, err)
+	}
+	return dir, nil
+}
+
 // clone builds the first clone in workspace.partial and renames it into
 // place once complete and on disk: a start killed mid-clone leaves only the
 // partial clone, which the next start discards, never a half-empty workspace.
@@ -284,7 +322,7 @@ func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) erro
 	defer cancel()
 	if err := sshconn.WaitReady(wctx, target, p.Done()); err != nil {
 		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become reachable over SSH: %v", sb.Name, err),
-			Log: tail(consolePath(sb), 15)}
+			Log: tail(consolePath(sb), 15), Err: err}
 	}
 	return nil
 }
@@ -294,7 +332,25 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := atomicfile.Write(sb.Dir.Path(statedir.FlakeFile), flake, 0o644); err != nil {
+	// state/flake holds the flake alone (nixbuild.Build says why), not
+	// even what a start killed while writing it left; state/flake.nix,
+	// where the guide shows it, links there.
+	src := sb.Dir.FlakeSource()
+	file := filepath.Join(src, statedir.FlakeFile)
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		return "", err
+	}
+	if err := atomicfile.RemoveLeftovers(file); err != nil {
+		return "", err
+	}
+	if err := atomicfile.Write(file, flake, 0o644); err != nil {
+		return "", err
+	}
+	if err := atomicfile.Symlink(filepath.Join(statedir.FlakeDir, statedir.FlakeFile), sb.Dir.Path(statedir.FlakeFile)); err != nil {
+		return "", err
+	}
+	// a flake.lock of the layout before state/flake
+	if err := os.Remove(sb.Dir.Path(statedir.FlakeLock)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
 	// On a terminal, one line says what nix builds and its last log line;
@@ -366,7 +422,7 @@ func (e *Env) launch(ctx context.Context, sb *Sandbox, runnerDir string, reserve
 
 // repoRoot returns the top directory of the git repository containing path.
 // The host repository is the user's own and trusted; it is only read.
-func repoRoot(path string) (string, error) {
+func repoRoot(ctx context.Context, path string) (string, error) {
 	if path == "" {
 		path = "."
 	}
@@ -377,15 +433,13 @@ func repoRoot(path string) (string, error) {
 	if st, err := os.Stat(abs); err != nil || !st.IsDir() {
 		return "", fmt.Errorf("%w: %q is not a directory", ErrNotRepo, abs)
 	}
-	repo, err := git.PlainOpenWithOptions(abs, &git.PlainOpenOptions{DetectDotGit: true})
-	if err != nil {
+	root, err := gitsync.RepoRoot(ctx, abs)
+	if errors.Is(err, gitsync.ErrNotWorkTree) {
 		return "", fmt.Errorf("%w: %q", ErrNotRepo, abs)
 	}
-	wt, err := repo.Worktree()
 	if err != nil {
-		return "", fmt.Errorf("%w: %q has no working tree", ErrNotRepo, abs)
+		return "", err
 	}
-	root := wt.Filesystem.Root()
 	if r, err := filepath.EvalSymlinks(root); err == nil {
 		root = r
 	}

@@ -39,7 +39,8 @@ type Options struct {
 	// hard-linked from the cache where possible) and Build returns it.
 	// An existing Out must be empty or a runner an earlier Build wrote.
 	Out string
-	// Step, when set, is told each phase as it begins (a progress line).
+	// Step, when set, is told each phase of an actual build as it begins (a
+	// progress line); a runner found in the cache reports none.
 	Step func(phase string)
 }
 
@@ -55,6 +56,7 @@ const (
 	shutdownBin = "bin/microvm-shutdown"
 	shareDir    = "share/keystone"
 	runnerJSON  = shareDir + "/runner.json"
+	networkSh   = shareDir + "/network" // sourced by microvm-run: the NICs
 	vmlinuxFile = shareDir + "/vmlinux"
 	initrdFile  = shareDir + "/initrd"
 	// markerFile holds the input hash; it marks a directory Build may replace.
@@ -80,7 +82,6 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	opts.step("collecting the guest's files from the host")
 	t, err := guestTree(ctx, h, scripts)
 	if err != nil {
 		return "", err
@@ -137,6 +138,8 @@ func guestScripts() (map[string][]byte, error) {
 		"etc/inittab":            "inittab",
 		"etc/keystone/sshd":      "sshd",
 		"etc/keystone/poweroff":  "poweroff",
+		"etc/keystone/network":   "network",
+		"etc/keystone/udhcpc":    "udhcpc",
 		"etc/acpi/PWRF/00000080": "acpi-power",
 		"etc/gitconfig":          "gitconfig",
 		"etc/profile":            "profile",
@@ -166,8 +169,8 @@ func renderBoot(d bootData) ([]byte, error) {
 // runnerFiles returns the runner's scripts and runner.json, keyed by path
 // in the runner directory.
 func runnerFiles() (map[string][]byte, error) {
-	m := map[string][]byte{runnerJSON: []byte(`{"accel":"auto","networks":["user"]}` + "\n")}
-	for dst, src := range map[string]string{runBin: "microvm-run", shutdownBin: "microvm-shutdown"} {
+	m := map[string][]byte{runnerJSON: []byte(`{"accel":"auto","networks":["user","tap","bridge"]}` + "\n")}
+	for dst, src := range map[string]string{runBin: "microvm-run", shutdownBin: "microvm-shutdown", networkSh: "network"} {
 		data, err := files.ReadFile("files/runner/" + src)
 		if err != nil {
 			return nil, err
@@ -188,7 +191,7 @@ func inputHash(h host, t tree, runner map[string][]byte) (string, error) {
 	if err := t.hash(d); err != nil {
 		return "", err
 	}
-	for _, name := range []string{runBin, shutdownBin, runnerJSON} {
+	for _, name := range []string{runBin, shutdownBin, runnerJSON, networkSh} {
 		fmt.Fprintf(d, "runner %s %x\n", name, sha256.Sum256(runner[name]))
 	}
 	return hex.EncodeToString(d.Sum(nil))[:32], nil
@@ -307,7 +310,7 @@ func export(dir, out string) (err error) {
 			os.RemoveAll(tmp)
 		}
 	}()
-	for _, name := range []string{runBin, shutdownBin, runnerJSON, vmlinuxFile, initrdFile, markerFile} {
+	for _, name := range []string{runBin, shutdownBin, runnerJSON, networkSh, vmlinuxFile, initrdFile, markerFile} {
 		if err := linkOrCopy(filepath.Join(dir, name), filepath.Join(tmp, name)); err != nil {
 			return fmt.Errorf("failed to write %q: %w", filepath.Join(out, name), err)
 		}
