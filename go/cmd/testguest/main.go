@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/keystone-agent/keystone/internal/progress"
 	"github.com/keystone-agent/keystone/internal/testguest"
 )
 
@@ -22,7 +23,9 @@ func main() {
 		flag.Usage()
 		os.Exit(64)
 	}
-	dir, err := testguest.Build(context.Background(), testguest.Options{Out: *out, Kernel: *kernel})
+	line := progress.Start(os.Stderr, "Building the Debian test guest")
+	dir, err := testguest.Build(context.Background(), testguest.Options{Out: *out, Kernel: *kernel, Step: line.Set})
+	line.Done()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testguest: error:", err)
 		os.Exit(1)
