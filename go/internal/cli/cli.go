@@ -53,7 +53,8 @@ type verb struct {
 func verbs() []*verb {
 	return []*verb{
 		newStartCmd(), newStopCmd(), newAttachCmd("attach"), newAttachCmd("ssh"), newExecCmd(),
-		newSyncCmd(), newStatusCmd(), newListCmd(), newDestroyCmd(), newAllowCmd(), newHostdCmd(), newProxyRelayCmd(),
+		newSyncCmd(), newStatusCmd(), newListCmd(), newDestroyCmd(), newForwardCmd(), newSSHConfigCmd(),
+		newAllowCmd(), newHostdCmd(), newProxyRelayCmd(),
 	}
 }
 
@@ -149,7 +150,7 @@ func mainUsage() string {
 	b.WriteString("Usage: keystone agent <command> [arguments]\n\nRun AI coding agents in isolated microVM sandboxes.\n\nCommands:\n")
 	for _, v := range verbs() {
 		if !v.hidden {
-			fmt.Fprintf(&b, "  %-9s %s\n", v.name, v.summary)
+			fmt.Fprintf(&b, "  %-10s %s\n", v.name, v.summary)
 		}
 	}
 	b.WriteString("\nRun `keystone agent help <command>` for its options.\n")

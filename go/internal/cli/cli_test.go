@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,6 +71,7 @@ func TestScripts(t *testing.T) {
 			"exits":   cmdExits,
 			"mkrepo":  cmdMkrepo,
 			"hidenix": cmdHideNix,
+			"portof":  cmdPortof,
 		},
 	})
 }
@@ -171,4 +173,17 @@ func cmdHideNix(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Setenv("PATH", bin)
+}
+
+// portof VAR: set $VAR to the host port of the first forward the last
+// command printed ("127.0.0.1:PORT -> GUEST").
+func cmdPortof(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: portof VAR")
+	}
+	m := regexp.MustCompile(`(?m)^127\.0\.0\.1:(\d+) -> \d+$`).FindStringSubmatch(ts.ReadFile("stdout"))
+	if m == nil {
+		ts.Fatalf("portof: no forward in stdout")
+	}
+	ts.Setenv(args[0], m[1])
 }

@@ -63,6 +63,7 @@ func runDestroy(ctx context.Context, env *Env, v *verb, args []string) error {
 	if err := sbe.Destroy(sb); err != nil {
 		return err
 	}
+	refreshSSHConfig(env, sbe)
 	fmt.Fprintf(env.Stderr, "Sandbox %q destroyed.\n", sb.Name)
 	return nil
 }

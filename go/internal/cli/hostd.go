@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/keystone-agent/keystone/internal/forward"
 	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -26,8 +29,9 @@ func newHostdCmd() *verb {
 Started by ` + "`start`" + ` for every sandbox, detached, and stopped by ` + "`stop`" + `;
 declared sandboxes run it as the unit keystone-agent-hostd-<name>. It runs the
 sandbox's host-side services (the proxy that is the guest's way out and adds
-its API keys, the sync watcher of the auto-commit and auto-idle sync modes)
-and ends by itself, after a last sync, once the sandbox's VM is gone. The
+its API keys, the sync watcher of the auto-commit and auto-idle sync modes,
+background port forwards) and ends by itself, after a last sync, once the
+sandbox's VM is gone. The
 idle time defaults to $` + IdleEnv + ` or 30s. Credentials come from the
 ` + "`start`" + ` that launched it (a pipe) and from --credentials FILE.
 `,
@@ -92,6 +96,12 @@ func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 			},
 		})
 	}
+	// Background port forwards (`forward --background`): every sandbox.
+	services = append(services, &forward.Service{
+		Socket: sb.Dir.Path(statedir.ForwardSocket),
+		Conn:   &forward.Conn{Dial: func(ctx context.Context) (*ssh.Client, error) { return sb.Dial(ctx) }},
+		Logf:   func(format string, args ...any) { logf("forward: "+format, args...) },
+	})
 	logf("host daemon of %q: %d services", sb.Name, len(services))
 	return hostd.Run(ctx, hostd.Options{
 		Services: services,

@@ -69,6 +69,7 @@ func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
 	if sb.PasswordLogin() {
 		fmt.Fprintf(env.Stderr, "keystone: warning: password login is on for %q (no SSH key in ~/.ssh): %s\n", sb.Name, passwordLoginRisk)
 	}
+	refreshSSHConfig(env, sbe)
 	if *noAttach {
 		fmt.Fprintf(env.Stderr, "Sandbox %q is running (SSH on 127.0.0.1:%d).\nRun `keystone agent attach %s` to open a shell.\n", sb.Name, sb.SSHPort, sb.Name)
 		return nil

@@ -44,6 +44,13 @@ func runStatus(ctx context.Context, env *Env, v *verb, args []string) error {
 	printSync(env.Stdout, r.Sync)
 	printEgress(env.Stdout, r.Egress.Settings)
 	printRefused(env.Stdout, r.Egress.Refused)
+	for i, f := range r.Forwards {
+		label := "Forwards:"
+		if i > 0 {
+			label = ""
+		}
+		fmt.Fprintf(env.Stdout, "%-11s %s\n", label, f)
+	}
 	return nil
 }
 

@@ -83,6 +83,14 @@ func (e *Env) portLock() string {
 	return PortLockPath(e.Root)
 }
 
+// progressWriter is where progress goes: Progress, or nowhere.
+func (e *Env) progressWriter() io.Writer {
+	if e.Progress == nil {
+		return io.Discard
+	}
+	return e.Progress
+}
+
 func (e *Env) progressf(format string, a ...any) {
 	if e.Progress != nil {
 		fmt.Fprintf(e.Progress, format+"\n", a...)

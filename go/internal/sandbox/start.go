@@ -21,6 +21,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/kvm"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/nixbuild"
+	"github.com/keystone-agent/keystone/internal/progress"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sshconn"
@@ -163,7 +164,7 @@ func (e *Env) plan(ctx context.Context, spec Spec, project, name string) (plan, 
 		p.runnerDir = spec.Runner
 	}
 	if p.runnerDir == "" && !nixbuild.Available() {
-		if p.runnerDir, err = portableGuest(ctx); err != nil {
+		if p.runnerDir, err = e.portableGuest(ctx); err != nil {
 			return p, err
 		}
 		p.portable = true
@@ -279,8 +280,17 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 // portableGuest is the runner used where nix is absent: the Debian test
 // guest, built from this machine's packages or reused from its
 // content-addressed cache (docs/testguest.md).
-func portableGuest(ctx context.Context) (string, error) {
-	dir, err := testguest.Build(ctx, testguest.Options{})
+func (e *Env) portableGuest(ctx context.Context) (string, error) {
+	var line *progress.Line // only when it is built, not found in the cache
+	dir, err := testguest.Build(ctx, testguest.Options{Step: func(phase string) {
+		if line == nil {
+			line = progress.Start(e.progressWriter(), "Building the portable Debian guest (once; it is cached)")
+		}
+		line.Set(phase)
+	}})
+	if line != nil {
+		line.Done()
+	}
 	if err != nil {
 		return "", fmt.Errorf("%w, and the portable guest cannot be built: %v", nixbuild.ErrNixNotFound, err)
 	}
@@ -295,8 +305,10 @@ func (e *Env) clone(ctx context.Context, sb *Sandbox) error {
 	if err := os.RemoveAll(partial); err != nil {
 		return fmt.Errorf("failed to discard an interrupted clone: %w", err)
 	}
-	e.progressf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace())
-	if err := gitsync.Clone(ctx, sb.ProjectPath, partial); err != nil {
+	line := progress.Start(e.progressWriter(), fmt.Sprintf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace()))
+	err := gitsync.Clone(ctx, sb.ProjectPath, partial)
+	line.Done()
+	if err != nil {
 		return fmt.Errorf("failed to clone the project: %w", err)
 	}
 	if err := syncFS(partial); err != nil {
@@ -358,8 +370,12 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 	if err := os.Remove(sb.Dir.Path(statedir.FlakeLock)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
-	e.progressf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name)
-	return nixbuild.Build(ctx, sb.Dir.State(), e.Progress)
+	// On a terminal, one line says what nix builds and its last log line;
+	// elsewhere nix is quiet: state/build.log has it all, and a failure
+	// shows its tail.
+	line := progress.Start(e.progressWriter(), fmt.Sprintf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name))
+	defer line.Done()
+	return nixbuild.Build(ctx, sb.Dir.State(), nixbuild.NewStatus(line.Set))
 }
 
 // undo removes what a failed start created; an existing sandbox keeps its

@@ -39,6 +39,15 @@ type Options struct {
 	// hard-linked from the cache where possible) and Build returns it.
 	// An existing Out must be empty or a runner an earlier Build wrote.
 	Out string
+	// Step, when set, is told each phase of an actual build as it begins (a
+	// progress line); a runner found in the cache reports none.
+	Step func(phase string)
+}
+
+func (o Options) step(phase string) {
+	if o.Step != nil {
+		o.Step(phase)
+	}
 }
 
 // Runner directory layout.
@@ -87,6 +96,7 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	}
 	dir := filepath.Join(cache, sum)
 	if _, err := os.Stat(filepath.Join(dir, markerFile)); err != nil {
+		opts.step("packing the initrd")
 		if err := build(ctx, cache, dir, sum, h, t, runner); err != nil {
 			return "", err
 		}
@@ -94,6 +104,7 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if opts.Out == "" {
 		return dir, nil
 	}
+	opts.step("copying the runner to " + opts.Out)
 	if err := export(dir, opts.Out); err != nil {
 		return "", err
 	}
