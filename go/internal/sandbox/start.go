@@ -201,13 +201,13 @@ func (e *Env) plan(ctx context.Context, spec Spec, project, name string) (plan, 
 	if err := egress.CheckNetwork(spec.Network, p.egress.Mode); err != nil {
 		return p, &UsageError{Msg: err.Error()}
 	}
+	if p.creds, err = e.credentials(spec.Credentials); err != nil {
+		return p, err
+	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
 			return p, err
 		}
-	}
-	if p.creds, err = e.credentials(spec.Credentials); err != nil {
-		return p, err
 	}
 	return p, nil
 }
