@@ -80,6 +80,9 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	defer lk.Unlock()
 	pl, err := e.plan(ctx, spec, project, name)
 	if err != nil {
+		if !pl.existed {
+			os.Remove(sb.Dir.Lock()) // a refused new sandbox leaves nothing
+		}
 		return nil, err
 	}
 	if pl.portable {
