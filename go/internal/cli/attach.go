@@ -39,7 +39,7 @@ func runAttach(name string) func(context.Context, *Env, []string) error {
 }
 
 func attach(ctx context.Context, env *Env, sb *sandbox.Sandbox) error {
-	client, err := sb.Dial(ctx)
+	client, err := sb.Connect(ctx)
 	if err != nil {
 		return notReachable(sb, err)
 	}

@@ -2,13 +2,17 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/announce"
 	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/sshmux"
 	"github.com/keystone-agent/keystone/internal/statedir"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
@@ -21,13 +25,15 @@ func init() {
 		name:    "hostd",
 		hidden:  true,
 		summary: "run the host daemon of a sandbox (its host-side services)",
-		usage: `Usage: keystone agent hostd <name> [--idle DURATION] [--interval DURATION] [--state-dir DIR]
+		usage: `Usage: keystone agent hostd <name> [--idle DURATION] [--interval DURATION] [--state-dir DIR] [--console-from BYTES]
 
 Started by ` + "`start`" + ` for every sandbox, detached, and stopped by ` + "`stop`" + `;
 declared sandboxes run it as the unit keystone-agent-hostd-<name>. It runs the
-sandbox's host-side services (the sync watcher of the auto-commit and
-auto-idle sync modes) and ends by itself, after a last sync, once the
-sandbox's VM is gone. The idle time defaults to $` + IdleEnv + ` or 30s.
+sandbox's host-side services (the SSH connection that exec and attach use,
+the sync watcher of the auto-commit and auto-idle sync modes) and ends by
+itself, after a last sync, once the sandbox's VM is gone. The idle time
+defaults to $` + IdleEnv + ` or 30s. --console-from is where this boot
+begins in state/console.log (default: its end).
 `,
 		run: runHostd,
 	})
@@ -47,6 +53,7 @@ func runHostd(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&idle, "idle", idle, "auto-idle: quiet time before a sync")
 	interval := fs.Duration("interval", syncwatch.DefaultInterval, "how often the workspace is looked at")
 	stateDir := fs.String("state-dir", "", "the state directory (default: the user's)")
+	consoleFrom := fs.Int64("console-from", -1, "offset in state/console.log where this boot begins (-1: its end)")
 	if err := parse(fs, v, args); err != nil {
 		return err
 	}
@@ -63,8 +70,19 @@ func runHostd(ctx context.Context, env *Env, args []string) error {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(env.Stderr, "%s %s\n", time.Now().Format(time.RFC3339), fmt.Sprintf(format, args...))
 	}
+	target, err := sb.Target()
+	if err != nil {
+		return err
+	}
+	console := sb.Dir.Path(statedir.ConsoleLog)
+	if *consoleFrom < 0 {
+		*consoleFrom = announce.End(console)
+	}
 	// Each service of the sandbox, one line each.
-	var services []hostd.Service
+	services := []hostd.Service{
+		&sshmux.Service{Target: target, Socket: sb.Dir.Path(statedir.SessionSocket), Console: console,
+			ConsoleFrom: *consoleFrom, FirstTimeout: sandbox.ReadyTimeout, Logf: logf},
+	}
 	if sb.SyncMode == syncwatch.ModeAutoCommit || sb.SyncMode == syncwatch.ModeAutoIdle {
 		services = append(services, &syncwatch.Service{
 			Options: syncwatch.Options{Sync: gitsyncOptions(sb), StateDir: sb.Dir.State(),
@@ -80,25 +98,43 @@ func runHostd(ctx context.Context, env *Env, args []string) error {
 		})
 	}
 	logf("host daemon of %q: %d services", sb.Name, len(services))
-	return hostd.Run(ctx, hostd.Options{
+	pipe := openReadyPipe()
+	err = hostd.Run(ctx, hostd.Options{
 		Services: services,
 		Alive:    func() bool { return sandbox.VMAlive(sb) },
-		Ready:    readyNotifier(),
+		Ready:    pipe.ready,
 		Log:      env.Stderr,
 	})
+	var notReady *hostd.ErrNotReady
+	if errors.As(err, &notReady) {
+		pipe.failed(notReady)
+	}
+	return err
 }
 
-// readyNotifier returns the function that tells the launching `start` that the
-// daemon is ready, through the descriptor named by hostd.ReadyFDEnv.
-func readyNotifier() func() {
+// readyPipe tells the launching `start` whether the daemon became ready,
+// through the descriptor named by hostd.ReadyFDEnv: one line, then close.
+type readyPipe struct{ f *os.File }
+
+func openReadyPipe() *readyPipe {
 	fd, err := strconv.Atoi(os.Getenv(hostd.ReadyFDEnv))
 	if err != nil || fd < 3 {
-		return nil
+		return &readyPipe{}
 	}
 	os.Unsetenv(hostd.ReadyFDEnv) // not inherited by anything the services start
-	f := os.NewFile(uintptr(fd), "ready")
-	return func() {
-		f.WriteString(hostd.ReadyMessage)
-		f.Close()
+	return &readyPipe{f: os.NewFile(uintptr(fd), "ready")}
+}
+
+func (p *readyPipe) ready() { p.send(hostd.ReadyMessage) }
+
+func (p *readyPipe) failed(err error) {
+	p.send(hostd.FailedPrefix + strings.ReplaceAll(err.Error(), "\n", " ") + "\n")
+}
+
+func (p *readyPipe) send(line string) {
+	if p.f != nil {
+		p.f.WriteString(line)
+		p.f.Close()
+		p.f = nil
 	}
 }

@@ -197,3 +197,7 @@ const ReadyFDEnv = "KEYSTONE_HOSTD_READY_FD"
 
 // ReadyMessage is the line a daemon writes once every service is ready.
 const ReadyMessage = "ready\n"
+
+// FailedPrefix begins the line a daemon writes instead when a service ended
+// before it was ready; the rest of the line says why.
+const FailedPrefix = "failed: "

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,17 +24,25 @@ import (
 // to that one guest) and ends with the sandbox's VM. Declared sandboxes run it
 // as a systemd unit instead.
 
-// DaemonReadyTimeout bounds the wait for the daemon's services to be ready.
+// DaemonReadyTimeout bounds the wait for the daemon's services to be ready
+// once SSH answers; the wait as a whole is ReadyTimeout longer, since the
+// daemon's SSH connection is what finds the booting guest's sshd.
 const DaemonReadyTimeout = 30 * time.Second
 
-// StartDaemon starts the sandbox's host daemon unless one runs, and waits
-// until it reports every service ready.
-func (e *Env) StartDaemon(sb *Sandbox) error {
+// StartDaemon starts the sandbox's host daemon for the boot of vm, whose
+// console begins at consoleFrom in console.log, and waits until the daemon
+// reports every service ready: its SSH connection to the guest made (the
+// proof that the sandbox is reachable, with its pinned host key), the other
+// services started. It watches vm meanwhile, and stops the daemon when it
+// fails.
+func (e *Env) StartDaemon(sb *Sandbox, vm *runner.Process, consoleFrom int64) error {
 	if sb.Declared {
 		return nil
 	}
-	if pid, _ := e.daemonPID(sb); pid != 0 {
-		return nil
+	// A daemon still running belongs to an earlier boot (its VM is gone:
+	// start boots only then), and must not answer for this one.
+	if err := e.StopDaemon(sb); err != nil {
+		return fmt.Errorf("cannot stop the previous host daemon: %w", err)
 	}
 	self := e.Keystone
 	if self == "" {
@@ -51,7 +62,8 @@ func (e *Env) StartDaemon(sb *Sandbox) error {
 		return err
 	}
 	defer r.Close()
-	cmd := exec.Command(self, "agent", "hostd", "--state-dir", string(e.Root), sb.Name)
+	cmd := exec.Command(self, "agent", "hostd", "--state-dir", string(e.Root),
+		"--console-from", strconv.FormatInt(consoleFrom, 10), sb.Name)
 	cmd.Dir = sb.Dir.State()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w} // fd 3
@@ -69,19 +81,36 @@ func (e *Env) StartDaemon(sb *Sandbox) error {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 		return err
 	}
-	_ = r.SetReadDeadline(time.Now().Add(DaemonReadyTimeout))
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if line == hostd.ReadyMessage {
-		return nil
+	if err := awaitReady(r, vm.Done(), ReadyTimeout+DaemonReadyTimeout); err != nil {
+		_ = e.StopDaemon(sb)
+		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become ready: %v (see %s)", sb.Name, err, logPath),
+			Log: tail(consolePath(sb), 15)}
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("its services were not ready after %v", DaemonReadyTimeout)
-	} else {
-		err = errors.New("it ended before its services were ready")
+	return nil
+}
+
+// awaitReady reads the daemon's one line on r (package hostd), until the VM
+// exits or the timeout passes.
+func awaitReady(r *os.File, exited <-chan struct{}, timeout time.Duration) error {
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+		line <- s
+	}()
+	select {
+	case s := <-line:
+		switch {
+		case s == hostd.ReadyMessage:
+			return nil
+		case strings.HasPrefix(s, hostd.FailedPrefix):
+			return errors.New(strings.TrimSpace(strings.TrimPrefix(s, hostd.FailedPrefix)))
+		}
+		return errors.New("the host daemon ended before its services were ready")
+	case <-exited:
+		return errors.New("the VM exited during boot")
+	case <-time.After(timeout):
+		return fmt.Errorf("not reachable after %v", timeout)
 	}
-	_ = e.StopDaemon(sb)
-	return &BootError{Msg: fmt.Sprintf("the host daemon of %q failed: %v (see %s)", sb.Name, err, logPath),
-		Log: tail(logPath, 10)}
 }
 
 // StopDaemon stops the sandbox's host daemon, if one runs. SIGTERM lets each

@@ -15,13 +15,13 @@ import (
 	"github.com/gofrs/flock"
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/keystone-agent/keystone/internal/announce"
 	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/kvm"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/nixbuild"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
-	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
@@ -42,7 +42,8 @@ func (e *BootError) Error() string { return e.Msg }
 // Detail is the console's tail, printed under the error line.
 func (e *BootError) Detail() string { return e.Log }
 
-// ReadyTimeout bounds the wait for SSH after the runner starts.
+// ReadyTimeout bounds the wait for SSH after the runner starts (the host
+// daemon's first connection).
 var ReadyTimeout = 3 * time.Minute
 
 // Start creates the sandbox when it is new, boots it and waits until SSH
@@ -104,9 +105,6 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	}
 	var proc *runner.Process
 	if err := e.boot(ctx, sb, runnerDir, &proc); err != nil {
-		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
-	}
-	if err := e.StartDaemon(sb); err != nil {
 		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
 	}
 	return sb, nil
@@ -208,6 +206,7 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	// the start moves on to another port.
 	reserved := e.declaredPorts()
 	for attempt := 1; ; attempt++ {
+		consoleFrom := announce.End(consolePath(sb))
 		p, err := e.launch(sb, runnerDir, reserved)
 		if p != nil {
 			*proc = p
@@ -215,7 +214,9 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 		if err != nil {
 			return err
 		}
-		err = e.awaitSSH(ctx, sb, p)
+		// The daemon's SSH connection is the readiness proof, and the
+		// connection the first command then uses.
+		err = e.StartDaemon(sb, p, consoleFrom)
 		var exited bool
 		select {
 		case <-p.Done():
@@ -230,20 +231,6 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 		}
 		return err
 	}
-}
-
-func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) error {
-	target, err := sb.Target()
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
-	defer cancel()
-	if err := sshconn.WaitReady(wctx, target, p.Done()); err != nil {
-		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become reachable over SSH: %v", sb.Name, err),
-			Log: tail(consolePath(sb), 15)}
-	}
-	return nil
 }
 
 func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {

@@ -55,6 +55,9 @@ const (
 	DaemonPID = "hostd.pid"
 	// DaemonLog receives the host daemon's output (state/).
 	DaemonLog = "hostd.log"
+	// SessionSocket is the host daemon's unix socket (0600) for exec and
+	// attach: sessions on the SSH connection it holds (state/).
+	SessionSocket = "ssh.sock"
 	// SyncStatus is the last sync's result, written atomically by sync and the watcher (state/).
 	SyncStatus = "sync.json"
 	// SyncLock serialises the syncs of one sandbox: sync, stop --sync, the watcher (state/).
