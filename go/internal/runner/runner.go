@@ -20,8 +20,21 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
+
+// Network modes, as a runner receives them in KEYSTONE_NETWORK
+// (docs/runner-contract.md), the default first.
+const (
+	NetworkUser    = "user"    // qemu user networking: no host setup, SSH by port forward
+	NetworkTap     = "tap"     // a tap interface the host created
+	NetworkMacvtap = "macvtap" // a macvtap on a host interface
+	NetworkBridge  = "bridge"  // a tap on a host bridge
+)
+
+// Networks are every network mode.
+var Networks = []string{NetworkUser, NetworkTap, NetworkMacvtap, NetworkBridge}
 
 // Paths inside a runner directory.
 const (
@@ -104,12 +117,7 @@ func Start(dir, stateDir string, env []string) (*Process, error) {
 
 // WritePID records pid in state/microvm.pid atomically.
 func WritePID(stateDir string, pid int) error {
-	path := filepath.Join(stateDir, statedir.PIDFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("failed to write the pid file: %w", err)
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(filepath.Join(stateDir, statedir.PIDFile), []byte(strconv.Itoa(pid)+"\n"), 0o600)
 }
 
 // ReadPID returns the pid recorded in state/microvm.pid, 0 when there is none.

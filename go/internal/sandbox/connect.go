@@ -46,8 +46,12 @@ func (sb *Sandbox) Target() (sshconn.Target, error) {
 // else a connection of its own (Dial), so a missing or stale socket (the
 // daemon was killed) costs nothing but the handshake it saves otherwise.
 func (sb *Sandbox) Connect(ctx context.Context) (*ssh.Client, error) {
-	if c, err := sshmux.Dial(ctx, sb.Dir.Path(statedir.SessionSocket)); err == nil {
-		return c, nil
+	// The daemon's connection counts only when it was checked against the
+	// pin the registry holds now; else the own connection says why not.
+	if pin, err := sshconn.ParseHostKey([]byte(sb.HostKey)); err == nil {
+		if c, err := sshmux.Dial(ctx, sb.Dir.Path(statedir.SessionSocket), pin); err == nil {
+			return c, nil
+		}
 	}
 	return sb.Dial(ctx)
 }

@@ -6,15 +6,21 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
+
+// unitPattern is what systemd accepts in a unit name (systemd.unit(5)).
+var unitPattern = regexp.MustCompile(`^[A-Za-z0-9:_.@\\-]{1,255}$`)
 
 // declared reads the sandboxes the NixOS module declared (docs/nixos.md).
 // The file is another program's JSON, so it is read with gjson and each
@@ -33,10 +39,18 @@ func (e *Env) declared() ([]*Sandbox, error) {
 	var out []*Sandbox
 	var bad error
 	gjson.GetBytes(data, "sandboxes").ForEach(func(key, v gjson.Result) bool {
-		name := key.String()
-		dir := v.Get("dir").String()
-		if names.Validate(name) != nil || !strings.HasPrefix(dir, "/") {
-			bad = fmt.Errorf("declared sandboxes %q: entry %q is invalid", e.Declared, name)
+		name, dir, unit := key.String(), v.Get("dir").String(), v.Get("unit").String()
+		var why error
+		switch {
+		case names.Validate(name) != nil:
+			why = names.Validate(name)
+		case !filepath.IsAbs(dir) || filepath.Clean(dir) != dir:
+			why = fmt.Errorf("dir %q is not a clean absolute path", dir)
+		case !unitPattern.MatchString(unit):
+			why = fmt.Errorf("unit %q is not a systemd unit name", unit)
+		}
+		if why != nil {
+			bad = fmt.Errorf("declared sandboxes %q: entry %q is invalid: %w", e.Declared, name, why)
 			return false
 		}
 		sb := &Sandbox{
@@ -49,10 +63,11 @@ func (e *Env) declared() ([]*Sandbox, error) {
 				Network:     v.Get("network").String(),
 				SyncMode:    v.Get("syncMode").String(),
 				SSHPort:     int(v.Get("sshPort").Int()),
+				Egress:      declaredEgress(v.Get("egress")),
 			},
 			Dir:      statedir.Sandbox(dir),
 			Declared: true,
-			Unit:     v.Get("unit").String(),
+			Unit:     unit,
 		}
 		if pub, err := os.ReadFile(sb.Dir.Guest() + "/" + statedir.HostKey + ".pub"); err == nil {
 			sb.HostKey = strings.TrimSpace(string(pub))
@@ -74,4 +89,21 @@ func unitPID(unit string) (int, error) {
 		return 0, fmt.Errorf("systemctl show %s: %w", unit, err)
 	}
 	return strconv.Atoi(strings.TrimSpace(string(out)))
+}
+
+// declaredEgress reads a declared sandbox's egress settings (the NixOS
+// options keystone.agent.sandboxes.<name>.egress); the proxy checks them.
+func declaredEgress(v gjson.Result) egress.Settings {
+	s := egress.Settings{Mode: v.Get("mode").String(), UpstreamCA: v.Get("upstreamCA").String()}
+	for _, a := range v.Get("allow").Array() {
+		s.Allow = append(s.Allow, a.String())
+	}
+	v.Get("upstreams").ForEach(func(k, u gjson.Result) bool {
+		if s.Upstreams == nil {
+			s.Upstreams = map[string]string{}
+		}
+		s.Upstreams[k.String()] = u.String()
+		return true
+	})
+	return s
 }

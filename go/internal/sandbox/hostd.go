@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +13,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/runner"
+	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
@@ -25,32 +29,26 @@ import (
 // as a systemd unit instead.
 
 // DaemonReadyTimeout bounds the wait for the daemon's services to be ready
-// once SSH answers; the wait as a whole is ReadyTimeout longer, since the
+// once SSH answers; the wait as a whole is Timeouts.Ready longer, since the
 // daemon's SSH connection is what finds the booting guest's sshd.
 const DaemonReadyTimeout = 30 * time.Second
 
 // StartDaemon starts the sandbox's host daemon for the boot of vm, whose
-// console begins at consoleFrom in console.log, and waits until the daemon
-// reports every service ready: its SSH connection to the guest made (the
-// proof that the sandbox is reachable, with its pinned host key), the other
-// services started. It watches vm meanwhile, and stops the daemon when it
-// fails.
-func (e *Env) StartDaemon(sb *Sandbox, vm *runner.Process, consoleFrom int64) error {
+// console begins at consoleFrom in console.log, replacing one that still runs
+// (it holds an earlier start's credentials and runner), and waits until the
+// daemon reports every service ready: its SSH connection to the guest made
+// (the proof that the sandbox is reachable, with its pinned host key), the
+// other services started. It watches vm meanwhile, and stops the daemon when
+// it fails. creds reach the daemon over a pipe only: never argv, its
+// environment or a file.
+func (e *Env) StartDaemon(sb *Sandbox, creds credentials.Set, vm *runner.Process, consoleFrom int64) error {
 	if sb.Declared {
 		return nil
 	}
-	// A daemon still running belongs to an earlier boot (its VM is gone:
-	// start boots only then), and must not answer for this one.
 	if err := e.StopDaemon(sb); err != nil {
-		return fmt.Errorf("cannot stop the previous host daemon: %w", err)
+		return err
 	}
-	self := e.Keystone
-	if self == "" {
-		var err error
-		if self, err = os.Executable(); err != nil {
-			return fmt.Errorf("cannot start the host daemon: %w", err)
-		}
-	}
+	self := e.keystone()
 	logPath := sb.Dir.Path(statedir.DaemonLog)
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -62,29 +60,40 @@ func (e *Env) StartDaemon(sb *Sandbox, vm *runner.Process, consoleFrom int64) er
 		return err
 	}
 	defer r.Close()
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	ready := e.Timeouts.withDefaults().Ready
 	cmd := exec.Command(self, "agent", "hostd", "--state-dir", string(e.Root),
-		"--console-from", strconv.FormatInt(consoleFrom, 10), sb.Name)
+		"--console-from", strconv.FormatInt(consoleFrom, 10), "--ready-timeout", ready.String(), sb.Name)
 	cmd.Dir = sb.Dir.State()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{w} // fd 3
-	cmd.Env = append(os.Environ(), hostd.ReadyFDEnv+"=3", DeclaredEnv+"="+e.Declared)
+	cmd.ExtraFiles = []*os.File{w, cr} // fd 3, fd 4
+	cmd.Env = append(credentials.Scrub(os.Environ()), hostd.ReadyFDEnv+"=3", hostd.CredentialsFDEnv+"=4", DeclaredEnv+"="+e.Declared)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	w.Close()
+	cr.Close()
 	if err != nil {
+		cw.Close()
 		return fmt.Errorf("cannot start the host daemon: %w", err)
 	}
+	go func() { // a pipe holds 64 KiB; the daemon reads it while starting
+		cw.Write(credentials.Encode(creds))
+		cw.Close()
+	}()
 	pid := cmd.Process.Pid
 	// Reaped by whoever outlives it: start returns long before it ends.
 	_ = cmd.Process.Release()
-	if err := writeAtomic(sb.Dir.Path(statedir.DaemonPID), fmt.Appendf(nil, "%d\n", pid), 0o600); err != nil {
+	if err := atomicfile.Write(sb.Dir.Path(statedir.DaemonPID), fmt.Appendf(nil, "%d\n", pid), 0o600); err != nil {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 		return err
 	}
-	if err := awaitReady(r, vm.Done(), ReadyTimeout+DaemonReadyTimeout); err != nil {
+	if err := awaitReady(r, vm.Done(), ready+DaemonReadyTimeout); err != nil {
 		_ = e.StopDaemon(sb)
 		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become ready: %v (see %s)", sb.Name, err, logPath),
-			Log: tail(consolePath(sb), 15)}
+			Log: tail(consolePath(sb), 15), Err: err}
 	}
 	return nil
 }
@@ -107,9 +116,9 @@ func awaitReady(r *os.File, exited <-chan struct{}, timeout time.Duration) error
 		}
 		return errors.New("the host daemon ended before its services were ready")
 	case <-exited:
-		return errors.New("the VM exited during boot")
+		return fmt.Errorf("%w during boot", sshconn.ErrVMExited)
 	case <-time.After(timeout):
-		return fmt.Errorf("not reachable after %v", timeout)
+		return fmt.Errorf("not reachable after %v: %w", timeout, context.DeadlineExceeded)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/keystone-agent/keystone/internal/credentials"
+	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
@@ -25,6 +27,10 @@ type Env struct {
 	Declared string    // path of the NixOS module's declared.json
 	Home     string    // the user's home, for ~/.ssh public keys
 	Progress io.Writer // stderr: progress lines
+	// PortLock is the user's port lock (PortLockPath); empty: the one in Root.
+	PortLock string
+	// Timeouts bound the lifecycle's waits; zero fields take the defaults.
+	Timeouts Timeouts
 	// Keystone is the keystone program run as the host daemon; "" means
 	// this program (tests, whose binary is not keystone, give a built one).
 	Keystone string
@@ -70,6 +76,21 @@ type Sandbox struct {
 	Unit     string // declared only: the VM's systemd unit
 }
 
+func (e *Env) portLock() string {
+	if e.PortLock != "" {
+		return e.PortLock
+	}
+	return PortLockPath(e.Root)
+}
+
+// progressWriter is where progress goes: Progress, or nowhere.
+func (e *Env) progressWriter() io.Writer {
+	if e.Progress == nil {
+		return io.Discard
+	}
+	return e.Progress
+}
+
 func (e *Env) progressf(format string, a ...any) {
 	if e.Progress != nil {
 		fmt.Fprintf(e.Progress, format+"\n", a...)
@@ -78,6 +99,9 @@ func (e *Env) progressf(format string, a ...any) {
 
 // Get finds a sandbox by name among imperative and declared ones.
 func (e *Env) Get(name string) (*Sandbox, error) {
+	if err := names.Validate(name); err != nil {
+		return nil, &UsageError{Msg: err.Error()}
+	}
 	ent, err := e.Registry.Get(name)
 	if err == nil {
 		return &Sandbox{Entry: ent, Dir: e.Root.Sandbox(name)}, nil
@@ -145,14 +169,15 @@ func (e *Env) ForProject(dir string) (*Sandbox, error) {
 		}
 	}
 	if best == nil {
-		return nil, fmt.Errorf("%w: no sandbox for %q (give a name; `keystone agent list` shows them)", registry.ErrNotFound, abs)
+		return nil, withHint(fmt.Errorf("%w: no sandbox for %q", registry.ErrNotFound, abs), "give a name; `keystone agent list` shows them")
 	}
 	return best, nil
 }
 
 // runnerEnv is the contract's per-sandbox environment (docs/runner-contract.md),
-// on top of this process's environment so PATH and friends still reach nix-built scripts.
-func (sb *Sandbox) runnerEnv() []string {
+// on top of this process's environment so PATH and friends still reach nix-built scripts,
+// without any credential: the VM and what qemu starts never hold a key.
+func (sb *Sandbox) runnerEnv(keystone string) []string {
 	uid, gid := os.Getuid(), os.Getgid()
 	if st, err := os.Stat(sb.Dir.Workspace()); err == nil {
 		uid, gid = ownerOf(st)
@@ -161,7 +186,16 @@ func (sb *Sandbox) runnerEnv() []string {
 	if sb.Nested {
 		nested = "1"
 	}
-	return append(os.Environ(),
+	env := append(credentials.Scrub(os.Environ()), sb.proxyEnv(keystone)...)
+	switch sb.Network {
+	case "tap":
+		if tap, err := TapInterface(sb.Name); err == nil {
+			env = append(env, "KEYSTONE_TAP_INTERFACE="+tap)
+		}
+	case "bridge":
+		env = append(env, "KEYSTONE_BRIDGE="+DefaultBridge)
+	}
+	return append(env,
 		"KEYSTONE_SANDBOX_NAME="+sb.Name,
 		"KEYSTONE_STATE_DIR="+sb.Dir.State(),
 		"KEYSTONE_WORKSPACE="+sb.Dir.Workspace(),

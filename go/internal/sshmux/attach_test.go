@@ -14,7 +14,6 @@ import (
 
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/sshconn/sshdtest"
-	"github.com/keystone-agent/keystone/internal/sshmux"
 )
 
 // terminal is a pty pair: the test types into and reads from the controlling
@@ -86,12 +85,12 @@ func TestAttachWithATerminal(t *testing.T) {
 		if !srv.CanPTY() {
 			t.Skipf("%s as uid %d gives no PTY", srv.Kind, os.Geteuid())
 		}
-		sock, _ := daemon(t, srv.Target())
+		d := daemon(t, srv.Target())
 		term := openTerminal(t, 30, 100)
 		before, _ := unix.IoctlGetTermios(int(term.peer.Fd()), unix.TCGETS)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		c, err := sshmux.Dial(ctx, sock)
+		c, err := d.dial(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package sshmux
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,17 +41,24 @@ type RefusedError struct{ Reason string }
 
 func (e *RefusedError) Error() string { return "the host daemon refused: " + e.Reason }
 
+// ErrOtherPin means the daemon's connection was checked against another host
+// key than the caller's pin (the sandbox's key was replaced since): its
+// sessions must not be used.
+var ErrOtherPin = errors.New("the host daemon pinned another host key")
+
 // Dial opens a session channel through the daemon's socket at path and
 // returns a client whose NewSession uses it, and opens each later session
-// through the socket again. It is an *ssh.Client, so sshconn.Exec and
-// sshconn.Attach run over it as over a connection of their own. Errors are
-// *UnavailableError.
-func Dial(ctx context.Context, path string) (*ssh.Client, error) {
-	first, err := openChannel(ctx, path)
+// through the socket again. The daemon's connection must have been checked
+// against hostKey, the caller's own pin. It is an *ssh.Client, so
+// sshconn.Exec and sshconn.Attach run over it as over a connection of their
+// own. Errors are *UnavailableError.
+func Dial(ctx context.Context, path string, hostKey ssh.PublicKey) (*ssh.Client, error) {
+	c := &clientConn{path: path, pin: hostKey.Marshal(), open: map[*channel]bool{}, closed: make(chan struct{})}
+	first, err := c.openChannel(ctx)
 	if err != nil {
 		return nil, &UnavailableError{Path: path, Err: err}
 	}
-	c := &clientConn{path: path, addr: first.addr, first: first, open: map[*channel]bool{first: true}, closed: make(chan struct{})}
+	c.addr, c.first, c.open[first] = first.addr, first, true
 	chans := make(chan ssh.NewChannel)
 	close(chans)
 	reqs := make(chan *ssh.Request)
@@ -62,6 +70,7 @@ func Dial(ctx context.Context, path string) (*ssh.Client, error) {
 // connection of its own.
 type clientConn struct {
 	path   string
+	pin    []byte // the caller's pinned host key, SSH wire format
 	addr   net.Addr
 	mu     sync.Mutex
 	first  *channel // opened by Dial, for the first NewSession
@@ -99,7 +108,7 @@ func (c *clientConn) OpenChannel(name string, _ []byte) (ssh.Channel, <-chan *ss
 	c.mu.Unlock()
 	if ch == nil {
 		var err error
-		if ch, err = openChannel(context.Background(), c.path); err != nil {
+		if ch, err = c.openChannel(context.Background()); err != nil {
 			return nil, nil, err
 		}
 		c.mu.Lock()
@@ -150,8 +159,8 @@ type channel struct {
 }
 
 // openChannel connects to the socket and asks for a session.
-func openChannel(ctx context.Context, path string) (*channel, error) {
-	sock, err := dialSocket(ctx, path)
+func (c *clientConn) openChannel(ctx context.Context) (*channel, error) {
+	sock, err := dialSocket(ctx, c.path)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +168,7 @@ func openChannel(ctx context.Context, path string) (*channel, error) {
 	sock.SetDeadline(earliest(time.Now().Add(openReplyTimeout), limit))
 	ch := &channel{sock: sock, in: bufio.NewReaderSize(sock, maxChunk+5), out: &frameWriter{w: sock},
 		stdin: newCredit(window), reqs: make(chan *ssh.Request, 4), replies: make(chan bool, 1), done: make(chan struct{})}
-	addr, err := ch.handshake(limit)
+	addr, err := ch.handshake(limit, c.pin)
 	if err != nil {
 		sock.Close()
 		return nil, err
@@ -172,9 +181,10 @@ func openChannel(ctx context.Context, path string) (*channel, error) {
 	return ch, nil
 }
 
-// handshake asks for a session; each framePending gives the daemon
-// openReplyTimeout more, up to the caller's deadline.
-func (ch *channel) handshake(limit time.Time) (string, error) {
+// handshake asks for a session, and checks that the daemon's connection was
+// pinned to pin; each framePending gives the daemon openReplyTimeout more, up
+// to the caller's deadline.
+func (ch *channel) handshake(limit time.Time, pin []byte) (string, error) {
 	if err := ch.out.write(frameOpen, []byte{protocolVersion}); err != nil {
 		return "", err
 	}
@@ -184,7 +194,11 @@ func (ch *channel) handshake(limit time.Time) (string, error) {
 		case err != nil:
 			return "", err
 		case t == frameOpened:
-			return string(p), nil
+			addr, key, err := decodeOpened(p)
+			if err == nil && !bytes.Equal(key, pin) {
+				err = ErrOtherPin
+			}
+			return addr, err
 		case t == frameRefused:
 			return "", &RefusedError{Reason: string(p)}
 		case t != framePending:

@@ -25,6 +25,7 @@ func seedFrames() [][]byte {
 	a = appendFrame(a, frameRequest, sig)
 	a = appendFrame(a, frameEOF)
 	a = appendFrame(a, frameClose)
+	b = appendFrame(b, frameOpened, encodeOpened("127.0.0.1:2222", []byte("\x00\x00\x00\x0bssh-ed25519")))
 	b = appendFrame(b, frameReply, []byte{1})
 	b = appendFrame(b, frameData, []byte("out"))
 	b = appendFrame(b, frameStderr, []byte("err"))
@@ -62,6 +63,10 @@ func FuzzFrames(f *testing.F) {
 			case frameCredit:
 				if s, n, err := decodeCredit(p); err == nil && !bytes.Equal(encodeCredit(s, n), p) {
 					t.Fatalf("credit %q does not encode back", p)
+				}
+			case frameOpened:
+				if addr, key, err := decodeOpened(p); err == nil && !bytes.Equal(encodeOpened(addr, key), p) {
+					t.Fatalf("open answer %q does not encode back", p)
 				}
 			}
 		}

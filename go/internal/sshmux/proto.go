@@ -20,7 +20,7 @@ import (
 // client what the daemon relays from the guest.
 const (
 	frameOpen    byte = 'o' // client: open a session; payload: protocolVersion
-	frameOpened  byte = 'O' // daemon: the session is open; payload: the sandbox's address
+	frameOpened  byte = 'O' // daemon: the session is open; payload: address length, address, pinned host key (SSH wire format)
 	frameRefused byte = 'x' // daemon: no session; payload: why, one line
 	framePending byte = 'p' // daemon: still opening (making a spare connection); no payload
 	frameRequest byte = 'r' // a channel request; payload: want reply (0/1), name length, name, request payload
@@ -53,8 +53,12 @@ const (
 	maxRequestPayload = 256 << 10
 	// maxRequestName bounds a request's name ("window-change" is 13).
 	maxRequestName = 64
-	// maxText bounds frameOpened and frameRefused.
+	// maxText bounds frameRefused and the address in frameOpened.
 	maxText = 1 << 10
+	// maxAddr bounds the address in frameOpened, maxKey the host key (an
+	// RSA key of 16384 bits is 2 KiB).
+	maxAddr = 255
+	maxKey  = 4 << 10
 )
 
 // ErrProtocol is wrapped by every error about bytes that break the protocol.
@@ -74,8 +78,10 @@ func maxPayload(t byte) int {
 		return 0
 	case frameCredit:
 		return 5
-	case frameOpened, frameRefused:
+	case frameRefused:
 		return maxText
+	case frameOpened:
+		return 1 + maxAddr + maxKey
 	case frameData, frameStderr:
 		return maxChunk
 	case frameRequest:
@@ -154,6 +160,21 @@ func decodeRequest(p []byte) (request, error) {
 		return request{}, protocolErrorf("malformed request name")
 	}
 	return request{name: string(p[2 : 2+n]), wantReply: p[0] == 1, payload: p[2+n:]}, nil
+}
+
+// encodeOpened is frameOpened's payload: the sandbox's address, for errors,
+// and the host key the daemon pinned, for the client to check against its own.
+func encodeOpened(addr string, hostKey []byte) []byte {
+	addr = addr[:min(len(addr), maxAddr)]
+	return append(append([]byte{byte(len(addr))}, addr...), hostKey[:min(len(hostKey), maxKey)]...)
+}
+
+func decodeOpened(p []byte) (addr string, hostKey []byte, err error) {
+	if len(p) < 1 || len(p) < 1+int(p[0]) {
+		return "", nil, protocolErrorf("malformed open answer")
+	}
+	n := int(p[0])
+	return string(p[1 : 1+n]), p[1+n:], nil
 }
 
 func encodeCredit(stream byte, n uint32) []byte {

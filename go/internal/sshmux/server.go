@@ -33,6 +33,9 @@ type Conn interface {
 // Server serves sessions on the held connection to the owner over a unix
 // socket.
 type Server struct {
+	// HostKey is the sandbox's pinned host key, which every connection was
+	// checked against; clients check it against their own pin.
+	HostKey ssh.PublicKey
 	// Lease lends a connection for one session, waiting up to the
 	// context's end for the held one; spare asks for another (Held.Lease).
 	Lease func(ctx context.Context, spare bool) (Conn, func(), error)
@@ -92,7 +95,7 @@ func (s *Server) serve(c *net.UnixConn) {
 		return
 	}
 	defer release()
-	if err := out.write(frameOpened, []byte(addr[:min(len(addr), maxText)])); err != nil {
+	if err := out.write(frameOpened, encodeOpened(addr, s.HostKey.Marshal())); err != nil {
 		ch.Close()
 		c.Close()
 		return

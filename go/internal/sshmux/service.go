@@ -41,7 +41,7 @@ func (s *Service) Run(ctx context.Context, vm hostd.VM) error {
 		hints = announce.Watch(wctx, s.Console, s.ConsoleFrom)
 	}
 	held := NewHeld(s.Target, hints, s.FirstTimeout, s.Logf)
-	srv := &Server{Lease: held.Lease, Logf: s.Logf}
+	srv := &Server{HostKey: s.Target.HostKey, Lease: held.Lease, Logf: s.Logf}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	err = held.Run(ctx, vm.Gone, vm.Ready)

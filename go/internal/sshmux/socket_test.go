@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/sshconn/sshdtest"
 	"github.com/keystone-agent/keystone/internal/sshmux"
@@ -64,7 +66,7 @@ func TestStaleSocket(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = sshmux.Dial(ctx, sock)
+	_, err = sshmux.Dial(ctx, sock, anyKey(t))
 	var unavailable *sshmux.UnavailableError
 	if !errors.As(err, &unavailable) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("Dial on a stale socket: %v; want an *UnavailableError wrapping ECONNREFUSED", err)
@@ -77,7 +79,7 @@ func TestStaleSocket(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	l.Close()
-	if _, err := sshmux.Dial(ctx, filepath.Join(t.TempDir(), "none.sock")); !errors.As(err, &unavailable) {
+	if _, err := sshmux.Dial(ctx, filepath.Join(t.TempDir(), "none.sock"), anyKey(t)); !errors.As(err, &unavailable) {
 		t.Fatalf("Dial without a socket: %v; want an *UnavailableError", err)
 	}
 }
@@ -103,7 +105,7 @@ func TestSilentDaemon(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { _, err := sshmux.Dial(ctx, sock); done <- err }()
+	go func() { _, err := sshmux.Dial(ctx, sock, anyKey(t)); done <- err }()
 	select {
 	case err := <-done:
 		var unavailable *sshmux.UnavailableError
@@ -139,7 +141,7 @@ func TestAnotherUserIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "ssh.sock")
-	logs := daemonAt(t, srv.Target(), sock)
+	d := daemonAt(t, srv.Target(), sock)
 	st, err := os.Stat(sock)
 	if err != nil || st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o600 {
 		t.Fatalf("socket %v, %v; want a socket with mode 0600", st.Mode(), err)
@@ -161,12 +163,43 @@ func TestAnotherUserIsRefused(t *testing.T) {
 	if got := asOther(); got != `answer 'x'` {
 		t.Errorf("another user connecting to a loosened socket: %q; want a refusal (frame 'x')", got)
 	}
-	if want := fmt.Sprintf("runs as uid %d, not %d", other.uid, os.Geteuid()); !strings.Contains(logs.String(), want) {
-		t.Errorf("the daemon's log does not name the refused uid (%q):\n%s", want, logs)
+	if want := fmt.Sprintf("runs as uid %d, not %d", other.uid, os.Geteuid()); !strings.Contains(d.logs.String(), want) {
+		t.Errorf("the daemon's log does not name the refused uid (%q):\n%s", want, d.logs)
 	}
 	// The owner still gets sessions.
-	if r := run(t, sock, sshconn.Command{Argv: []string{"true"}}); r.err != nil || r.code != 0 {
+	if r := run(t, d, sshconn.Command{Argv: []string{"true"}}); r.err != nil || r.code != 0 {
 		t.Errorf("the owner's exec after the refusals = %d, %v", r.code, r.err)
+	}
+}
+
+// anyKey is a host key for a Dial that never gets as far as checking it.
+func anyKey(t *testing.T) ssh.PublicKey {
+	_, pub, err := sshconn.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := sshconn.ParseHostKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// The daemon's connection was checked against another key than the
+// client's pin (the sandbox's key was replaced since): the client does not
+// use it.
+func TestAnotherPinIsNotUsed(t *testing.T) {
+	srv := sshdtest.Start(t, sshdtest.Dropbear)
+	d := daemon(t, srv.Target())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := sshmux.Dial(ctx, d.sock, anyKey(t))
+	var unavailable *sshmux.UnavailableError
+	if !errors.As(err, &unavailable) || !errors.Is(err, sshmux.ErrOtherPin) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("Dial with another pin: %v; want an *UnavailableError wrapping ErrOtherPin", err)
 	}
 }
 
@@ -207,8 +240,8 @@ func TestLongSocketPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "ssh.sock")
-	daemonAt(t, srv.Target(), sock)
-	if r := run(t, sock, sshconn.Command{Argv: []string{"echo", "deep"}}); r.err != nil || r.stdout != "deep\n" {
+	d := daemonAt(t, srv.Target(), sock)
+	if r := run(t, d, sshconn.Command{Argv: []string{"echo", "deep"}}); r.err != nil || r.stdout != "deep\n" {
 		t.Fatalf("exec through %d-byte socket path = %d, %v, %q", len(sock), r.code, r.err, r.stdout)
 	}
 }

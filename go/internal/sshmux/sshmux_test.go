@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/sshconn/sshdtest"
@@ -58,16 +60,27 @@ func (l *logLines) String() string {
 	return strings.Join(l.lines, "\n")
 }
 
+// testDaemon is a running held connection service.
+type testDaemon struct {
+	sock string
+	pin  ssh.PublicKey
+	logs *logLines
+}
+
+// dial is what sandbox.Connect does first.
+func (d *testDaemon) dial(ctx context.Context) (*ssh.Client, error) {
+	return sshmux.Dial(ctx, d.sock, d.pin)
+}
+
 // daemon runs the held connection service for target, as the host daemon
-// does, and returns its socket once it is ready.
-func daemon(t *testing.T, target sshconn.Target) (string, *logLines) {
+// does, and returns once it is ready.
+func daemon(t *testing.T, target sshconn.Target) *testDaemon {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "ssh.sock")
-	return sock, daemonAt(t, target, sock)
+	return daemonAt(t, target, filepath.Join(t.TempDir(), "ssh.sock"))
 }
 
 // daemonAt is daemon with its socket at sock.
-func daemonAt(t *testing.T, target sshconn.Target, sock string) *logLines {
+func daemonAt(t *testing.T, target sshconn.Target, sock string) *testDaemon {
 	t.Helper()
 	logs := &logLines{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -99,7 +112,7 @@ func daemonAt(t *testing.T, target sshconn.Target, sock string) *logLines {
 			t.Logf("daemon log:\n%s", logs)
 		}
 	})
-	return logs
+	return &testDaemon{sock: sock, pin: target.HostKey, logs: logs}
 }
 
 type result struct {
@@ -109,11 +122,11 @@ type result struct {
 }
 
 // run executes cmd through the daemon's socket.
-func run(t *testing.T, sock string, cmd sshconn.Command) result {
+func run(t *testing.T, d *testDaemon, cmd sshconn.Command) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := sshmux.Dial(ctx, sock)
+	c, err := d.dial(ctx)
 	if err != nil {
 		return result{code: sshconn.ExitTransport, err: err}
 	}
@@ -131,7 +144,7 @@ func run(t *testing.T, sock string, cmd sshconn.Command) result {
 
 func TestExecThroughTheDaemon(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *sshdtest.Server) {
-		sock, _ := daemon(t, srv.Target())
+		d := daemon(t, srv.Target())
 		for _, tc := range []struct {
 			argv               []string
 			code               int
@@ -148,7 +161,7 @@ func TestExecThroughTheDaemon(t *testing.T) {
 			{argv: []string{"wc", "-l"}, stdin: "one\ntwo\n", wantStdoutContains: "2"},
 			{argv: []string{"nonexistent-command-xyz"}, code: 127},
 		} {
-			r := run(t, sock, sshconn.Command{Argv: tc.argv, Stdin: strings.NewReader(tc.stdin)})
+			r := run(t, d, sshconn.Command{Argv: tc.argv, Stdin: strings.NewReader(tc.stdin)})
 			if r.err != nil || r.code != tc.code {
 				t.Errorf("%q = %d, %v; want %d (stderr %q)", tc.argv, r.code, r.err, tc.code, r.stderr)
 				continue
@@ -171,10 +184,10 @@ func TestExecThroughTheDaemon(t *testing.T) {
 // flow control of every stream is exercised, with stderr flowing too.
 func TestLargeStreams(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *sshdtest.Server) {
-		sock, _ := daemon(t, srv.Target())
+		d := daemon(t, srv.Target())
 		in := make([]byte, 3<<20+17)
 		rand.Read(in)
-		r := run(t, sock, sshconn.Command{Argv: []string{"sh", "-c", "tee /dev/stderr"}, Stdin: bytes.NewReader(in)})
+		r := run(t, d, sshconn.Command{Argv: []string{"sh", "-c", "tee /dev/stderr"}, Stdin: bytes.NewReader(in)})
 		if r.err != nil || r.code != 0 {
 			t.Fatalf("tee = %d, %v", r.code, r.err)
 		}
@@ -182,7 +195,7 @@ func TestLargeStreams(t *testing.T) {
 			t.Fatalf("got %d bytes on stdout, %d on stderr; want both to be the %d bytes of stdin", len(r.stdout), len(r.stderr), len(in))
 		}
 		// A command that stops reading early still reports its own status.
-		r = run(t, sock, sshconn.Command{Argv: []string{"head", "-c", "5"}, Stdin: bytes.NewReader(in)})
+		r = run(t, d, sshconn.Command{Argv: []string{"head", "-c", "5"}, Stdin: bytes.NewReader(in)})
 		if r.err != nil || r.code != 0 || r.stdout != string(in[:5]) {
 			t.Fatalf("head -c 5 = %d, %v, %q", r.code, r.err, r.stdout)
 		}
@@ -195,7 +208,7 @@ func TestLargeStreams(t *testing.T) {
 // exclusiveSessions).
 func TestFiftyConcurrentExecs(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *sshdtest.Server) {
-		sock, _ := daemon(t, srv.Target())
+		d := daemon(t, srv.Target())
 		const n = 50
 		results := make([]result, n)
 		var wg sync.WaitGroup
@@ -203,7 +216,7 @@ func TestFiftyConcurrentExecs(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results[i] = run(t, sock, sshconn.Command{Argv: []string{"sh", "-c", `sleep 1; echo "$0"; exit "$1"`, fmt.Sprintf("n%d", i), fmt.Sprint(i)}})
+				results[i] = run(t, d, sshconn.Command{Argv: []string{"sh", "-c", `sleep 1; echo "$0"; exit "$1"`, fmt.Sprintf("n%d", i), fmt.Sprint(i)}})
 			}()
 		}
 		wg.Wait()
@@ -223,11 +236,11 @@ func TestReconnectsAfterTheConnectionDrops(t *testing.T) {
 		px := startProxy(t, srv.Addr)
 		target := srv.Target()
 		target.Addr = px.addr()
-		sock, logs := daemon(t, target)
+		d := daemon(t, target)
 		running := make(chan result, 1)
 		started := filepath.Join(srv.Dir, "started")
 		go func() {
-			running <- run(t, sock, sshconn.Command{Argv: []string{"sh", "-c", `: > "$0"; exec cat`, started}, Stdin: endless(t)})
+			running <- run(t, d, sshconn.Command{Argv: []string{"sh", "-c", `: > "$0"; exec cat`, started}, Stdin: endless(t)})
 		}()
 		awaitFile(t, started)
 		px.dropAll()
@@ -242,7 +255,7 @@ func TestReconnectsAfterTheConnectionDrops(t *testing.T) {
 		}
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			r := run(t, sock, sshconn.Command{Argv: []string{"echo", "back"}})
+			r := run(t, d, sshconn.Command{Argv: []string{"echo", "back"}})
 			if r.err == nil && r.code == 0 && r.stdout == "back\n" {
 				break
 			}
@@ -251,8 +264,8 @@ func TestReconnectsAfterTheConnectionDrops(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		if !strings.Contains(logs.String(), "connected to "+target.Addr+" again") {
-			t.Errorf("the log does not say the connection was made again:\n%s", logs)
+		if !strings.Contains(d.logs.String(), "connected to "+target.Addr+" again") {
+			t.Errorf("the log does not say the connection was made again:\n%s", d.logs)
 		}
 	})
 }
@@ -320,12 +333,12 @@ func TestSignalReachesTheCommand(t *testing.T) {
 		if srv.Kind == sshdtest.OpenSSH && os.Geteuid() == 0 {
 			t.Skip("OpenSSH refuses signal requests for root logins")
 		}
-		sock, _ := daemon(t, srv.Target())
+		d := daemon(t, srv.Target())
 		mark := filepath.Join(srv.Dir, "got-term")
 		started := filepath.Join(srv.Dir, "started")
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		c, err := sshmux.Dial(ctx, sock)
+		c, err := d.dial(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

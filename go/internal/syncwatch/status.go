@@ -19,15 +19,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/statedir"
-)
-
-// Files in the sandbox's state/ directory.
-const (
-	// StatusFile records the last sync (Status as JSON).
-	StatusFile = statedir.SyncStatus
-	// LockFile serialises syncs of one sandbox (flock).
-	LockFile = statedir.SyncLock
 )
 
 // Status is the content of state/sync.json.
@@ -51,7 +44,7 @@ type Status struct {
 // ReadStatus reads state/sync.json; a sandbox that never synced has a zero Status.
 func ReadStatus(stateDir string) (Status, error) {
 	var st Status
-	b, err := os.ReadFile(filepath.Join(stateDir, StatusFile))
+	b, err := os.ReadFile(filepath.Join(stateDir, statedir.SyncStatus))
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
 	}
@@ -59,7 +52,7 @@ func ReadStatus(stateDir string) (Status, error) {
 		return st, err
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("corrupt sync status %q: %w", filepath.Join(stateDir, StatusFile), err)
+		return st, fmt.Errorf("corrupt sync status %q: %w", filepath.Join(stateDir, statedir.SyncStatus), err)
 	}
 	return st, nil
 }
@@ -70,17 +63,5 @@ func writeStatus(stateDir string, st Status) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(stateDir, ".sync.json-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(stateDir, StatusFile))
+	return atomicfile.Write(filepath.Join(stateDir, statedir.SyncStatus), append(b, '\n'), 0o600)
 }
