@@ -3,6 +3,8 @@ package announce_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,6 +58,21 @@ func TestWatch(t *testing.T) {
 	case <-hints:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no hint after the announcement")
+	}
+}
+
+// The NixOS guest writes the same line as the test guest, whose script is
+// rendered from Line (modules/guest-ssh-ready.nix holds it as a literal).
+func TestNixGuestWritesTheLine(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "modules", "guest-ssh-ready.nix"))
+	if errors.Is(err, fs.ErrNotExist) {
+		t.Skip("modules/ is not beside go/ (a build of the Go tree alone)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(`line = "`+announce.Line+`";`)) {
+		t.Errorf("modules/guest-ssh-ready.nix does not announce %q", announce.Line)
 	}
 }
 
