@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/keystone-agent/keystone/internal/sshconn"
+	"github.com/keystone-agent/keystone/internal/sshmux"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
@@ -38,6 +39,21 @@ func (sb *Sandbox) Target() (sshconn.Target, error) {
 		Signer:  signer,
 		HostKey: hostKey,
 	}, nil
+}
+
+// Connect returns a connection for exec and attach sessions: through the
+// host daemon's held connection when the daemon serves one (package sshmux),
+// else a connection of its own (Dial), so a missing or stale socket (the
+// daemon was killed) costs nothing but the handshake it saves otherwise.
+func (sb *Sandbox) Connect(ctx context.Context) (*ssh.Client, error) {
+	// The daemon's connection counts only when it was checked against the
+	// pin the registry holds now; else the own connection says why not.
+	if pin, err := sshconn.ParseHostKey([]byte(sb.HostKey)); err == nil {
+		if c, err := sshmux.Dial(ctx, sb.Dir.Path(statedir.SessionSocket), pin); err == nil {
+			return c, nil
+		}
+	}
+	return sb.Dial(ctx)
 }
 
 // Dial connects to a running sandbox. A connection the guest's sshd drops
