@@ -1,5 +1,5 @@
 # All assertions of the host module. Each names the option and the way out.
-{ config, lib, ... }:
+{ config, lib, pkgs, ... }:
 let
   cfg = config.keystone.agent;
   k = import ../lib { inherit lib; };
@@ -7,20 +7,39 @@ let
   opt = name: o: "keystone.agent.sandboxes.${name}.${o}";
   each = f: lib.mapAttrsToList f enabled;
 
-  # sandboxes that forward an SSH port, grouped by port
-  userNet = lib.filterAttrs (_: sb: sb.network.mode == "user") enabled;
-  byPort = lib.groupBy (name: toString userNet.${name}.sshPort) (lib.attrNames userNet);
+  # every sandbox forwards its SSH port (lib/default.nix `control`), grouped by port
+  byPort = lib.groupBy (name: toString enabled.${name}.sshPort) (lib.attrNames enabled);
   clashes = lib.filterAttrs (_: names: lib.length names > 1) byPort;
+  system = pkgs.stdenv.hostPlatform.system;
+
+  # Declared guests are built from the host's pkgs, so the host's
+  # nixpkgs.config decides whether an unfree agent (claude-code) may be
+  # installed; the guest's own nixpkgs.config is ignored. Unfree and not
+  # available under that config: the user has not accepted its license.
+  unfreeLicense = p: lib.any (l: !(l.free or true)) (lib.toList (p.meta.license or [ ]));
+  refusedUnfree = a: pkgs ? ${a} && !(pkgs.${a}.meta.available or true) && unfreeLicense pkgs.${a};
 in
 {
   config.assertions =
-    each (name: sb: {
+    lib.optional (enabled != { } || cfg.enable) {
+      assertion = lib.elem system k.systems;
+      message = "keystone.agent: this host is ${system}; keystone agent runs on ${lib.concatStringsSep " and " k.systems} only (the guests' CPU flags, kvm modules and runners are x86-specific).";
+    }
+    ++ each (name: sb: {
       assertion = k.isValidName name;
       message = "keystone.agent.sandboxes.${name}: invalid sandbox name \"${name}\": use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters.";
     })
     ++ each (name: sb: {
       assertion = sb.memory >= 2048;
       message = "${opt name "memory"} is ${toString sb.memory} MiB; the minimum is 2048: set ${opt name "memory"} = 2048 or more.";
+    })
+    ++ each (name: sb: {
+      assertion = !k.hasWhitespaceOrComma sb.dir;
+      message = "${opt name "dir"} \"${sb.dir}\" contains whitespace or a comma, which systemd-tmpfiles and qemu's -fsdev (the workspace share) cannot take: choose a path without them.";
+    })
+    ++ each (name: sb: {
+      assertion = !k.hasWhitespace sb.projectPath;
+      message = "${opt name "projectPath"} \"${sb.projectPath}\" contains whitespace, which systemd's RequiresMountsFor cannot take: move or link the project to a path without it.";
     })
     ++ lib.mapAttrsToList (port: names: {
       assertion = false;
@@ -31,6 +50,14 @@ in
       message = "${opt name "network.interface"} \"${sb.network.interface}\" is ${toString (lib.stringLength sb.network.interface)} characters; interface ids are limited to ${toString k.maxIfName}: set ${opt name "network.interface"} to a shorter id or use a shorter sandbox name.";
     })
     ++ each (name: sb: {
+      assertion = sb.network.mode == "user" || sb.egress.mode == "open";
+      message = "${opt name "egress.mode"} is \"${sb.egress.mode}\" but ${opt name "network.mode"} is \"${sb.network.mode}\": only user networking makes the host proxy the guest's one way out; set ${opt name "egress.mode"} = \"open\" or ${opt name "network.mode"} = \"user\".";
+    })
+    ++ each (name: sb: {
+      assertion = sb.credentialsFile == null || !lib.hasPrefix builtins.storeDir sb.credentialsFile;
+      message = "${opt name "credentialsFile"} is in the Nix store, which every user can read: point it at a runtime secret (agenix, sops-nix), e.g. /run/agenix/keystone-${name}.";
+    })
+    ++ each (name: sb: {
       assertion = sb.network.mode == "bridge" -> sb.network.bridge != null;
       message = "${opt name "network.mode"} is \"bridge\" but ${opt name "network.bridge"} is not set: name the host bridge, e.g. ${opt name "network.bridge"} = \"br0\".";
     })
@@ -38,6 +65,10 @@ in
       assertion = sb.network.mode == "macvtap" -> sb.network.macvtap.link != null;
       message = "${opt name "network.mode"} is \"macvtap\" but ${opt name "network.macvtap.link"} is not set: name the host link, e.g. \"enp1s0\".";
     })
+    ++ lib.concatLists (each (name: sb: map (a: {
+      assertion = !refusedUnfree a;
+      message = "${opt name "agents"} includes ${a}, which is unfree, and this host's nixpkgs does not allow it (declared guests use the host's pkgs): accept its license with nixpkgs.config.allowUnfreePredicate = pkg: builtins.elem (lib.getName pkg) [ \"${a}\" ]; or remove it from the list.";
+    }) sb.agents))
     ++ each (name: sb: {
       assertion = config.users.users ? ${sb.owner};
       message = "${opt name "owner"} \"${sb.owner}\" is not declared in users.users: declare the user or choose another owner.";

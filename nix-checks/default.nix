@@ -4,10 +4,13 @@
 # test file serves both. Differences: packages are real (pkgs.mkFake makes a
 # writeText), and an expectError case passes when evaluation fails at all
 # (builtins.tryEval cannot see the message; the offline run checks it).
-{ pkgs, nixpkgs, microvm, system ? pkgs.stdenv.hostPlatform.system }:
+{ pkgs, nixpkgs, microvm, self, system ? pkgs.stdenv.hostPlatform.system }:
 let
   inherit (nixpkgs) lib;
   testPkgs = pkgs // { mkFake = name: _: pkgs.writeText name ""; };
+  # Only a standalone guest, which has its own pkgs as an imperative one does
+  # (flake.nix mkSandbox), allows claude-code here. Hosts get no predicate:
+  # a test that installs an unfree agent accepts it itself, as a user would.
   unfree = { nixpkgs.config.allowUnfreePredicate = p: lib.elem (lib.getName p) [ "claude-code" ]; };
   baseHost = {
     boot.loader.grub.enable = false;
@@ -22,7 +25,7 @@ let
   };
   evalHost = modules:
     let
-      sys = lib.nixosSystem { inherit system; modules = [ microvm.nixosModules.host ../modules baseHost unfree ] ++ lib.toList modules; };
+      sys = lib.nixosSystem { inherit system; modules = [ microvm.nixosModules.host ../modules baseHost ] ++ lib.toList modules; };
       guests = lib.mapAttrs (_: v: v.config) (lib.filterAttrs (_: v: v.config != null) sys.config.microvm.vms);
     in
     sys // {
@@ -50,8 +53,16 @@ let
     (lib.filterAttrs (n: _: lib.hasPrefix "test" n) (import file scope));
   results = run ./host-test.nix ++ run ./guest-test.nix;
   failures = lib.filter (r: !r.ok) results;
+
+  # templates/host as `nix flake init -t` gives it, with the flake's module:
+  # evaluated to the toplevel's .drv (unfree packages throw there), not built
+  templateHost = lib.nixosSystem { inherit system; modules = [ self.nixosModules.default ../templates/host/configuration.nix ]; };
 in
 {
+  template-host = pkgs.runCommand "keystone-template-host" { } ''
+    echo ${builtins.unsafeDiscardStringContext templateHost.config.system.build.toplevel.drvPath} > $out
+  '';
+
   module-eval = pkgs.runCommand "keystone-module-eval" { } (
     if failures == [ ] then ''
       echo "${toString (lib.length results)} module evaluation tests passed" > $out

@@ -8,38 +8,33 @@ import (
 	"github.com/keystone-agent/keystone/internal/sshconn"
 )
 
-func init() {
-	for _, name := range []string{"attach", "ssh"} {
-		register(&verb{
-			name:    name,
-			summary: "open a shell in a running sandbox at /workspace",
-			usage: `Usage: keystone agent ` + name + ` [name]
+func newAttachCmd(name string) *verb {
+	return &verb{
+		name:    name,
+		summary: "open a shell in a running sandbox at /workspace",
+		usage: `Usage: keystone agent ` + name + ` [name]
 
 Open an interactive shell in the sandbox at /workspace. Detach with Ctrl-D
 or 'exit'. The exit status is the remote shell's. attach and ssh are the same.
 `,
-			run: runAttach(name),
-		})
+		run: runAttach,
 	}
 }
 
-func runAttach(name string) func(context.Context, *Env, []string) error {
-	return func(ctx context.Context, env *Env, args []string) error {
-		v := verbs[name]
-		fs := newFlags(v)
-		if err := parseArgs(fs, v, args, 1); err != nil {
-			return err
-		}
-		_, sb, err := resolve(env, fs.Args())
-		if err != nil {
-			return err
-		}
-		return attach(ctx, env, sb)
+func runAttach(ctx context.Context, env *Env, v *verb, args []string) error {
+	fs := newFlags(v)
+	if err := parseArgs(fs, v, args, 1); err != nil {
+		return err
 	}
+	_, sb, err := resolve(env, fs.Args())
+	if err != nil {
+		return err
+	}
+	return attach(ctx, env, sb)
 }
 
 func attach(ctx context.Context, env *Env, sb *sandbox.Sandbox) error {
-	client, err := sb.Dial(ctx)
+	client, err := sb.Connect(ctx)
 	if err != nil {
 		return notReachable(sb, err)
 	}

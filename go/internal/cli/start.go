@@ -4,13 +4,17 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
+	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/names"
+	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
-func init() {
-	register(&verb{
+func newStartCmd() *verb {
+	return &verb{
 		name:    "start",
 		summary: "clone a project into a sandbox, boot it and attach",
 		usage: `Usage: keystone agent start [path] [options]
@@ -22,11 +26,12 @@ Exit codes: 0 success, 1 not a git repository, 2 sandbox already running,
 3 build failed, 4 KVM not available, 64 bad option or value.
 `,
 		run: runStart,
-	})
+	}
 }
 
-func runStart(ctx context.Context, env *Env, args []string) error {
-	v := verbs["start"]
+func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
+	// First: nothing this process starts (nix, the VM, git) may inherit a key.
+	creds := credentials.TakeEnv()
 	fs := newFlags(v)
 	spec := sandbox.Spec{}
 	fs.StringVar(&spec.Name, "name", "", "custom sandbox name (default: directory name)")
@@ -35,14 +40,19 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	noNested := fs.Bool("no-nested", false, "disable nested virtualization")
 	fs.BoolVar(&spec.Fresh, "fresh", false, "discard previous state")
 	noAttach := fs.Bool("no-attach", false, "don't attach after starting")
-	fs.StringVar(&spec.Network, "network", "user", "network mode: user, tap, macvtap, bridge")
-	fs.StringVar(&spec.SyncMode, "sync-mode", "manual", "sync mode: manual, auto-commit, auto-idle")
+	fs.StringVar(&spec.Network, "network", runner.NetworkUser, "network mode: "+strings.Join(runner.Networks, ", "))
+	fs.StringVar(&spec.SyncMode, "sync-mode", syncwatch.ModeManual, "sync mode: "+strings.Join(syncwatch.Modes, ", "))
 	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
+	egressFlags := addEgressFlags(fs, &spec.Egress)
 	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
 	}
 	if fs.Changed("name") && spec.Name == "" {
 		return &ExitError{Code: ExitUsage, Err: names.Validate(""), Hint: "leave --name out to name the sandbox after the project directory"}
+	}
+	spec.Credentials = creds
+	if err := egressFlags(); err != nil {
+		return err
 	}
 	spec.Nested = !*noNested
 	if fs.NArg() == 1 {
@@ -56,6 +66,10 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if sb.PasswordLogin() {
+		fmt.Fprintf(env.Stderr, "keystone: warning: password login is on for %q (no SSH key in ~/.ssh): %s\n", sb.Name, passwordLoginRisk)
+	}
+	refreshSSHConfig(env, sbe)
 	if *noAttach {
 		fmt.Fprintf(env.Stderr, "Sandbox %q is running (SSH on 127.0.0.1:%d).\nRun `keystone agent attach %s` to open a shell.\n", sb.Name, sb.SSHPort, sb.Name)
 		return nil

@@ -6,12 +6,12 @@ import (
 	"io"
 
 	"github.com/keystone-agent/keystone/internal/gitsync"
-	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/proxy"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
-func init() {
-	register(&verb{
+func newStatusCmd() *verb {
+	return &verb{
 		name:    "status",
 		summary: "show the state of a sandbox",
 		usage: `Usage: keystone agent status [name] [--json]
@@ -21,11 +21,10 @@ derived from evidence: the VM process and SSH answering. The name defaults
 to the current project's sandbox.
 `,
 		run: runStatus,
-	})
+	}
 }
 
-func runStatus(ctx context.Context, env *Env, args []string) error {
-	v := verbs["status"]
+func runStatus(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	asJSON := fs.Bool("json", false, "output as JSON")
 	if err := parseArgs(fs, v, args, 1); err != nil {
@@ -35,35 +34,34 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := statusOutput{Status: sbe.Inspect(sb), Sync: syncState(ctx, sb)}
+	r := sbe.Report(ctx, sb)
 	if *asJSON {
-		return printJSON(env.Stdout, out)
+		return printJSON(env.Stdout, r)
 	}
-	if err := printStatus(env.Stdout, out.Status); err != nil {
+	if err := printStatus(env.Stdout, r.Status); err != nil {
 		return err
 	}
-	printSync(env.Stdout, out.Sync)
+	printSync(env.Stdout, r.Sync)
+	printEgress(env.Stdout, r.Egress.Settings)
+	printRefused(env.Stdout, r.Egress.Refused)
+	for i, f := range r.Forwards {
+		label := "Forwards:"
+		if i > 0 {
+			label = ""
+		}
+		fmt.Fprintf(env.Stdout, "%-11s %s\n", label, f)
+	}
 	return nil
 }
 
-// statusOutput is `status --json`: the fields `list --json` prints for each
-// sandbox, plus its sync state (which costs a dry-run sync, so list omits it).
-type statusOutput struct {
-	sandbox.Status
-	Sync *syncwatch.Status `json:"sync,omitempty"`
-}
-
-// syncState is the last sync recorded in state/sync.json, with the pending
-// commits counted now.
-func syncState(ctx context.Context, sb *sandbox.Sandbox) *syncwatch.Status {
-	st, err := syncwatch.ReadStatus(sb.Dir.State())
-	if err != nil {
-		return nil
+func printRefused(w io.Writer, refused []proxy.Refusal) {
+	for i, r := range refused {
+		label := ""
+		if i == 0 {
+			label = "Refused:"
+		}
+		fmt.Fprintf(w, "%-11s %s (%s; %d times, last %s)\n", label, r.Target, r.Reason, r.Count, r.Last.Local().Format("2006-01-02 15:04:05"))
 	}
-	if n, err := syncwatch.Pending(ctx, gitsyncOptions(sb)); err == nil {
-		st.PendingCommits = n
-	}
-	return &st
 }
 
 func printSync(w io.Writer, st *syncwatch.Status) {

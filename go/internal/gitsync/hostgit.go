@@ -89,6 +89,21 @@ func (g hostGit) run(ctx context.Context, stdin []byte, args ...string) ([]byte,
 	return out, nil
 }
 
+// ErrNotWorkTree says a directory is not inside a git working tree.
+var ErrNotWorkTree = errors.New("not a git working tree")
+
+// RepoRoot returns the top of the working tree containing dir, resolved by
+// the trusted git as clone and sync resolve the host repository, so that all
+// three agree on which repository it is.
+func RepoRoot(ctx context.Context, dir string) (string, error) {
+	bin, err := TrustedGit()
+	if err != nil {
+		return "", err
+	}
+	d, err := hostGit{bin: bin, dir: dir}.dirs(ctx)
+	return d.top, err
+}
+
 // hostDirs are the resolved directories of the host repository.
 type hostDirs struct {
 	top    string // working tree
@@ -102,7 +117,7 @@ func (g hostGit) dirs(ctx context.Context) (hostDirs, error) {
 	}
 	out, err := g.run(ctx, nil, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-dir", "--git-common-dir")
 	if err != nil {
-		return hostDirs{}, fmt.Errorf("%q is not a git working tree: %w", g.dir, err)
+		return hostDirs{}, fmt.Errorf("%q is %w: %v", g.dir, ErrNotWorkTree, err)
 	}
 	f := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 	if len(f) != 3 {

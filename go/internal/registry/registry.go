@@ -23,6 +23,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/names"
 )
 
@@ -42,6 +43,8 @@ type Entry struct {
 	HostKey     string    `json:"hostKey"`          // guest host key, authorized_keys format: pinned
 	Runner      string    `json:"runner,omitempty"` // prebuilt runner dir; empty: built with nix
 	Created     time.Time `json:"created"`
+	// Egress is the proxy's policy and upstreams (zero: allowlist, defaults).
+	Egress egress.Settings `json:"egress,omitzero"`
 }
 
 type file struct {
@@ -59,8 +62,11 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("registry %q is corrupt: %v (move it aside to start over; it was not changed)", e.Path, e.Err)
+	return fmt.Sprintf("registry %q is corrupt: %v", e.Path, e.Err)
 }
+
+// Hint says what to do; the file was left as it was.
+func (e *CorruptError) Hint() string { return "it was not changed; move it aside to start over" }
 
 func (e *CorruptError) Unwrap() error { return e.Err }
 

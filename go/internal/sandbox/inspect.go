@@ -39,6 +39,9 @@ type Status struct {
 	Declared    bool      `json:"declared"`
 	Runner      string    `json:"runner,omitempty"`
 	Created     time.Time `json:"created,omitzero"`
+	// PasswordLogin: the guest accepts the password "sandbox" (the user had
+	// no SSH key at the last start), so any local user can log in.
+	PasswordLogin bool `json:"passwordLogin"`
 }
 
 // Inspect derives the state of sb from evidence: the recorded pid, whether
@@ -48,7 +51,7 @@ func (e *Env) Inspect(sb *Sandbox) Status {
 		Name: sb.Name, ProjectPath: sb.ProjectPath, Workspace: sb.Dir.Workspace(),
 		SSHPort: sb.SSHPort, MemoryMB: sb.MemoryMB, VCPUs: sb.VCPUs, Nested: sb.Nested,
 		Network: sb.Network, SyncMode: sb.SyncMode, Declared: sb.Declared,
-		Runner: sb.Runner, Created: sb.Created,
+		Runner: sb.Runner, Created: sb.Created, PasswordLogin: sb.PasswordLogin(),
 	}
 	st.State, st.PID, st.Reason = evidence(sb)
 	return st
@@ -105,13 +108,16 @@ func VMAlive(sb *Sandbox) bool {
 // sshAnswers reads the server's identification line: qemu's port forward
 // accepts connections before the guest's sshd is up, so a TCP connect proves
 // nothing, while the "SSH-2.0-" banner comes only from a live sshd.
+// The bounds are generous: the connect is local and a live sshd answers at
+// once, but a guest under software emulation on a loaded machine can take
+// seconds, and calling it broken then would be wrong.
 func sshAnswers(port int) bool {
-	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 2*time.Second)
 	if err != nil {
 		return false
 	}
 	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(8 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && strings.HasPrefix(line, "SSH-")
 }

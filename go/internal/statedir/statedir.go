@@ -21,8 +21,14 @@ const (
 	// PortsLock serialises the user's starts from picking a port until the
 	// hypervisor has bound it; it is in $XDG_RUNTIME_DIR when that is set.
 	PortsLock = "keystone-agent-ports.lock"
+	// SSHConfig holds a `Host keystone-<name>` block per sandbox, for the
+	// host's ssh; ~/.ssh/config includes it after `ssh-config --install`.
+	SSHConfig = "ssh_config"
 	// SandboxesDir holds one directory per sandbox.
 	SandboxesDir = "sandboxes"
+	// CredentialsFile holds the agents' API keys as NAME=value lines, mode
+	// 0600; read by `start` and handed to the host daemon's proxy only.
+	CredentialsFile = "credentials"
 	// SandboxLockSuffix names the flock next to a sandbox's directory
 	// (sandboxes/<name>.lock), held by start, stop and destroy of that sandbox;
 	// it lives outside the directory so that --fresh and destroy can remove it whole.
@@ -36,8 +42,14 @@ const (
 	// StateDir holds everything else of a sandbox; it is the runner's working directory.
 	StateDir = "state"
 
-	// FlakeFile is the generated per-sandbox flake (state/).
+	// FlakeDir is the build source of a nix-built runner (state/): it holds
+	// FlakeFile and FlakeLock and nothing else, because `nix build path:.`
+	// copies the whole directory into the world-readable Nix store.
+	FlakeDir = "flake"
+	// FlakeFile is the generated per-sandbox flake (state/flake/; state/flake.nix links to it).
 	FlakeFile = "flake.nix"
+	// FlakeLock pins the flake's inputs; nix writes it (state/flake/).
+	FlakeLock = "flake.lock"
 	// RunnerLink points at the runner directory: the `nix build` result or --runner DIR (state/).
 	RunnerLink = "runner"
 	// PIDFile holds the runner's process id while it runs (state/).
@@ -50,6 +62,8 @@ const (
 	QMPSocket = "qmp.sock"
 	// ClientKey is the sandbox's SSH client private key; it never leaves the host (state/).
 	ClientKey = "client_ed25519"
+	// KnownHosts holds the pinned host key alone, for the host's ssh (state/).
+	KnownHosts = "known_hosts"
 	// GuestDir is shared read-only into the guest: host key, authorized_keys (state/).
 	GuestDir = "guest"
 	// HostKey is the guest's SSH host private key (state/guest/).
@@ -65,16 +79,25 @@ const (
 	DaemonPID = "hostd.pid"
 	// DaemonLog receives the host daemon's output (state/).
 	DaemonLog = "hostd.log"
+	// SessionSocket is the host daemon's unix socket (0600) for exec and
+	// attach: sessions on the SSH connection it holds (state/).
+	SessionSocket = "ssh.sock"
+	// ProxySocket is the host daemon's socket for the guest's proxy
+	// connections, handed over by `keystone agent proxy-relay` (state/).
+	ProxySocket = "proxy.sock"
+	// EgressStatus lists the destinations the proxy refused lately (state/).
+	EgressStatus = "egress.json"
+	// ForwardSocket is the host daemon's control socket for background
+	// port forwards, owner only (state/).
+	ForwardSocket = "forward.sock"
 	// SyncStatus is the last sync's result, written atomically by sync and the watcher (state/).
 	SyncStatus = "sync.json"
 	// SyncLock serialises the syncs of one sandbox: sync, stop --sync, the watcher (state/).
 	SyncLock = "sync.lock"
 
-	// The Debian test guest's runner keeps two more directories in state/:
-	// GuestHome is shared as the guest's /home/sandbox, so it survives restarts;
-	// GuestControl carries host-to-guest requests such as poweroff during boot.
-	GuestHome    = "home"
-	GuestControl = "control"
+	// The Debian test guest's runner keeps two more directories in state/,
+	// which no Go code touches: home/ (the guest's /home/sandbox, kept across
+	// restarts) and control/ (host-to-guest requests such as poweroff).
 )
 
 // Root is the state directory: $XDG_CONFIG_HOME/keystone/agent, else ~/.config/keystone/agent.
@@ -95,8 +118,14 @@ type Dir string
 // Registry is the path of sandboxes.json.
 func (d Dir) Registry() string { return filepath.Join(string(d), RegistryFile) }
 
+// Credentials is the path of the credentials file.
+func (d Dir) Credentials() string { return filepath.Join(string(d), CredentialsFile) }
+
 // Lock is the path of the registry lock file.
 func (d Dir) Lock() string { return filepath.Join(string(d), LockFile) }
+
+// SSHConfig is the path of the file ~/.ssh/config includes.
+func (d Dir) SSHConfig() string { return filepath.Join(string(d), SSHConfig) }
 
 // Sandbox returns the paths of one sandbox.
 func (d Dir) Sandbox(name string) Sandbox {
@@ -126,3 +155,6 @@ func (s Sandbox) Path(name string) string { return filepath.Join(s.State(), name
 
 // Guest is the directory shared read-only into the guest.
 func (s Sandbox) Guest() string { return s.Path(GuestDir) }
+
+// FlakeSource is the directory `nix build` copies into the store: state/flake.
+func (s Sandbox) FlakeSource() string { return s.Path(FlakeDir) }

@@ -10,12 +10,19 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/keystone-agent/keystone/internal/gitsync"
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 // RunOnce runs one sync under the sandbox's sync lock and records its outcome in
 // state/sync.json (a dry run records nothing). It returns what gitsync.Sync returns.
-func RunOnce(ctx context.Context, stateDir, mode string, o gitsync.Options) (*gitsync.Report, error) {
-	lock := flock.New(filepath.Join(stateDir, LockFile))
+func RunOnce(ctx context.Context, stateDir string, o gitsync.Options) (*gitsync.Report, error) {
+	return runOnce(ctx, stateDir, "", o)
+}
+
+// runOnce is RunOnce for the watcher of mode, which it records in sync.json;
+// a manual sync (mode "") keeps the mode recorded there.
+func runOnce(ctx context.Context, stateDir, mode string, o gitsync.Options) (*gitsync.Report, error) {
+	lock := flock.New(filepath.Join(stateDir, statedir.SyncLock))
 	ok, err := lock.TryLockContext(ctx, 100*time.Millisecond)
 	if err != nil || !ok {
 		return nil, fmt.Errorf("cannot take the sync lock of %q: %w", o.Name, err)

@@ -21,6 +21,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"text/template"
+
+	"github.com/keystone-agent/keystone/internal/announce"
 )
 
 // version changes whenever the builder's output changes for the same inputs.
@@ -39,6 +41,15 @@ type Options struct {
 	// hard-linked from the cache where possible) and Build returns it.
 	// An existing Out must be empty or a runner an earlier Build wrote.
 	Out string
+	// Step, when set, is told each phase of an actual build as it begins (a
+	// progress line); a runner found in the cache reports none.
+	Step func(phase string)
+}
+
+func (o Options) step(phase string) {
+	if o.Step != nil {
+		o.Step(phase)
+	}
 }
 
 // Runner directory layout.
@@ -47,6 +58,7 @@ const (
 	shutdownBin = "bin/microvm-shutdown"
 	shareDir    = "share/keystone"
 	runnerJSON  = shareDir + "/runner.json"
+	networkSh   = shareDir + "/network" // sourced by microvm-run: the NICs
 	vmlinuxFile = shareDir + "/vmlinux"
 	initrdFile  = shareDir + "/initrd"
 	// markerFile holds the input hash; it marks a directory Build may replace.
@@ -86,6 +98,7 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	}
 	dir := filepath.Join(cache, sum)
 	if _, err := os.Stat(filepath.Join(dir, markerFile)); err != nil {
+		opts.step("packing the initrd")
 		if err := build(ctx, cache, dir, sum, h, t, runner); err != nil {
 			return "", err
 		}
@@ -93,6 +106,7 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if opts.Out == "" {
 		return dir, nil
 	}
+	opts.step("copying the runner to " + opts.Out)
 	if err := export(dir, opts.Out); err != nil {
 		return "", err
 	}
@@ -110,22 +124,31 @@ func cacheDir(opt string) (string, error) {
 	return filepath.Join(base, "keystone", "testguest"), nil
 }
 
-// bootData fills files/guest/boot.tmpl.
+// bootData fills the templates files/guest/*.tmpl.
 type bootData struct {
 	ModuleDir string
+	// Announce is the line the guest writes to its console once sshd
+	// listens (package announce).
+	Announce string
 }
 
 // guestScripts returns the guest's own files, keyed by path in the guest.
 func guestScripts() (map[string][]byte, error) {
-	boot, err := renderBoot(bootData{ModuleDir: moduleDir})
+	d := bootData{ModuleDir: moduleDir, Announce: announce.Line}
+	boot, err := renderBoot(d)
 	if err != nil {
 		return nil, err
 	}
-	m := map[string][]byte{"etc/keystone/boot": boot}
+	sshd, err := render("sshd.tmpl", d)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string][]byte{"etc/keystone/boot": boot, "etc/keystone/sshd": sshd}
 	for dst, src := range map[string]string{
 		"etc/inittab":            "inittab",
-		"etc/keystone/sshd":      "sshd",
 		"etc/keystone/poweroff":  "poweroff",
+		"etc/keystone/network":   "network",
+		"etc/keystone/udhcpc":    "udhcpc",
 		"etc/acpi/PWRF/00000080": "acpi-power",
 		"etc/gitconfig":          "gitconfig",
 		"etc/profile":            "profile",
@@ -140,14 +163,17 @@ func guestScripts() (map[string][]byte, error) {
 	return m, nil
 }
 
-func renderBoot(d bootData) ([]byte, error) {
-	tmpl, err := template.ParseFS(files, "files/guest/boot.tmpl")
+func renderBoot(d bootData) ([]byte, error) { return render("boot.tmpl", d) }
+
+// render fills the template files/guest/<name>.
+func render(name string, d bootData) ([]byte, error) {
+	tmpl, err := template.ParseFS(files, "files/guest/"+name)
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
 	if err := tmpl.Execute(&b, d); err != nil {
-		return nil, fmt.Errorf("failed to render the guest's boot script: %w", err)
+		return nil, fmt.Errorf("failed to render the guest's %s: %w", name, err)
 	}
 	return b.Bytes(), nil
 }
@@ -155,8 +181,8 @@ func renderBoot(d bootData) ([]byte, error) {
 // runnerFiles returns the runner's scripts and runner.json, keyed by path
 // in the runner directory.
 func runnerFiles() (map[string][]byte, error) {
-	m := map[string][]byte{runnerJSON: []byte(`{"accel":"auto","networks":["user"]}` + "\n")}
-	for dst, src := range map[string]string{runBin: "microvm-run", shutdownBin: "microvm-shutdown"} {
+	m := map[string][]byte{runnerJSON: []byte(`{"accel":"auto","networks":["user","tap","bridge"]}` + "\n")}
+	for dst, src := range map[string]string{runBin: "microvm-run", shutdownBin: "microvm-shutdown", networkSh: "network"} {
 		data, err := files.ReadFile("files/runner/" + src)
 		if err != nil {
 			return nil, err
@@ -177,7 +203,7 @@ func inputHash(h host, t tree, runner map[string][]byte) (string, error) {
 	if err := t.hash(d); err != nil {
 		return "", err
 	}
-	for _, name := range []string{runBin, shutdownBin, runnerJSON} {
+	for _, name := range []string{runBin, shutdownBin, runnerJSON, networkSh} {
 		fmt.Fprintf(d, "runner %s %x\n", name, sha256.Sum256(runner[name]))
 	}
 	return hex.EncodeToString(d.Sum(nil))[:32], nil
@@ -296,7 +322,7 @@ func export(dir, out string) (err error) {
 			os.RemoveAll(tmp)
 		}
 	}()
-	for _, name := range []string{runBin, shutdownBin, runnerJSON, vmlinuxFile, initrdFile, markerFile} {
+	for _, name := range []string{runBin, shutdownBin, runnerJSON, networkSh, vmlinuxFile, initrdFile, markerFile} {
 		if err := linkOrCopy(filepath.Join(dir, name), filepath.Join(tmp, name)); err != nil {
 			return fmt.Errorf("failed to write %q: %w", filepath.Join(out, name), err)
 		}
