@@ -6,6 +6,7 @@ import (
 
 	"github.com/keystone-agent/keystone/internal/announce"
 	"github.com/keystone-agent/keystone/internal/hostd"
+	"github.com/keystone-agent/keystone/internal/ownersock"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 )
 
@@ -29,11 +30,11 @@ type Service struct {
 func (s *Service) Name() string { return "ssh connection" }
 
 func (s *Service) Run(ctx context.Context, vm hostd.VM) error {
-	l, err := Listen(s.Socket)
+	l, err := ownersock.Listen(s.Socket)
 	if err != nil {
 		return err
 	}
-	defer Remove(s.Socket)
+	defer ownersock.Remove(s.Socket)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	var hints <-chan struct{}
