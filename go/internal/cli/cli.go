@@ -54,7 +54,7 @@ func verbs() []*verb {
 	return []*verb{
 		newStartCmd(), newStopCmd(), newAttachCmd("attach"), newAttachCmd("ssh"), newExecCmd(),
 		newSyncCmd(), newStatusCmd(), newListCmd(), newDestroyCmd(), newForwardCmd(), newSSHConfigCmd(),
-		newAllowCmd(), newHostdCmd(), newProxyRelayCmd(),
+		newAllowCmd(), newCompletionCmd(), newHostdCmd(), newProxyRelayCmd(), newNamesCmd(),
 	}
 }
 
@@ -173,7 +173,7 @@ func parse(fs *pflag.FlagSet, v *verb, args []string) error {
 			if fs.HasAvailableFlags() {
 				usage += "\nOptions:\n" + flagUsages(fs)
 			}
-			return &helpRequest{usage: usage}
+			return &helpRequest{usage: usage, flags: fs}
 		}
 		return &ExitError{Code: ExitUsage, Err: err, Hint: fmt.Sprintf("`keystone agent help %s` shows the options", v.name)}
 	}
@@ -195,7 +195,11 @@ func flagUsages(fs *pflag.FlagSet) string {
 // names no value; its NoOptDefVal ("true") still lets it stand alone.
 type switchValue struct{ pflag.Value }
 
-type helpRequest struct{ usage string }
+// helpRequest is --help: the verb's usage and, for completion, its flags.
+type helpRequest struct {
+	usage string
+	flags *pflag.FlagSet
+}
 
 func (h *helpRequest) Error() string { return h.usage }
 

@@ -56,6 +56,12 @@ func ParseEntry(s string) (Entry, error) {
 	if err != nil {
 		return bad(err.Error())
 	}
+	// "10.0.0.1." is the address 10.0.0.1 once normalized: an entry means one
+	// thing however it was written.
+	if p, err := parseAddrOrPrefix(name); err == nil && !e.Wildcard {
+		e.Prefix = p
+		return e, nil
+	}
 	e.Name = name
 	return e, nil
 }

@@ -58,7 +58,9 @@ func (sb *Sandbox) Connect(ctx context.Context) (*ssh.Client, error) {
 
 // Dial connects to a running sandbox. A connection the guest's sshd drops
 // before the handshake (dropbear refuses a client's sixth unauthenticated
-// connection, as when several commands connect at once) is retried.
+// connection, as when several commands connect at once, or while the
+// readiness probes it abandoned are still ending on a loaded machine) is
+// retried, for a few seconds in all.
 func (sb *Sandbox) Dial(ctx context.Context) (*ssh.Client, error) {
 	t, err := sb.Target()
 	if err != nil {
@@ -66,13 +68,13 @@ func (sb *Sandbox) Dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	for attempt := 1; ; attempt++ {
 		c, err := sshconn.Dial(ctx, t)
-		if err == nil || attempt == 3 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		if err == nil || attempt == 6 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
 			return c, err
 		}
 		select {
 		case <-ctx.Done():
 			return nil, err
-		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
 		}
 	}
 }

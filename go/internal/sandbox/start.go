@@ -80,6 +80,9 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	defer lk.Unlock()
 	pl, err := e.plan(ctx, spec, project, name)
 	if err != nil {
+		if !pl.existed {
+			os.Remove(sb.Dir.Lock()) // a refused new sandbox leaves nothing
+		}
 		return nil, err
 	}
 	if pl.portable {
@@ -195,13 +198,13 @@ func (e *Env) plan(ctx context.Context, spec Spec, project, name string) (plan, 
 	if err := egress.CheckNetwork(spec.Network, p.egress.Mode); err != nil {
 		return p, &UsageError{Msg: err.Error()}
 	}
+	if p.creds, err = e.credentials(spec.Credentials); err != nil {
+		return p, err
+	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
 			return p, err
 		}
-	}
-	if p.creds, err = e.credentials(spec.Credentials); err != nil {
-		return p, err
 	}
 	return p, nil
 }

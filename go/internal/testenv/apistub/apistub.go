@@ -1,8 +1,9 @@
-// Package apistub is a stand-in for the Anthropic Messages API on loopback,
-// for tests that run a real agent through the sandbox's proxy: it answers
-// every message with one fixed text, streamed as server-sent events when
-// the request asks for a stream, and records the requests' headers.
-// Test-only; it never leaves loopback.
+// Package apistub is a stand-in for the Anthropic Messages API, the OpenAI
+// Responses API and the Gemini API's generateContent on loopback, for tests that run a real agent through
+// the sandbox's proxy: it answers every message with one fixed text,
+// streamed as server-sent events when asked, and records the requests'
+// headers. Responses' WebSocket transport is answered 404, so Codex falls
+// back to HTTPS. Test-only; it never leaves loopback.
 package apistub
 
 import (
@@ -59,6 +60,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		model = "claude-stub"
 	}
 	switch {
+	case strings.HasSuffix(r.URL.Path, ":streamGenerateContent"):
+		w.Header().Set("Content-Type", "text/event-stream")
+		b, _ := json.Marshal(s.gemini())
+		fmt.Fprintf(w, "data: %s\r\n\r\n", b)
+	case strings.HasSuffix(r.URL.Path, ":generateContent"):
+		writeJSON(w, s.gemini())
+	case strings.HasSuffix(r.URL.Path, ":countTokens"):
+		writeJSON(w, map[string]any{"totalTokens": 5})
+	case strings.HasSuffix(r.URL.Path, "/responses") && r.Method == http.MethodPost:
+		s.responses(w)
 	case strings.HasSuffix(r.URL.Path, "/count_tokens"):
 		writeJSON(w, map[string]any{"input_tokens": 10})
 	case strings.HasSuffix(r.URL.Path, "/v1/messages") && req.Stream:
@@ -100,6 +111,39 @@ func (s *Server) stream(w http.ResponseWriter, model string) {
 	for _, e := range events {
 		b, _ := json.Marshal(e.data)
 		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", e.name, b)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+}
+
+// gemini is a GenerateContentResponse holding the answer.
+func (s *Server) gemini() map[string]any {
+	return map[string]any{
+		"candidates": []any{map[string]any{"index": 0, "finishReason": "STOP",
+			"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": s.Answer}}}}},
+		"usageMetadata": map[string]any{"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8},
+	}
+}
+
+// responses writes the Responses API's event sequence for one message.
+func (s *Server) responses(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	msg := map[string]any{"type": "message", "id": "msg_stub", "status": "completed", "role": "assistant",
+		"content": []any{map[string]any{"type": "output_text", "text": s.Answer, "annotations": []any{}}}}
+	inProgress := map[string]any{"type": "message", "id": "msg_stub", "status": "in_progress", "role": "assistant", "content": []any{}}
+	usage := map[string]any{"input_tokens": 5, "input_tokens_details": map[string]any{"cached_tokens": 0},
+		"output_tokens": 3, "output_tokens_details": map[string]any{"reasoning_tokens": 0}, "total_tokens": 8}
+	events := []map[string]any{
+		{"type": "response.created", "response": map[string]any{"id": "resp_stub", "object": "response", "status": "in_progress", "output": []any{}}},
+		{"type": "response.output_item.added", "output_index": 0, "item": inProgress},
+		{"type": "response.output_text.delta", "item_id": "msg_stub", "output_index": 0, "content_index": 0, "delta": s.Answer},
+		{"type": "response.output_item.done", "output_index": 0, "item": msg},
+		{"type": "response.completed", "response": map[string]any{"id": "resp_stub", "object": "response", "status": "completed", "output": []any{msg}, "usage": usage}},
+	}
+	for _, e := range events {
+		b, _ := json.Marshal(e)
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", e["type"], b)
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush()
 		}
