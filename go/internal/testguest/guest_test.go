@@ -73,7 +73,7 @@ func TestSSHDAnnounces(t *testing.T) {
 		t.Fatal(err)
 	}
 	sshd := guest["etc/keystone/sshd"]
-	if !bytes.Contains(sshd, []byte(`echo "`+announce.Line+`" >/dev/console`)) {
+	if !bytes.Contains(sshd, []byte(`echo "`+announce.Line+`"`)) {
 		t.Errorf("etc/keystone/sshd does not write %q to the console:\n%s", announce.Line, sshd)
 	}
 	if bytes.Contains(sshd, []byte("{{")) {
