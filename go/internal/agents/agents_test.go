@@ -1,0 +1,87 @@
+package agents
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestEmbeddedManifest(t *testing.T) {
+	m, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(m.Names(), " "); got != "claude codex gemini" {
+		t.Errorf("agents: got %q; want claude codex gemini", got)
+	}
+	want := map[string]string{
+		"claude": "claude --dangerously-skip-permissions",
+		"codex":  "codex --dangerously-bypass-approvals-and-sandbox",
+		"gemini": "gemini --yolo",
+	}
+	for name, argv := range want {
+		a, err := m.Agent(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(a.Argv(), " "); got != argv {
+			t.Errorf("%s: got %q; want %q", name, got, argv)
+		}
+	}
+	// Gemini is a Node script: the runtime must be pinned beside it.
+	if m.Packages["node"].Bin["node"] == "" {
+		t.Error("no node runtime in the manifest")
+	}
+	if m.Packages["claude-code"].License != "unfree" {
+		t.Error("Claude Code must be marked unfree: the NixOS side asks for consent")
+	}
+}
+
+func TestUnknownAgent(t *testing.T) {
+	m, _ := Load()
+	_, err := m.Agent("cursor")
+	var unknown *UnknownError
+	if !errors.As(err, &unknown) || err.Error() != `unknown agent "cursor" (choose claude, codex, gemini)` {
+		t.Fatalf("got %v; want an UnknownError listing the agents", err)
+	}
+}
+
+func TestArgvIsACopy(t *testing.T) {
+	a := Agent{Command: "x", Flags: []string{"--y"}}
+	argv := a.Argv()
+	argv[1] = "changed"
+	if a.Flags[0] != "--y" {
+		t.Fatal("Argv shares the manifest's flags")
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	const sri = "sha512-" + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="
+	pkg := func(bin string) string {
+		return `"p": {"npm": "p", "version": "1", "url": "https://registry.npmjs.org/p/-/p-1.tgz", "integrity": "` + sri + `", "bin": {` + bin + `}}`
+	}
+	good := `{"packages": {` + pkg(`"p": "bin/p"`) + `}, "agents": {"a": {"package": "p", "command": "p", "flags": ["--go"]}}}`
+	if _, err := Parse([]byte(good)); err != nil {
+		t.Fatalf("good manifest: %v", err)
+	}
+	for name, tc := range map[string]struct{ json, want string }{
+		"not json":        {`{`, "unexpected end"},
+		"empty":           {`{}`, "no packages"},
+		"foreign url":     {strings.Replace(good, "https://registry.npmjs.org/", "https://example.org/", 1), "is not on"},
+		"md5 integrity":   {strings.Replace(good, sri, "md5-abc", 1), "not a sha512"},
+		"escaping bin":    {strings.Replace(good, `"bin/p"`, `"../p"`, 1), "stay inside"},
+		"absolute bin":    {strings.Replace(good, `"bin/p"`, `"/bin/p"`, 1), "stay inside"},
+		"unclean bin":     {strings.Replace(good, `"bin/p"`, `"bin/../p"`, 1), "stay inside"},
+		"missing package": {strings.Replace(good, `"package": "p"`, `"package": "q"`, 1), `no package "q"`},
+		"missing command": {strings.Replace(good, `"command": "p"`, `"command": "q"`, 1), `no program "q"`},
+		"bad flag":        {strings.Replace(good, `"--go"`, `"go"`, 1), "does not start with"},
+		"bad program":     {strings.Replace(good, `"p": "bin/p"`, `"P x": "bin/p"`, 1), "program name"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.json))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v; want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
