@@ -165,4 +165,3 @@ func linkPrograms(m *agents.Manifest, tree string) error {
 	}
 	return nil
 }
-
