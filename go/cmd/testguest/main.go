@@ -20,7 +20,7 @@ func main() {
 		flag.Usage()
 		os.Exit(64)
 	}
-	dir, err := testguest.Build(context.Background(), testguest.Options{Out: *out, Kernel: *kernel})
+	dir, err := testguest.Build(context.Background(), testguest.Options{Out: *out, Kernel: *kernel, Progress: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testguest: error:", err)
 		os.Exit(1)

@@ -48,6 +48,10 @@ const (
 	AuthorizedKeys = "authorized_keys"
 	// PasswordAuth exists when the user has no SSH key: the guest allows password `sandbox` (state/guest/).
 	PasswordAuth = "password-auth"
+	// GuestEnvironment is the sessions' environment, rewritten at every start (state/guest/; package guestconf).
+	GuestEnvironment = "environment"
+	// GuestGitConfig is the guest's git identity, rewritten at every start (state/guest/; package guestconf).
+	GuestGitConfig = "gitconfig"
 
 	// WatchPID holds the sync watcher's pid while it runs (state/; auto sync modes).
 	WatchPID = "watch.pid"

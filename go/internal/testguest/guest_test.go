@@ -39,7 +39,9 @@ func TestModuleOrder(t *testing.T) {
 }
 
 func TestRenderBoot(t *testing.T) {
-	boot, err := renderBoot(bootData{ModuleDir: "lib/modules/test"})
+	d := defaultGuestData()
+	d.ModuleDir = "lib/modules/test"
+	boot, err := renderGuestFile("boot.tmpl", d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +109,18 @@ func TestGuestTree(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
+	if testing.Short() {
+		t.Skip("-short: the agents are not downloaded")
+	}
 	scripts, err := guestScripts()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := guestTree(context.Background(), h, scripts)
+	ag, err := ensureAgents(context.Background(), Options{Progress: os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := guestTree(context.Background(), h, scripts, ag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +130,10 @@ func TestGuestTree(t *testing.T) {
 		"lib64/ld-linux-x86-64.so.2", "etc/inittab", "etc/keystone/boot", "etc/keystone/sshd",
 		"etc/keystone/poweroff", "etc/acpi/PWRF/00000080", "etc/gitconfig", "dev/console",
 		moduleDir + "/order", moduleDir + "/9p.ko", moduleDir + "/virtio_mmio.ko",
+		// the agents, their runtime and what they load from the host
+		"usr/bin/claude", "usr/bin/codex", "usr/bin/gemini", "usr/bin/node", "usr/bin/npm", "usr/bin/rg",
+		"usr/bin/tmux", "lib/x86_64-linux-gnu/libstdc++.so.6", "lib/x86_64-linux-gnu/libgcc_s.so.1",
+		"lib/terminfo/t/tmux-256color", "lib/terminfo/x/xterm-256color", "etc/ssl/certs/ca-certificates.crt",
 	} {
 		if _, ok := tr[p]; !ok {
 			t.Errorf("guest image lacks %q", p)
@@ -128,6 +141,15 @@ func TestGuestTree(t *testing.T) {
 	}
 	if n := tr["."]; n == nil || n.perm != 0o755 {
 		t.Errorf("guest root is %+v; want a 0755 directory", n)
+	}
+	if n := tr["usr/bin/claude"]; n.kind != 'l' || n.target != "/"+agentMount+"/bin/claude" {
+		t.Errorf("usr/bin/claude is %+v; want a link into the agents share", n)
+	}
+	// The agents stay out of the initramfs: boot under TCG unpacks every byte.
+	for p, n := range tr {
+		if strings.HasPrefix(p, agentMount+"/") || n.src != "" && strings.HasPrefix(n.src, ag.dir) {
+			t.Errorf("%s (from %s) is in the initramfs", p, n.src)
+		}
 	}
 	if n := tr["etc/keystone/boot"]; n.perm != 0o755 {
 		t.Errorf("boot script mode %o; want 0755", n.perm)
@@ -295,6 +317,9 @@ func TestBuildCache(t *testing.T) {
 	if _, err := findKernel(""); err != nil {
 		t.Skip(err)
 	}
+	if testing.Short() {
+		t.Skip("-short: the agents are not downloaded")
+	}
 	ctx := context.Background()
 	cache := t.TempDir()
 	start := time.Now()
@@ -352,6 +377,9 @@ func TestRunnerArgs(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
 	os.MkdirAll(filepath.Join(dir, shareDir), 0o755)
 	os.WriteFile(filepath.Join(dir, runBin), runner[runBin], 0o755)
+	agentTree := filepath.Join(t.TempDir(), "agents,tree")
+	os.MkdirAll(agentTree, 0o755)
+	os.Symlink(agentTree, filepath.Join(dir, agentsDir))
 	fake := t.TempDir()
 	os.WriteFile(filepath.Join(fake, "qemu-system-x86_64"), []byte("#!/bin/sh\nprintf '%s\\n' \"$@\"\n"), 0o755)
 	env := contractEnv(t, dir, 2299, 1000, 1001)
@@ -374,6 +402,7 @@ func TestRunnerArgs(t *testing.T) {
 		"\nlocal,id=keystone,path=" + esc + "/state/guest,security_model=none,readonly=on\n",
 		"\nlocal,id=home,path=" + esc + "/state/home,security_model=none\n",
 		"\nlocal,id=control,path=" + esc + "/state/control,security_model=none,readonly=on\n",
+		"\nlocal,id=agents,path=" + strings.ReplaceAll(agentTree, ",", ",,") + ",security_model=none,readonly=on\n",
 		"\nunix:qmp.sock,server=on,wait=off\n",
 		" keystone.uid=1000 keystone.gid=1001 keystone.name=test-guest\n",
 		",-vmx,-svm\n",

@@ -1,7 +1,9 @@
 // Package testguest builds the Debian test guest: a real runner directory
 // (docs/runner-contract.md) that boots a small Linux guest with qemu, made
-// only from Debian packages installed on the host (kernel, busybox-static,
-// dropbear-bin, git). The end-to-end tests and users without Nix run it.
+// from Debian packages installed on the host (kernel, busybox-static,
+// dropbear-bin, git, bash, tmux) and the pinned agents (package agentstore),
+// which are shared into the guest read-only rather than packed into the
+// initramfs. The end-to-end tests and users without Nix run it.
 //
 // It owns the image and its cache; it never starts a guest itself: booting
 // is the runner's bin/microvm-run, under whoever runs it.
@@ -20,11 +22,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"text/template"
+
+	"github.com/keystone-agent/keystone/internal/guestconf"
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 // version changes whenever the builder's output changes for the same inputs.
-const version = "keystone-testguest-1"
+const version = "keystone-testguest-2"
 
 // Options configures Build. The zero value is ready to use.
 type Options struct {
@@ -39,6 +45,12 @@ type Options struct {
 	// hard-linked from the cache where possible) and Build returns it.
 	// An existing Out must be empty or a runner an earlier Build wrote.
 	Out string
+	// AgentCache holds the unpacked agents (package agentstore), apart from
+	// CacheDir so that a new guest never downloads them again. Default:
+	// $XDG_CACHE_HOME/keystone/agents, else ~/.cache/keystone/agents.
+	AgentCache string
+	// Progress receives a line per agent download; nil discards.
+	Progress io.Writer
 }
 
 // Runner directory layout.
@@ -49,6 +61,9 @@ const (
 	runnerJSON  = shareDir + "/runner.json"
 	vmlinuxFile = shareDir + "/vmlinux"
 	initrdFile  = shareDir + "/initrd"
+	// agentsDir is the agent tree, shared read-only into the guest: a link
+	// into the agent cache, a copy in an -out directory.
+	agentsDir = shareDir + "/agents"
 	// markerFile holds the input hash; it marks a directory Build may replace.
 	markerFile = shareDir + "/testguest"
 )
@@ -60,7 +75,11 @@ var files embed.FS
 // the cache has none for the current inputs (the kernel, every file copied
 // into the guest, the scripts and the builder's version).
 func Build(ctx context.Context, opts Options) (string, error) {
-	cache, err := cacheDir(opts.CacheDir)
+	cache, err := cacheDir(opts.CacheDir, "testguest")
+	if err != nil {
+		return "", err
+	}
+	ag, err := ensureAgents(ctx, opts)
 	if err != nil {
 		return "", err
 	}
@@ -72,7 +91,7 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t, err := guestTree(ctx, h, scripts)
+	t, err := guestTree(ctx, h, scripts, ag)
 	if err != nil {
 		return "", err
 	}
@@ -80,13 +99,13 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sum, err := inputHash(h, t, runner)
+	sum, err := inputHash(h, t, runner, ag)
 	if err != nil {
 		return "", err
 	}
 	dir := filepath.Join(cache, sum)
 	if _, err := os.Stat(filepath.Join(dir, markerFile)); err != nil {
-		if err := build(ctx, cache, dir, sum, h, t, runner); err != nil {
+		if err := build(ctx, cache, dir, sum, h, t, runner, ag); err != nil {
 			return "", err
 		}
 	}
@@ -99,7 +118,8 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	return opts.Out, nil
 }
 
-func cacheDir(opt string) (string, error) {
+// cacheDir is opt, else the user's cache directory's keystone/<name>.
+func cacheDir(opt, name string) (string, error) {
 	if opt != "" {
 		return filepath.Abs(opt)
 	}
@@ -107,47 +127,63 @@ func cacheDir(opt string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("cannot find a cache directory (set XDG_CACHE_HOME or HOME): %w", err)
 	}
-	return filepath.Join(base, "keystone", "testguest"), nil
+	return filepath.Join(base, "keystone", name), nil
 }
 
-// bootData fills files/guest/boot.tmpl.
-type bootData struct {
-	ModuleDir string
+// guestData fills the templates among the guest's files (*.tmpl): the
+// paths they share with the host side, from the packages that own them.
+type guestData struct {
+	ModuleDir  string
+	AgentMount string
+	// The per-start files: their names in the keystone share, their paths
+	// in the guest.
+	HostEnv, HostGitConfig string
+	EnvPath, GitConfigPath string
+	ConfDir                string
+}
+
+func defaultGuestData() guestData {
+	return guestData{
+		ModuleDir: moduleDir, AgentMount: agentMount,
+		HostEnv: statedir.GuestEnvironment, HostGitConfig: statedir.GuestGitConfig,
+		EnvPath: guestconf.EnvironmentPath, GitConfigPath: guestconf.GitConfigPath, ConfDir: guestconf.GuestDir,
+	}
 }
 
 // guestScripts returns the guest's own files, keyed by path in the guest.
 func guestScripts() (map[string][]byte, error) {
-	boot, err := renderBoot(bootData{ModuleDir: moduleDir})
-	if err != nil {
-		return nil, err
-	}
-	m := map[string][]byte{"etc/keystone/boot": boot}
+	m := map[string][]byte{}
 	for dst, src := range map[string]string{
+		"etc/keystone/boot":      "boot.tmpl",
 		"etc/inittab":            "inittab",
 		"etc/keystone/sshd":      "sshd",
 		"etc/keystone/poweroff":  "poweroff",
 		"etc/acpi/PWRF/00000080": "acpi-power",
-		"etc/gitconfig":          "gitconfig",
-		"etc/profile":            "profile",
+		"etc/gitconfig":          "gitconfig.tmpl",
+		"etc/profile":            "profile.tmpl",
 	} {
-		data, err := files.ReadFile("files/guest/" + src)
+		data, err := renderGuestFile(src, defaultGuestData())
 		if err != nil {
 			return nil, err
 		}
 		m[dst] = data
 	}
-	m["etc/shells"] = []byte("/bin/sh\n")
+	m["etc/shells"] = []byte("/bin/sh\n/bin/bash\n")
 	return m, nil
 }
 
-func renderBoot(d bootData) ([]byte, error) {
-	tmpl, err := template.ParseFS(files, "files/guest/boot.tmpl")
+// renderGuestFile returns files/guest/<name>, rendered when it is a template.
+func renderGuestFile(name string, d guestData) ([]byte, error) {
+	if !strings.HasSuffix(name, ".tmpl") {
+		return files.ReadFile("files/guest/" + name)
+	}
+	tmpl, err := template.New(name).Option("missingkey=error").ParseFS(files, "files/guest/"+name)
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
 	if err := tmpl.Execute(&b, d); err != nil {
-		return nil, fmt.Errorf("failed to render the guest's boot script: %w", err)
+		return nil, fmt.Errorf("failed to render the guest's %s: %w", name, err)
 	}
 	return b.Bytes(), nil
 }
@@ -166,9 +202,10 @@ func runnerFiles() (map[string][]byte, error) {
 	return m, nil
 }
 
-func inputHash(h host, t tree, runner map[string][]byte) (string, error) {
+func inputHash(h host, t tree, runner map[string][]byte, ag agentTree) (string, error) {
 	d := sha256.New()
 	fmt.Fprintf(d, "%s\n", version)
+	fmt.Fprintf(d, "agents %s\n", ag.key)
 	sum, err := fileSum(h.kernel)
 	if err != nil {
 		return "", fmt.Errorf("failed to read the kernel: %w", err)
@@ -186,7 +223,7 @@ func inputHash(h host, t tree, runner map[string][]byte) (string, error) {
 // build writes the runner into a temporary directory next to dir and
 // renames it into place, so a runner in the cache is always complete and
 // concurrent builds of the same inputs do not trip over each other.
-func build(ctx context.Context, cache, dir, sum string, h host, t tree, runner map[string][]byte) (err error) {
+func build(ctx context.Context, cache, dir, sum string, h host, t tree, runner map[string][]byte, ag agentTree) (err error) {
 	if _, err := exec.LookPath("zstd"); err != nil {
 		return &MissingError{Program: "zstd", Package: "zstd"}
 	}
@@ -229,6 +266,9 @@ func build(ctx context.Context, cache, dir, sum string, h host, t tree, runner m
 		return err
 	}
 	if err := writeInitrd(ctx, t, filepath.Join(tmp, initrdFile)); err != nil {
+		return err
+	}
+	if err := os.Symlink(ag.dir, filepath.Join(tmp, agentsDir)); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(tmp, markerFile), []byte(sum+"\n"), 0o644); err != nil {
@@ -300,6 +340,9 @@ func export(dir, out string) (err error) {
 		if err := linkOrCopy(filepath.Join(dir, name), filepath.Join(tmp, name)); err != nil {
 			return fmt.Errorf("failed to write %q: %w", filepath.Join(out, name), err)
 		}
+	}
+	if err := copyTree(filepath.Join(dir, agentsDir), filepath.Join(tmp, agentsDir)); err != nil {
+		return fmt.Errorf("failed to write %q: %w", filepath.Join(out, agentsDir), err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
