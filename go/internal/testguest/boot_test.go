@@ -155,10 +155,10 @@ func (vm *testVM) checkAgents(t *testing.T, client *ssh.Client) {
 		"node --version":   "v" + m.Packages["node"].Version,
 		"npm --version":    m.Packages["npm"].Version,
 		"tmux -V":          "tmux ",
-		"echo $SHELL; bash -c 'echo $BASH_VERSION'":               "/bin/bash\n5.",
-		". " + guestconf.EnvironmentPath + " && echo $IS_SANDBOX": "1",
+		"echo $SHELL; bash -c 'echo $BASH_VERSION'":                                                   "/bin/bash\n5.",
+		". " + guestconf.EnvironmentPath + " && echo $IS_SANDBOX":                                     "1",
 		"cd /workspace && git config user.name && git config user.email && git config commit.gpgsign": "Ada Lovelace\nada@example.org\nfalse",
-		"touch /opt/keystone/agents/x 2>&1 || echo read-only": "read-only",
+		"touch /opt/keystone/agents/x 2>&1 || echo read-only":                                         "read-only",
 	} {
 		start := time.Now()
 		got := vm.run(t, client, cmd)
