@@ -3,7 +3,7 @@
 #   - microvm.vms.<name>: a microvm.nix guest running ./guest.nix
 #   - keystone-agent-prepare-<name>: clone the project, generate keys (as the owner)
 #   - microvm@<name> (microvm.nix's unit) run as the owner in <dir>/state
-#   - keystone-agent-watch-<name>: the sync watcher for auto-commit/auto-idle
+#   - keystone-agent-hostd-<name>: the sandbox's host daemon (sync watcher, host-side services)
 #   - /etc/keystone/agent/declared.json: what `keystone agent` reads
 # No modulesPath imports: the module loads in the offline evaluator (nix-checks/).
 { config, lib, pkgs, ... }:
@@ -15,10 +15,9 @@ let
 
   groupOf = sb: config.users.users.${sb.owner}.group or "users";
   stateOf = sb: "${sb.dir}/state";
-  watched = sb: sb.syncMode != "manual";
   prepareUnit = name: "keystone-agent-prepare-${name}";
   vmUnit = name: "microvm@${name}";
-  watchUnit = name: "keystone-agent-watch-${name}";
+  hostdUnit = name: "keystone-agent-hostd-${name}";
   runnerOf = name: config.microvm.vms.${name}.config.config.microvm.declaredRunner;
 
   guestFor = name: sb: {
@@ -112,8 +111,8 @@ let
     };
   };
 
-  watchService = name: sb: {
-    description = "Sync watcher of keystone agent sandbox '${name}' (${sb.syncMode})";
+  hostdService = name: sb: {
+    description = "Host daemon of keystone agent sandbox '${name}' (sync mode ${sb.syncMode})";
     bindsTo = [ "${vmUnit name}.service" ];
     after = [ "${vmUnit name}.service" ];
     wantedBy = [ "${vmUnit name}.service" ];
@@ -121,10 +120,10 @@ let
     serviceConfig = {
       User = sb.owner;
       Group = groupOf sb;
-      ExecStart = "${cfg.package}/bin/keystone agent watch ${name}";
+      ExecStart = "${cfg.package}/bin/keystone agent hostd ${name}";
       Restart = "on-failure";
       RestartSec = 5;
-      SyslogIdentifier = watchUnit name;
+      SyslogIdentifier = hostdUnit name;
     };
   };
 
@@ -173,7 +172,7 @@ in
     systemd.services =
       mapAttrs' (name: sb: nameValuePair (prepareUnit name) (prepareService name sb)) enabled
       // mapAttrs' (name: sb: nameValuePair (vmUnit name) (vmDropIn name sb)) enabled
-      // mapAttrs' (name: sb: nameValuePair (watchUnit name) (watchService name sb)) (filterAttrs (_: watched) enabled);
+      // mapAttrs' (name: sb: nameValuePair (hostdUnit name) (hostdService name sb)) enabled;
 
     boot.extraModprobeConfig = lib.mkIf (lib.any (sb: sb.nested) (lib.attrValues enabled)) ''
       options kvm_intel nested=1

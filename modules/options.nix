@@ -35,7 +35,7 @@ in
       example = lib.literalExpression ''
         { my-app = { projectPath = "/home/alice/src/my-app"; owner = "alice"; agents = [ "claude-code" ]; }; }
       '';
-      description = "Declared sandboxes: a microvm.nix guest each, with host units that prepare, run and watch it.";
+      description = "Declared sandboxes: a microvm.nix guest each, with host units that prepare and run it and its host daemon.";
     };
   };
 }

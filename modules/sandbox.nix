@@ -60,7 +60,7 @@ in
     syncMode = mkOption {
       type = types.enum [ "manual" "auto-commit" "auto-idle" ];
       default = "manual";
-      description = "manual: only `keystone agent sync`. auto-commit, auto-idle: a watcher unit (keystone-agent-watch-<name>) runs `keystone agent watch <name>` as the owner while the VM runs.";
+      description = "manual: only `keystone agent sync`. auto-commit, auto-idle: the sandbox's host daemon unit (keystone-agent-hostd-<name>, `keystone agent hostd <name>` as the owner while the VM runs) syncs by itself.";
     };
     share = mkOption {
       type = types.enum [ "9p" "virtiofs" ];

@@ -134,12 +134,12 @@ in
     expected = [ "alice" "users" [ "kvm" ] "/var/lib/keystone-agent/my-app/state" [ "" "/var/lib/keystone-agent/my-app/state/booted/bin/microvm-shutdown" ] "on-failure" ];
   };
   test_vm_template_from_microvm = { expr = svc."microvm@".serviceConfig.ExecStart; expected = "/var/lib/microvms/%i/current/bin/microvm-run"; };
-  test_watch_unit = {
-    expr = with svc.keystone-agent-watch-my-app; [ serviceConfig.ExecStart serviceConfig.User bindsTo after wantedBy ];
-    expected = [ "${pkgs.mkFake "keystone-0.1.0" { }}/bin/keystone agent watch my-app" "alice" [ "microvm@my-app.service" ] [ "microvm@my-app.service" ] [ "microvm@my-app.service" ] ];
+  test_hostd_unit = {
+    expr = with svc.keystone-agent-hostd-my-app; [ serviceConfig.ExecStart serviceConfig.User bindsTo after wantedBy ];
+    expected = [ "${pkgs.mkFake "keystone-0.1.0" { }}/bin/keystone agent hostd my-app" "alice" [ "microvm@my-app.service" ] [ "microvm@my-app.service" ] [ "microvm@my-app.service" ] ];
   };
-  test_no_watch_when_manual = { expr = svc ? keystone-agent-watch-infra; expected = false; };
-  test_watch_auto_idle = { expr = (one { syncMode = "auto-idle"; }).config.systemd.services ? keystone-agent-watch-x; expected = true; };
+  test_hostd_also_when_manual = { expr = svc ? keystone-agent-hostd-infra; expected = true; };
+  test_hostd_auto_idle = { expr = (one { syncMode = "auto-idle"; }).config.systemd.services ? keystone-agent-hostd-x; expected = true; };
   test_tmpfiles = {
     expr = lib.filter (lib.hasInfix "my-app") c.systemd.tmpfiles.rules;
     expected = [ "d /var/lib/keystone-agent/my-app 0700 alice users -" "d /var/lib/keystone-agent/my-app/state 0700 alice users -" ];

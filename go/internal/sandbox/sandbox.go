@@ -25,7 +25,13 @@ type Env struct {
 	Declared string    // path of the NixOS module's declared.json
 	Home     string    // the user's home, for ~/.ssh public keys
 	Progress io.Writer // stderr: progress lines
+	// Keystone is the keystone program run as the host daemon; "" means
+	// this program (tests, whose binary is not keystone, give a built one).
+	Keystone string
 }
+
+// DeclaredEnv overrides DefaultDeclared (tests, the NixOS module's units).
+const DeclaredEnv = "KEYSTONE_AGENT_DECLARED"
 
 // DefaultDeclared is where the NixOS module writes declared sandboxes.
 const DefaultDeclared = "/etc/keystone/agent/declared.json"
@@ -36,9 +42,14 @@ func NewEnv(progress io.Writer) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewEnvAt(statedir.Dir(root), progress), nil
+}
+
+// NewEnvAt builds the Env of the current user on the state directory d (the
+// host daemon is told its sandbox's).
+func NewEnvAt(d statedir.Dir, progress io.Writer) *Env {
 	home, _ := os.UserHomeDir()
-	d := statedir.Dir(root)
-	declared := os.Getenv("KEYSTONE_AGENT_DECLARED")
+	declared := os.Getenv(DeclaredEnv)
 	if declared == "" {
 		declared = DefaultDeclared
 	}
@@ -48,7 +59,7 @@ func NewEnv(progress io.Writer) (*Env, error) {
 		Declared: declared,
 		Home:     home,
 		Progress: progress,
-	}, nil
+	}
 }
 
 // Sandbox is one sandbox: its declaration and where it lives.

@@ -106,8 +106,8 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if err := e.boot(ctx, sb, runnerDir, &proc); err != nil {
 		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
 	}
-	if err := e.StartWatcher(sb); err != nil {
-		e.progressf("keystone: warning: %v", err)
+	if err := e.StartDaemon(sb); err != nil {
+		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
 	}
 	return sb, nil
 }

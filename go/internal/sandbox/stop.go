@@ -34,8 +34,8 @@ func (e *Env) Stop(sb *Sandbox) (string, error) {
 }
 
 func (e *Env) stopLocked(sb *Sandbox) (string, error) {
-	if err := e.StopWatcher(sb); err != nil {
-		e.progressf("keystone: warning: stopping the sync watcher: %v", err)
+	if err := e.StopDaemon(sb); err != nil {
+		e.progressf("keystone: warning: stopping the host daemon: %v", err)
 	}
 	pid, err := runner.ReadPID(sb.Dir.State())
 	if err != nil {

@@ -53,10 +53,12 @@ const (
 	// GuestGitConfig is the guest's git identity, rewritten at every start (state/guest/; package guestconf).
 	GuestGitConfig = "gitconfig"
 
-	// WatchPID holds the sync watcher's pid while it runs (state/; auto sync modes).
-	WatchPID = "watch.pid"
-	// WatchLog receives the sync watcher's output (state/).
-	WatchLog = "watch.log"
+	// DaemonPID holds the host daemon's pid while it runs (state/): the
+	// per-sandbox process of `keystone agent hostd` (sync watcher and other
+	// host-side services).
+	DaemonPID = "hostd.pid"
+	// DaemonLog receives the host daemon's output (state/).
+	DaemonLog = "hostd.log"
 	// SyncStatus is the last sync's result, written atomically by sync and the watcher (state/).
 	SyncStatus = "sync.json"
 	// SyncLock serialises the syncs of one sandbox: sync, stop --sync, the watcher (state/).

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,7 @@ func New(t testing.TB) *Env {
 			Declared: filepath.Join(work, "no-declared.json"),
 			Home:     filepath.Join(work, "home"),
 			Progress: testWriter{t},
+			Keystone: Keystone(t),
 		},
 		Work: work,
 	}
@@ -156,4 +158,33 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+var (
+	keystoneOnce sync.Once
+	keystoneBin  string
+	keystoneErr  error
+)
+
+// Keystone returns the keystone program built from this module, once per
+// process: what a sandbox.Env runs as its host daemon in tests, whose own
+// binary is the test binary.
+func Keystone(t testing.TB) string {
+	t.Helper()
+	keystoneOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keystone-bin-")
+		if err != nil {
+			keystoneErr = err
+			return
+		}
+		keystoneBin = filepath.Join(dir, "keystone")
+		out, err := exec.Command("go", "build", "-o", keystoneBin, "github.com/keystone-agent/keystone/cmd/keystone").CombinedOutput()
+		if err != nil {
+			keystoneErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if keystoneErr != nil {
+		t.Fatalf("cannot build keystone: %v", keystoneErr)
+	}
+	return keystoneBin
 }

@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/keystone-agent/keystone/internal/hostd"
+	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/statedir"
+	"github.com/keystone-agent/keystone/internal/syncwatch"
+)
+
+// IdleEnv configures the quiet time of the auto-idle sync mode (a Go duration).
+const IdleEnv = "KEYSTONE_AGENT_SYNC_IDLE"
+
+func init() {
+	register(&verb{
+		name:    "hostd",
+		hidden:  true,
+		summary: "run the host daemon of a sandbox (its host-side services)",
+		usage: `Usage: keystone agent hostd <name> [--idle DURATION] [--interval DURATION] [--state-dir DIR]
+
+Started by ` + "`start`" + ` for every sandbox, detached, and stopped by ` + "`stop`" + `;
+declared sandboxes run it as the unit keystone-agent-hostd-<name>. It runs the
+sandbox's host-side services (the sync watcher of the auto-commit and
+auto-idle sync modes) and ends by itself, after a last sync, once the
+sandbox's VM is gone. The idle time defaults to $` + IdleEnv + ` or 30s.
+`,
+		run: runHostd,
+	})
+}
+
+func runHostd(ctx context.Context, env *Env, args []string) error {
+	v := verbs["hostd"]
+	fs := newFlags(v)
+	idle := syncwatch.DefaultIdle
+	if s := os.Getenv(IdleEnv); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s=%q is not a positive duration such as 30s", IdleEnv, s)}
+		}
+		idle = d
+	}
+	fs.DurationVar(&idle, "idle", idle, "auto-idle: quiet time before a sync")
+	interval := fs.Duration("interval", syncwatch.DefaultInterval, "how often the workspace is looked at")
+	stateDir := fs.String("state-dir", "", "the state directory (default: the user's)")
+	if err := parse(fs, v, args); err != nil {
+		return err
+	}
+	if *stateDir != "" {
+		env.sandboxes = sandbox.NewEnvAt(statedir.Dir(*stateDir), env.Stderr)
+	}
+	if fs.NArg() != 1 {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("hostd: a sandbox name is required")}
+	}
+	_, sb, err := resolve(env, fs.Args())
+	if err != nil {
+		return err
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(env.Stderr, "%s %s\n", time.Now().Format(time.RFC3339), fmt.Sprintf(format, args...))
+	}
+	// Each service of the sandbox, one line each.
+	var services []hostd.Service
+	if sb.SyncMode == syncwatch.ModeAutoCommit || sb.SyncMode == syncwatch.ModeAutoIdle {
+		services = append(services, &syncwatch.Service{
+			Options: syncwatch.Options{Sync: gitsyncOptions(sb), StateDir: sb.Dir.State(),
+				Mode: sb.SyncMode, Idle: idle, Interval: *interval},
+			OnEvent: func(ev syncwatch.Event) {
+				switch {
+				case ev.Err != nil:
+					logf("sync: %v", ev.Err)
+				case ev.Report != nil:
+					logf("sync: %s, %d commits", ev.Report.Result, len(ev.Report.Commits))
+				}
+			},
+		})
+	}
+	logf("host daemon of %q: %d services", sb.Name, len(services))
+	return hostd.Run(ctx, hostd.Options{
+		Services: services,
+		Alive:    func() bool { return sandbox.VMAlive(sb) },
+		Ready:    readyNotifier(),
+		Log:      env.Stderr,
+	})
+}
+
+// readyNotifier returns the function that tells the launching `start` that the
+// daemon is ready, through the descriptor named by hostd.ReadyFDEnv.
+func readyNotifier() func() {
+	fd, err := strconv.Atoi(os.Getenv(hostd.ReadyFDEnv))
+	if err != nil || fd < 3 {
+		return nil
+	}
+	os.Unsetenv(hostd.ReadyFDEnv) // not inherited by anything the services start
+	f := os.NewFile(uintptr(fd), "ready")
+	return func() {
+		f.WriteString(hostd.ReadyMessage)
+		f.Close()
+	}
+}
