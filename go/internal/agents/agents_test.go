@@ -85,3 +85,17 @@ func TestParseRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestSessionArgv(t *testing.T) {
+	m, _ := Load()
+	a, _ := m.Agent("claude")
+	if got := strings.Join(a.StartArgv("/workspace"), " "); got != "tmux -u new-session -d -s keystone-agent -c /workspace -- claude --dangerously-skip-permissions" {
+		t.Errorf("start: %q", got)
+	}
+	if got := strings.Join(a.AttachArgv("/workspace"), " "); got != "tmux -u new-session -A -s keystone-agent -c /workspace -- claude --dangerously-skip-permissions" {
+		t.Errorf("attach: %q", got)
+	}
+	if got := strings.Join(AliveArgv(), " "); got != "tmux -u has-session -t =keystone-agent" {
+		t.Errorf("alive: %q", got)
+	}
+}
