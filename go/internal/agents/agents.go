@@ -42,6 +42,11 @@ type Agent struct {
 	// Flags turn off the agent's permission prompts for the pinned version:
 	// the sandbox is the boundary.
 	Flags []string `json:"flags"`
+	// Home holds JSON files written into the guest user's home when they are
+	// missing, before the agent first runs: the first-run state that trusts
+	// /workspace and skips a setup that would end the agent when its API is
+	// unreachable. The agent owns them afterwards (logins are saved there).
+	Home map[string]json.RawMessage `json:"home,omitempty"`
 }
 
 // Manifest is manifest.json.
@@ -121,6 +126,14 @@ func (m *Manifest) validate() error {
 		for _, f := range a.Flags {
 			if !strings.HasPrefix(f, "-") {
 				return fmt.Errorf("agent %q: flag %q does not start with '-'", name, f)
+			}
+		}
+		for rel, data := range a.Home {
+			if rel == "" || path.IsAbs(rel) || path.Clean(rel) != rel || strings.HasPrefix(rel, "../") || rel == ".." {
+				return fmt.Errorf("agent %q: home file %q must be relative and stay inside the home", name, rel)
+			}
+			if !json.Valid(data) {
+				return fmt.Errorf("agent %q: home file %q is not JSON", name, rel)
 			}
 		}
 	}

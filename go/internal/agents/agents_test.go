@@ -2,6 +2,9 @@ package agents
 
 import (
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -76,6 +79,7 @@ func TestParseRejects(t *testing.T) {
 		"missing command": {strings.Replace(good, `"command": "p"`, `"command": "q"`, 1), `no program "q"`},
 		"bad flag":        {strings.Replace(good, `"--go"`, `"go"`, 1), "does not start with"},
 		"bad program":     {strings.Replace(good, `"p": "bin/p"`, `"P x": "bin/p"`, 1), "program name"},
+		"escaping home":   {strings.Replace(good, `"flags": ["--go"]`, `"flags": ["--go"], "home": {"../x": {}}`, 1), "stay inside the home"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.json))
@@ -97,5 +101,40 @@ func TestSessionArgv(t *testing.T) {
 	}
 	if got := strings.Join(AliveArgv(), " "); got != "tmux -u has-session -t =keystone-agent" {
 		t.Errorf("alive: %q", got)
+	}
+}
+
+func TestSeedArgv(t *testing.T) {
+	m, _ := Load()
+	codex, _ := m.Agent("codex")
+	if codex.SeedArgv() != nil {
+		t.Error("codex has no first-run files; want no seed command")
+	}
+	claude, _ := m.Agent("claude")
+	home := t.TempDir()
+	argv := claude.SeedArgv()
+	run := func() {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("seed: %v %s", err, out)
+		}
+	}
+	run()
+	data, err := os.ReadFile(filepath.Join(home, ".claude.json"))
+	if err != nil || !strings.Contains(string(data), `"/workspace":{"hasTrustDialogAccepted":true}`) || !strings.HasSuffix(string(data), "}\n") {
+		t.Fatalf(".claude.json = %q, %v", data, err)
+	}
+	// The agent's own file (a login, say) is never replaced.
+	os.WriteFile(filepath.Join(home, ".claude.json"), []byte("mine"), 0o600)
+	run()
+	if data, _ := os.ReadFile(filepath.Join(home, ".claude.json")); string(data) != "mine" {
+		t.Fatalf("an existing file was replaced: %q", data)
+	}
+	gemini, _ := m.Agent("gemini")
+	argv = gemini.SeedArgv()
+	run()
+	if data, _ := os.ReadFile(filepath.Join(home, ".gemini", "trustedFolders.json")); string(data) != `{"/workspace":"TRUST_FOLDER"}`+"\n" {
+		t.Fatalf("trustedFolders.json = %q", data)
 	}
 }

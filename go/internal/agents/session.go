@@ -1,5 +1,12 @@
 package agents
 
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"slices"
+)
+
 // The agent runs in a tmux session in the guest, so it keeps working when
 // the user detaches (tmux's detach key, or a closed terminal) and `attach`
 // rejoins the same process. The session runs the agent itself, not a shell:
@@ -26,3 +33,30 @@ func (a Agent) AttachArgv(dir string) []string {
 
 // AliveArgv exits 0 when the session exists ("=" matches the name exactly).
 func AliveArgv() []string { return tmux("has-session", "-t", "="+SessionName) }
+
+// seedScript writes each (path, content) argument pair into $HOME unless the
+// file exists: the agent's own later changes are never overwritten.
+const seedScript = `umask 077
+while [ $# -gt 1 ]; do
+	f="$HOME/$1"
+	if [ ! -e "$f" ]; then mkdir -p "$(dirname "$f")" && printf '%s\n' "$2" >"$f" || exit 1; fi
+	shift 2
+done`
+
+// SeedArgv writes the agent's first-run files (Agent.Home); nil when it
+// has none.
+func (a Agent) SeedArgv() []string {
+	if len(a.Home) == 0 {
+		return nil
+	}
+	argv := []string{"sh", "-c", seedScript, "sh"}
+	for _, rel := range slices.Sorted(maps.Keys(a.Home)) {
+		var b bytes.Buffer
+		if json.Compact(&b, a.Home[rel]) != nil {
+			b.Reset()
+			b.Write(a.Home[rel]) // validated when loaded: cannot happen
+		}
+		argv = append(argv, rel, b.String())
+	}
+	return argv
+}

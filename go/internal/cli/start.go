@@ -15,7 +15,9 @@ func init() {
 		usage: `Usage: keystone agent start [path] [options]
 
 Clone the project's committed history into a sandbox workspace, build and
-boot the sandbox, wait for SSH and attach at /workspace.
+boot the sandbox, wait for SSH and attach at /workspace. With --agent, the
+agent runs in a tmux session in the guest, and attach joins it; the choice
+is remembered for the sandbox.
 
 Exit codes: 0 success, 1 not a git repository, 2 sandbox already running,
 3 build failed, 4 KVM not available, 64 bad option or value.
@@ -36,6 +38,7 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	noAttach := fs.Bool("no-attach", false, "don't attach after starting")
 	fs.StringVar(&spec.Network, "network", "user", "network mode: user, tap, macvtap, bridge")
 	fs.StringVar(&spec.SyncMode, "sync-mode", "manual", "sync mode: manual, auto-commit, auto-idle")
+	fs.StringVar(&spec.Agent, "agent", "", "run this agent in the sandbox's session: claude, codex, gemini; none drops it (default: the sandbox's last choice)")
 	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
 	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
@@ -53,8 +56,13 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if *noAttach {
-		fmt.Fprintf(env.Stderr, "Sandbox %q is running (SSH on 127.0.0.1:%d).\nRun `keystone agent attach %s` to open a shell.\n", sb.Name, sb.SSHPort, sb.Name)
+		fmt.Fprintf(env.Stderr, "Sandbox %q is running (SSH on 127.0.0.1:%d).\n", sb.Name, sb.SSHPort)
+		if sb.Agent != "" {
+			fmt.Fprintf(env.Stderr, "%s runs in its session. Run `keystone agent attach %s` to join it.\n", sb.Agent, sb.Name)
+		} else {
+			fmt.Fprintf(env.Stderr, "Run `keystone agent attach %s` to open a shell.\n", sb.Name)
+		}
 		return nil
 	}
-	return attach(ctx, env, sb)
+	return attach(ctx, env, sb, false)
 }

@@ -38,6 +38,7 @@ type Entry struct {
 	SSHPort     int       `json:"sshPort"`
 	HostKey     string    `json:"hostKey"`          // guest host key, authorized_keys format: pinned
 	Runner      string    `json:"runner,omitempty"` // prebuilt runner dir; empty: built with nix
+	Agent       string    `json:"agent,omitempty"`  // the agent of the session (start --agent); empty: none
 	Created     time.Time `json:"created"`
 }
 

@@ -49,6 +49,7 @@ func (e *Env) declared() ([]*Sandbox, error) {
 				Network:     v.Get("network").String(),
 				SyncMode:    v.Get("syncMode").String(),
 				SSHPort:     int(v.Get("sshPort").Int()),
+				Agent:       v.Get("agent").String(),
 			},
 			Dir:      statedir.Sandbox(dir),
 			Declared: true,

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/runner"
 )
 
@@ -39,6 +40,10 @@ type Status struct {
 	Declared    bool      `json:"declared"`
 	Runner      string    `json:"runner,omitempty"`
 	Created     time.Time `json:"created,omitzero"`
+	Agent       string    `json:"agent,omitempty"`
+	// AgentSession is "running" or "stopped": the agent's tmux session.
+	AgentSession string              `json:"agentSession,omitempty"`
+	GitIdentity  *guestconf.Identity `json:"gitIdentity,omitempty"`
 }
 
 // Inspect derives the state of sb from evidence: the recorded pid, whether
@@ -51,6 +56,7 @@ func (e *Env) Inspect(sb *Sandbox) Status {
 		Runner: sb.Runner, Created: sb.Created,
 	}
 	st.State, st.PID, st.Reason = evidence(sb)
+	inspectSession(sb, &st)
 	return st
 }
 

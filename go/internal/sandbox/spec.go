@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/keystone-agent/keystone/internal/agents"
 	"github.com/keystone-agent/keystone/internal/names"
+	"github.com/keystone-agent/keystone/internal/registry"
 )
 
 // Defaults and minimums from the user guide ("Default Resources").
@@ -37,7 +39,13 @@ type Spec struct {
 	SyncMode string
 	Runner   string // prebuilt runner directory; empty: the registry's, else nix build
 	Fresh    bool
+	// Agent runs in the sandbox's session (package agents); empty keeps the
+	// sandbox's choice, NoAgent drops it.
+	Agent string
 }
+
+// NoAgent as Spec.Agent removes the sandbox's agent.
+const NoAgent = "none"
 
 // UsageError is bad input caught before anything is created.
 type UsageError struct{ Msg string }
@@ -67,5 +75,26 @@ func (s Spec) Validate() error {
 	case !slices.Contains(SyncModes, s.SyncMode):
 		return usagef("unknown sync mode %q (choose manual, auto-commit or auto-idle)", s.SyncMode)
 	}
+	if s.Agent != "" && s.Agent != NoAgent {
+		m, err := agents.Load()
+		if err != nil {
+			return err
+		}
+		if _, err := m.Agent(s.Agent); err != nil {
+			return usagef("--agent: %v", err)
+		}
+	}
 	return nil
+}
+
+// agentFor is the agent a start gives the sandbox: the one asked for, else
+// the one it had.
+func (s Spec) agentFor(old registry.Entry) string {
+	switch s.Agent {
+	case "":
+		return old.Agent
+	case NoAgent:
+		return ""
+	}
+	return s.Agent
 }

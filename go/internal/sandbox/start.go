@@ -98,12 +98,16 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		Name: name, ProjectPath: project, MemoryMB: spec.MemoryMB, VCPUs: spec.VCPUs,
 		Nested: spec.Nested, Network: spec.Network, SyncMode: spec.SyncMode,
 		SSHPort: old.SSHPort, Runner: runnerDir, Created: old.Created,
+		Agent: spec.agentFor(old),
 	}
 	if !existed || spec.Fresh || sb.Created.IsZero() {
 		sb.Created = time.Now().UTC().Truncate(time.Second)
 	}
 	var proc *runner.Process
 	if err := e.boot(ctx, sb, runnerDir, &proc); err != nil {
+		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
+	}
+	if err := e.startSession(ctx, sb); err != nil {
 		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
 	}
 	if err := e.StartDaemon(sb); err != nil {
@@ -193,6 +197,9 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	}
 	hostKey, err := e.ensureKeys(sb)
 	if err != nil {
+		return err
+	}
+	if err := e.writeGuestConf(ctx, sb); err != nil {
 		return err
 	}
 	sb.HostKey = hostKey
