@@ -11,9 +11,17 @@ let
   maxIfName = 15;
 
   hexByte = h: i: builtins.substring (2 * i) 2 h;
+
+  # The pinned agents (docs/agents.md): one file for Go and Nix.
+  agentManifest = builtins.fromJSON (builtins.readFile ../go/internal/agents/manifest.json);
+  isUnfree = a: (agentManifest.packages.${a.package}.license or "") == "unfree";
 in
 {
-  inherit namePattern maxIfName;
+  inherit namePattern maxIfName agentManifest;
+
+  # Agent names, and those whose licence is unfree (they need explicit consent).
+  agentNames = lib.attrNames agentManifest.agents;
+  unfreeAgentNames = lib.attrNames (lib.filterAttrs (_: isUnfree) agentManifest.agents);
 
   isValidName = name: builtins.match namePattern name != null;
 

@@ -20,36 +20,6 @@ let
   keysMount = "/mnt/keystone";
   authorizedKeysDir = "/run/keystone-ssh";
 
-  # Agents: the nixpkgs attribute, the program, and the flag that turns off
-  # permission prompts. A sandbox exists so that agents can act without asking.
-  agentTable = {
-    claude-code = { bin = "claude"; flags = [ "--dangerously-skip-permissions" ]; };
-    gemini-cli = { bin = "gemini"; flags = [ "--yolo" ]; };
-    codex = { bin = "codex"; flags = [ "--dangerously-bypass-approvals-and-sandbox" ]; };
-  };
-  agentOption = attr: {
-    enable = mkOption {
-      type = types.bool;
-      default = lib.elem attr cfg.agents;
-      defaultText = lib.literalExpression ''lib.elem "${attr}" config.keystone.guest.agents'';
-      description = "Whether to install ${attr}, wrapped to run without permission prompts.";
-    };
-    package = mkOption {
-      type = types.nullOr types.package;
-      default = pkgs.${attr} or null;
-      defaultText = lib.literalExpression "pkgs.${attr} or null";
-      description = "The ${attr} package (null when this nixpkgs has none).";
-    };
-  };
-  # The wrapper keeps the program's name, so `keystone agent exec -- claude …`
-  # and interactive shells get the same unprompted agent.
-  wrapAgent = attr: a:
-    pkgs.writeShellScriptBin agentTable.${attr}.bin ''
-      export IS_SANDBOX=1
-      exec ${a.package}/bin/${agentTable.${attr}.bin} ${lib.escapeShellArgs agentTable.${attr}.flags} "$@"
-    '';
-  enabledAgents = lib.filterAttrs (_: a: a.enable) cfg.agent;
-
   userNet = cfg.network.mode == "user";
 
   # Run once per boot before sshd: install the keys from the read-only share
@@ -93,6 +63,9 @@ let
   '';
 in
 {
+  # the agents, the session files and the persistent home
+  imports = [ ./agents.nix ];
+
   options.keystone.guest = {
     name = mkOption {
       type = types.strMatching k.namePattern;
@@ -155,13 +128,6 @@ in
       description = "Host directory shared read-only as 9p tag `keystone`: ssh_host_ed25519_key, authorized_keys, password-auth.";
     };
     volumeSize = mkOption { type = types.ints.positive; default = 8192; description = "Size in MiB of the sparse image (state/var.img) that keeps the guest's /var across restarts."; };
-    agents = mkOption {
-      type = types.listOf (types.enum (lib.attrNames agentTable));
-      default = [ ];
-      example = [ "claude-code" "codex" ];
-      description = "Agents to install, each wrapped to run without permission prompts.";
-    };
-    agent = lib.mapAttrs (attr: _: agentOption attr) agentTable;
   };
 
   config = {
@@ -175,10 +141,7 @@ in
       network.mac = rt.mac;
     };
 
-    assertions = lib.mapAttrsToList (attr: a: {
-      assertion = a.package != null;
-      message = "keystone.guest.agent.${attr}.enable: this nixpkgs has no package `${attr}`; set keystone.guest.agent.${attr}.package or use a newer nixpkgs.";
-    }) enabledAgents ++ [
+    assertions = [
       { assertion = cfg.network.mode == "bridge" -> cfg.network.bridge != null;
         message = "keystone.guest.network.bridge must be set when keystone.guest.network.mode is \"bridge\"."; }
       { assertion = cfg.network.mode == "macvtap" -> cfg.network.macvtap.link != null;
@@ -286,12 +249,9 @@ in
 
     environment.systemPackages = [
       pkgs.git pkgs.python3 pkgs.vim pkgs.curl pkgs.wget pkgs.htop pkgs.tmux
-    ] ++ lib.mapAttrsToList wrapAgent enabledAgents;
+    ];
     programs.direnv.enable = true; # installs direnv and its shell hook
     environment.variables.EDITOR = mkDefault "vim";
-    environment.etc."claude-code/managed-settings.json" = mkIf (enabledAgents ? claude-code) {
-      text = builtins.toJSON { permissions.defaultMode = "bypassPermissions"; };
-    };
 
     system.stateVersion = mkDefault "25.05";
   };

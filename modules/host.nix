@@ -24,7 +24,8 @@ let
     imports = [ ./guest.nix ] ++ sb.extraModules;
     keystone.guest = {
       inherit name;
-      inherit (sb) memory vcpus nested sshPort agents;
+      inherit (sb) memory vcpus nested sshPort agent;
+      inherit (cfg) allowUnfreeAgents;
       network = {
         inherit (sb.network) mode mac bridge;
         id = if lib.elem sb.network.mode [ "tap" "macvtap" ] then sb.network.interface else "ks-net";
@@ -37,7 +38,7 @@ let
         socket = if sb.share == "virtiofs" then "${stateOf sb}/virtiofs-workspace.sock" else null;
       };
       guestDir = "${stateOf sb}/guest";
-    };
+    } // lib.optionalAttrs (sb.agents != null) { inherit (sb) agents; };
   };
 
   # Named fragments of the prepare script; it runs as the owner, and runs the
@@ -129,7 +130,7 @@ let
 
   registryEntry = name: sb: {
     inherit name;
-    inherit (sb) projectPath dir sshPort memory vcpus nested syncMode owner;
+    inherit (sb) projectPath dir sshPort memory vcpus nested syncMode owner agent;
     network = sb.network.mode;
     unit = "${vmUnit name}.service";
   };

@@ -3,6 +3,7 @@
 let
   inherit (lib) mkOption types;
   cfg = config.keystone.agent;
+  k = import ../lib { inherit lib; };
 in
 {
   options.keystone.agent = {
@@ -27,6 +28,16 @@ in
       description = ''
         The declared-sandboxes registry this module writes, which the helper
         reads (override with KEYSTONE_AGENT_DECLARED). Format: docs/nixos.md.
+      '';
+    };
+    allowUnfreeAgents = mkOption {
+      type = types.listOf (types.enum k.unfreeAgentNames);
+      default = [ ];
+      example = [ "claude" ];
+      description = ''
+        Unfree agents whose licence you accept for every declared sandbox:
+        "claude" (Claude Code, Anthropic's commercial terms). A sandbox with
+        `agent = "claude"` needs it; nothing unfree is installed without it.
       '';
     };
     sandboxes = mkOption {

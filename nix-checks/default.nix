@@ -8,7 +8,6 @@
 let
   inherit (nixpkgs) lib;
   testPkgs = pkgs // { mkFake = name: _: pkgs.writeText name ""; };
-  unfree = { nixpkgs.config.allowUnfreePredicate = p: lib.elem (lib.getName p) [ "claude-code" ]; };
   baseHost = {
     boot.loader.grub.enable = false;
     fileSystems."/" = { device = "none"; fsType = "tmpfs"; };
@@ -22,7 +21,7 @@ let
   };
   evalHost = modules:
     let
-      sys = lib.nixosSystem { inherit system; modules = [ microvm.nixosModules.host ../modules baseHost unfree ] ++ lib.toList modules; };
+      sys = lib.nixosSystem { inherit system; modules = [ microvm.nixosModules.host ../modules baseHost ] ++ lib.toList modules; };
       guests = lib.mapAttrs (_: v: v.config) (lib.filterAttrs (_: v: v.config != null) sys.config.microvm.vms);
     in
     sys // {
@@ -32,7 +31,7 @@ let
         ++ lib.concatLists (lib.mapAttrsToList (n: g: map (m: "guest ${n}: ${m}") (failedOf g.config)) guests);
       toplevel = sys.config.system.build.toplevel;
     };
-  evalGuest = { modules }: lib.nixosSystem { inherit system; modules = modules ++ [ unfree ]; };
+  evalGuest = { modules }: lib.nixosSystem { inherit system; inherit modules; };
   scope = { inherit lib evalHost evalGuest; pkgs = testPkgs; microvmSrc = microvm.outPath; host = evalHost [ ]; };
 
   # force a value as a build would: derivations by their .drv, the rest deeply

@@ -12,10 +12,13 @@ let
   withSandboxes = sbs: evalHost [ pkg users { keystone.agent.sandboxes = sbs; } ];
   one = sb: withSandboxes { x = app // sb; };
 
-  host = withSandboxes {
-    my-app = app // { syncMode = "auto-commit"; agents = [ "claude-code" ]; };
-    infra = { projectPath = "/home/bob/infra"; owner = "bob"; memory = 4096; vcpus = 2; nested = false; sshPort = 2300; network = { mode = "bridge"; bridge = "br0"; }; share = "virtiofs"; autostart = true; };
-  };
+  host = evalHost [ pkg users {
+    keystone.agent.allowUnfreeAgents = [ "claude" ];
+    keystone.agent.sandboxes = {
+      my-app = app // { syncMode = "auto-commit"; agent = "claude"; };
+      infra = { projectPath = "/home/bob/infra"; owner = "bob"; memory = 4096; vcpus = 2; nested = false; sshPort = 2300; network = { mode = "bridge"; bridge = "br0"; }; share = "virtiofs"; autostart = true; agents = [ "codex" ]; };
+    };
+  } ];
   c = host.config;
   svc = c.systemd.services;
   g = host.guests.my-app.config;
@@ -35,9 +38,10 @@ in
     expected = {
       name = "my-app"; projectPath = "/home/alice/src/my-app"; dir = "/var/lib/keystone-agent/my-app";
       sshPort = k.sshPortFor "my-app"; memory = 8192; vcpus = 4; nested = true; network = "user";
-      syncMode = "auto-commit"; owner = "alice"; unit = "microvm@my-app.service";
+      syncMode = "auto-commit"; owner = "alice"; unit = "microvm@my-app.service"; agent = "claude";
     };
   };
+  test_registry_no_agent = { expr = registry.sandboxes.infra.agent; expected = null; };
   test_registry_version = { expr = [ registry.version (lib.attrNames registry.sandboxes) ]; expected = [ 1 [ "infra" "my-app" ] ]; };
   test_registry_disabled_left_out = {
     expr = lib.attrNames (builtins.fromJSON (withSandboxes { a = app; b = app // { enable = false; sshPort = 2301; }; }).config.environment.etc."keystone/agent/declared.json".text).sandboxes;
@@ -81,6 +85,7 @@ in
   test_autostart = { expr = c.microvm.autostart; expected = [ "infra" ]; };
   test_agents_installed = { expr = lib.any (p: lib.hasInfix "claude" p.name) g.environment.systemPackages; expected = true; };
   test_agents_not_installed = { expr = lib.any (p: lib.hasInfix "claude" p.name) gi.environment.systemPackages; expected = false; };
+  test_session_agent_to_guest = { expr = [ g.keystone.guest.agent g.keystone.guest.allowUnfreeAgents gi.keystone.guest.agents ]; expected = [ "claude" [ "claude" ] [ "codex" ] ]; };
   test_extra_modules = {
     expr = (one { extraModules = [ { networking.domain = "sandbox.test"; } ]; }).guests.x.config.networking.domain;
     expected = "sandbox.test";
@@ -178,8 +183,9 @@ in
   test_assert_dir_inside_project = { expr = (one { dir = "/home/alice/src/my-app/.sandbox"; }).toplevel; expectError = ".*projectPath and keystone\\.agent\\.sandboxes\\.x\\.dir overlap.*"; };
   test_project_path_absolute = { expr = (one { projectPath = "src/app"; }).toplevel; expectError = ".*projectPath.*"; };
   test_network_mode_enum = { expr = (one { network.mode = "nat"; }).toplevel; expectError = ".*network\\.mode.*"; };
-  test_gemini_missing_package = {
-    expr = (one { agents = [ "gemini-cli" ]; extraModules = [ { keystone.guest.agent.gemini-cli.package = null; } ]; }).toplevel;
-    expectError = ".*keystone\\.guest\\.agent\\.gemini-cli\\.enable: this nixpkgs has no package `gemini-cli`.*";
+  test_claude_needs_consent = {
+    expr = (one { agent = "claude"; }).toplevel;
+    expectError = ".*keystone\\.guest\\.agents contains \"claude\", whose licence is unfree.*keystone\\.agent\\.allowUnfreeAgents.*";
   };
+  test_agent_enum = { expr = (one { agent = "cursor"; }).toplevel; expectError = ".*agent.*"; };
 }

@@ -31,6 +31,9 @@ type Package struct {
 	URL       string `json:"url"`     // the registry's dist.tarball
 	Integrity string `json:"integrity"`
 	License   string `json:"license"` // "unfree" needs the user's explicit consent on NixOS
+	// Linkage of its native programs: "glibc" (NixOS patches them with
+	// autoPatchelf), "static", or "" for scripts (which run on the pinned Node).
+	Linkage string `json:"linkage,omitempty"`
 	// Bin maps a program name to its path inside the package.
 	Bin map[string]string `json:"bin"`
 }
@@ -94,6 +97,8 @@ func (m *Manifest) validate() error {
 			return fmt.Errorf("package %q: integrity %q is not a sha512 SRI hash", id, p.Integrity)
 		case len(p.Bin) == 0:
 			return fmt.Errorf("package %q has no programs", id)
+		case p.Linkage != "" && p.Linkage != "glibc" && p.Linkage != "static":
+			return fmt.Errorf("package %q: linkage %q is not glibc, static or empty", id, p.Linkage)
 		}
 		for name, rel := range p.Bin {
 			if !idPattern.MatchString(name) {

@@ -19,6 +19,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+
+	"github.com/keystone-agent/keystone/internal/agents"
 )
 
 // KeystoneFlake is the flake reference rendered into every state/flake.nix.
@@ -27,9 +29,6 @@ import (
 // so a build needs no network when the store already holds that source.
 // Development builds fall back to the published flake.
 var KeystoneFlake = "github:keystone-agent/keystone"
-
-// Agents the guest module can install (keystone.guest.agents).
-var Agents = []string{"claude-code", "gemini-cli", "codex"}
 
 // Networks an imperative runner supports; tap and macvtap need host units and
 // are only available to declared sandboxes.
@@ -43,8 +42,13 @@ type Params struct {
 	Flake string
 	// System is the Nix system; empty means the one this binary runs on.
 	System string
-	// Agents to install in the guest, a subset of Agents.
-	Agents []string
+	// Agent is the agent of the sandbox's session (package agents), empty
+	// for none. The guest installs every free agent anyway; an unfree one
+	// is installed only as the session's agent, because `start --agent` named it.
+	Agent string
+	// Unfree is set by normalize when Agent's licence is unfree: the flake
+	// then accepts it (keystone.guest.allowUnfreeAgents).
+	Unfree bool
 	// Network is "user" (default when empty) or "bridge".
 	Network string
 	// Bridge is the host bridge for Network "bridge"; empty means "br0".
@@ -86,15 +90,16 @@ func (p Params) normalize() (Params, error) {
 	case p.Network != "bridge" && p.Bridge != "":
 		return p, fmt.Errorf("a bridge (%q) is only used with network mode \"bridge\"", p.Bridge)
 	}
-	seen := map[string]bool{}
-	for _, a := range p.Agents {
-		if !slices.Contains(Agents, a) {
-			return p, fmt.Errorf("unknown agent %q (want %s)", a, strings.Join(Agents, ", "))
+	if p.Agent != "" {
+		m, err := agents.Load()
+		if err != nil {
+			return p, err
 		}
-		if seen[a] {
-			return p, fmt.Errorf("agent %q listed twice", a)
+		a, err := m.Agent(p.Agent)
+		if err != nil {
+			return p, err
 		}
-		seen[a] = true
+		p.Unfree = m.Packages[a.Package].License == "unfree"
 	}
 	return p, nil
 }

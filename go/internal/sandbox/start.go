@@ -254,7 +254,7 @@ func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) erro
 }
 
 func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
-	flake, err := nixbuild.Render(nixbuild.Params{Name: sb.Name, Network: sb.Network})
+	flake, err := nixbuild.Render(nixbuild.Params{Name: sb.Name, Network: sb.Network, Agent: sb.Agent})
 	if err != nil {
 		return "", err
 	}
