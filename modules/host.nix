@@ -69,6 +69,11 @@ let
       mv -f "$state/guest/authorized_keys.tmp" "$state/guest/authorized_keys"
     )
   '';
+  # The session environment and git identity a start writes for imperative
+  # sandboxes (docs/agents.md), from the owner's view of the project.
+  writeGuestConf = name: sb: ''
+    ${cfg.package}/bin/keystone agent prepare-guest ${name} --project ${lib.escapeShellArg sb.projectPath} --dir "$dir"
+  '';
   # microvm@'s preStart links `booted` to `current` in its working directory
   linkRunner = name: ''
     ln -sfn ${runnerOf name} "$state/current"
@@ -92,6 +97,7 @@ let
       state="$dir/state"
       ${cloneWorkspace sb}
       ${generateKeys name sb}
+      ${writeGuestConf name sb}
       ${linkRunner name}
     '';
   };

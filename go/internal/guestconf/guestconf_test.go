@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 func TestEnvironmentFileIsSourceable(t *testing.T) {
@@ -121,5 +123,26 @@ func TestHostIdentity(t *testing.T) {
 	id, err = HostIdentity(ctx, repo, "demo")
 	if err == nil || id != DefaultIdentity("demo") {
 		t.Fatalf("no git: got %+v, %v; want the default and an error", id, err)
+	}
+}
+
+// The NixOS guest (modules/agents.nix) copies the files to the same paths.
+func TestNixGuestUsesThePaths(t *testing.T) {
+	nix, err := os.ReadFile("../../../modules/agents.nix")
+	if os.IsNotExist(err) {
+		t.Skip("modules/ is outside this source tree (the flake's go-test check)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`confDir = "` + GuestDir + `";`,
+		`environmentFile = "${confDir}/` + filepath.Base(EnvironmentPath) + `";`,
+		`gitConfigFile = "${confDir}/` + filepath.Base(GitConfigPath) + `";`,
+		`for f in ` + statedir.GuestEnvironment + ` ` + statedir.GuestGitConfig + `; do`,
+	} {
+		if !strings.Contains(string(nix), want) {
+			t.Errorf("modules/agents.nix lacks %q", want)
+		}
 	}
 }

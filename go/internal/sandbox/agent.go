@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,9 +22,15 @@ const WorkDir = "/workspace"
 // writeGuestConf writes this start's session environment and git identity
 // into the guest share (package guestconf); the guest copies them at boot.
 func (e *Env) writeGuestConf(ctx context.Context, sb *Sandbox) error {
+	return WriteGuestConf(ctx, sb, e.Progress)
+}
+
+// WriteGuestConf is writeGuestConf for a declared sandbox, whose prepare
+// unit runs it before the VM boots; warnings go to w.
+func WriteGuestConf(ctx context.Context, sb *Sandbox, w io.Writer) error {
 	id, err := guestconf.HostIdentity(ctx, sb.ProjectPath, sb.Name)
-	if err != nil {
-		e.progressf("keystone: warning: cannot read the project's git identity (%v); commits in the sandbox are by %s", err, id)
+	if err != nil && w != nil {
+		fmt.Fprintf(w, "keystone: warning: cannot read the project's git identity (%v); commits in the sandbox are by %s\n", err, id)
 	}
 	env, err := guestconf.EnvironmentFile(guestconf.Config{Name: sb.Name, Identity: id})
 	if err != nil {

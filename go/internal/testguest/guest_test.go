@@ -3,6 +3,7 @@ package testguest
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"io"
 	"os"
 	"os/exec"
@@ -142,6 +143,7 @@ func TestGuestTree(t *testing.T) {
 	if n := tr["."]; n == nil || n.perm != 0o755 {
 		t.Errorf("guest root is %+v; want a 0755 directory", n)
 	}
+	checkLinkage(t, ag)
 	if n := tr["usr/bin/claude"]; n.kind != 'l' || n.target != "/"+agentMount+"/bin/claude" {
 		t.Errorf("usr/bin/claude is %+v; want a link into the agents share", n)
 	}
@@ -153,6 +155,30 @@ func TestGuestTree(t *testing.T) {
 	}
 	if n := tr["etc/keystone/boot"]; n.perm != 0o755 {
 		t.Errorf("boot script mode %o; want 0755", n.perm)
+	}
+}
+
+// checkLinkage: the manifest's linkage (how the NixOS guest patches each
+// package) says what the programs really are.
+func checkLinkage(t *testing.T, ag agentTree) {
+	for _, id := range ag.m.PackageIDs() {
+		p := ag.m.Packages[id]
+		for name, rel := range p.Bin {
+			f, err := elf.Open(filepath.Join(ag.dir, "pkg", id, rel))
+			got := "" // a script
+			if err == nil {
+				got = "static"
+				for _, prog := range f.Progs {
+					if prog.Type == elf.PT_INTERP {
+						got = "glibc"
+					}
+				}
+				f.Close()
+			}
+			if got != p.Linkage {
+				t.Errorf("%s of %s: the manifest says linkage %q; the program is %q", name, id, p.Linkage, got)
+			}
+		}
 	}
 }
 
