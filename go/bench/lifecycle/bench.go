@@ -152,7 +152,7 @@ func (b *bench) rawBoot() (time.Duration, error) {
 		b.phases = append(b.phases, <-phases)
 	}()
 	defer func() {
-		runner.Stop(b.runner, sb.State(), env, p.Pid, p.Done(), runner.DefaultStop)
+		runner.Stop(b.runner, sb.State(), env, p.Pid, p.Done(), runner.StopOptions{})
 	}()
 	for time.Since(t) < 3*time.Minute {
 		if b.opensshTrue(ent) == nil {

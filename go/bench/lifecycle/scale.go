@@ -29,7 +29,7 @@ func (b *bench) scale(n int) ([]row, error) {
 	var vms []vm
 	defer func() {
 		for _, v := range vms {
-			runner.Stop(b.runner, v.state, v.env, v.p.Pid, v.p.Done(), runner.DefaultStop)
+			runner.Stop(b.runner, v.state, v.env, v.p.Pid, v.p.Done(), runner.StopOptions{})
 		}
 	}()
 	priv, pub, err := sshconn.GenerateKey()

@@ -17,6 +17,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/statedir"
+	"github.com/keystone-agent/keystone/internal/testenv"
 	"github.com/keystone-agent/keystone/internal/testguest"
 )
 
@@ -32,6 +33,7 @@ func TestMain(m *testing.M) {
 // the guest must build: a missing package fails the run instead of skipping.
 func TestScripts(t *testing.T) {
 	runnerDir, guestErr := buildGuest(t)
+	runtimeDir := testenv.RuntimeDir(t)
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -39,6 +41,7 @@ func TestScripts(t *testing.T) {
 			home := filepath.Join(e.WorkDir, "home")
 			e.Setenv("HOME", home)
 			e.Setenv("XDG_CONFIG_HOME", "")
+			e.Setenv("XDG_RUNTIME_DIR", runtimeDir)
 			e.Setenv("STATE", filepath.Join(home, ".config", "keystone", "agent"))
 			e.Setenv("KEYSTONE_AGENT_DECLARED", filepath.Join(e.WorkDir, "no-declared.json"))
 			e.Setenv("KEYSTONE_AGENT_RUNNER", "")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 )
 
@@ -42,6 +43,9 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
 	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
+	}
+	if fs.Changed("name") && spec.Name == "" {
+		return &ExitError{Code: ExitUsage, Err: names.Validate(""), Hint: "leave --name out to name the sandbox after the project directory"}
 	}
 	spec.Nested = !*noNested
 	if fs.NArg() == 1 {

@@ -8,8 +8,13 @@ package gitsync
 // of the same tree written to this pack, insert the middle.
 
 // makeDelta returns a git delta that turns base into target, or nil when it
-// would not save at least half.
+// would not save at least half. An empty target gets none: its delta would be
+// the two sizes alone, shorter than the 4 bytes git's patch_delta accepts
+// (DELTA_SIZE_MIN), and git would call the object corrupt.
 func makeDelta(base, target []byte) []byte {
+	if len(target) == 0 {
+		return nil
+	}
 	p := 0
 	for p < len(base) && p < len(target) && base[p] == target[p] {
 		p++

@@ -14,9 +14,10 @@ import (
 )
 
 // storageOptions keep pack files open between reads (the caller closes the
-// storage), and stream objects over 64 KiB instead of inflating them into a
-// growing buffer first, which cost more than the inflating itself.
-var storageOptions = filesystem.Options{KeepDescriptors: true, MaxOpenDescriptors: 64, LargeObjectThreshold: 64 << 10}
+// storage). No LargeObjectThreshold: go-git's streaming delta reader, used for
+// objects above it, loses its place in the base after a backward copy and
+// returns wrong content (a valid blob of nixpkgs.lib was called corrupt).
+var storageOptions = filesystem.Options{KeepDescriptors: true, MaxOpenDescriptors: 64}
 
 // openStorage opens a trusted git directory (the host's, or a workspace this
 // process is creating) in-process.

@@ -21,6 +21,9 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/names"
 )
 
 // Version is the format version written to sandboxes.json.
@@ -168,6 +171,11 @@ func (r *Registry) read() (*file, error) {
 		f.Sandboxes = map[string]*Entry{}
 	}
 	for name, e := range f.Sandboxes {
+		// A name becomes a path under the state directory: one read from the
+		// file is held to the rules of one typed on the command line.
+		if err := names.Validate(name); err != nil {
+			return nil, &CorruptError{Path: r.path, Err: err}
+		}
 		if e == nil || e.Name != name {
 			return nil, &CorruptError{Path: r.path, Err: fmt.Errorf("entry %q does not carry its own name", name)}
 		}
@@ -180,22 +188,8 @@ func (r *Registry) write(f *file) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(r.path), ".sandboxes-*.json")
-	if err != nil {
-		return fmt.Errorf("failed to write the registry: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(append(data, '\n')); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), r.path)
-	}
-	if err != nil {
-		return fmt.Errorf("failed to write the registry %q: %w", r.path, err)
+	if err := atomicfile.Write(r.path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("failed to update the registry: %w", err)
 	}
 	return nil
 }

@@ -1,12 +1,17 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+
+	"github.com/keystone-agent/keystone/internal/testenv/smallfs"
 )
 
 func newTemp(t *testing.T) *Registry {
@@ -46,12 +51,40 @@ func TestFailedUpdateChangesNothing(t *testing.T) {
 	}
 }
 
+// issue 14.2: on a full disk an update fails with the disk's error and the
+// registry keeps every byte (a shadowed write error once renamed an empty
+// file over it).
+func TestUpdateOnAFullDiskKeepsTheRegistry(t *testing.T) {
+	d := smallfs.Mount(t, 64<<10)
+	r := New(filepath.Join(d, "sandboxes.json"), filepath.Join(d, "sandboxes.lock"))
+	for i := 0; i < 20; i++ {
+		if err := r.Update(func(tx *Tx) error { tx.Put(Entry{Name: fmt.Sprintf("s%d", i), ProjectPath: "/src/p"}); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := os.ReadFile(r.Path())
+	smallfs.Fill(t, d)
+	err := r.Update(func(tx *Tx) error { tx.Put(Entry{Name: "new", ProjectPath: strings.Repeat("/deep", 2000)}); return nil })
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Update on a full disk = %v; want ENOSPC", err)
+	}
+	if after, _ := os.ReadFile(r.Path()); !bytes.Equal(before, after) {
+		t.Fatalf("registry changed on a full disk: %d bytes, was %d", len(after), len(before))
+	}
+	if l, err := r.List(); err != nil || len(l) != 20 {
+		t.Fatalf("List after the failed update: %d entries, %v", len(l), err)
+	}
+}
+
 func TestCorruptFileIsReportedAndKept(t *testing.T) {
 	for name, content := range map[string]string{
 		"truncated":     `{"version":1,"sandboxes":{"a":{"name":"a"`,
 		"garbage":       "\x00\x01not json",
 		"wrong version": `{"version":99,"sandboxes":{}}`,
 		"name mismatch": `{"version":1,"sandboxes":{"a":{"name":"b"}}}`,
+		"path as name":  `{"version":1,"sandboxes":{"../../victim":{"name":"../../victim"}}}`,
+		"upper case":    `{"version":1,"sandboxes":{"App":{"name":"App"}}}`,
+		"empty name":    `{"version":1,"sandboxes":{"":{"name":""}}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := newTemp(t)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
@@ -104,12 +105,7 @@ func Start(dir, stateDir string, env []string) (*Process, error) {
 
 // WritePID records pid in state/microvm.pid atomically.
 func WritePID(stateDir string, pid int) error {
-	path := filepath.Join(stateDir, statedir.PIDFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("failed to write the pid file: %w", err)
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(filepath.Join(stateDir, statedir.PIDFile), []byte(strconv.Itoa(pid)+"\n"), 0o600)
 }
 
 // ReadPID returns the pid recorded in state/microvm.pid, 0 when there is none.

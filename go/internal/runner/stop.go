@@ -16,20 +16,28 @@ import (
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
-// StopOptions bounds each step of Stop.
+// StopOptions bounds each step of Stop; a zero field takes its default.
 type StopOptions struct {
-	Grace time.Duration // after the graceful request, before SIGTERM
-	Term  time.Duration // after SIGTERM, before SIGKILL
+	Grace time.Duration // after the graceful request, before SIGTERM (default 20 s: a NixOS guest's shutdown)
+	Term  time.Duration // after SIGTERM, before SIGKILL (default 5 s)
 }
 
-// DefaultStop gives a NixOS guest time to run its shutdown.
-var DefaultStop = StopOptions{Grace: 20 * time.Second, Term: 5 * time.Second}
+func (o StopOptions) withDefaults() StopOptions {
+	if o.Grace <= 0 {
+		o.Grace = 20 * time.Second
+	}
+	if o.Term <= 0 {
+		o.Term = 5 * time.Second
+	}
+	return o
+}
 
 // Stop shuts the runner down: bin/microvm-shutdown when the runner has one,
 // else QMP system_powerdown; then SIGTERM, then SIGKILL to the whole process
 // group. It returns once the process is gone, and removes the pid file.
 // done may be nil when the runner is not this process's child.
 func Stop(dir, stateDir string, env []string, pid int, done <-chan struct{}, o StopOptions) (how string, err error) {
+	o = o.withDefaults()
 	gone := func(d time.Duration) bool { return waitGone(pid, stateDir, done, d) }
 	if err := requestPowerdown(dir, stateDir, env); err == nil && gone(o.Grace) {
 		how = "shut down"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keystone-agent/keystone/internal/agents"
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -43,10 +44,10 @@ func WriteGuestConf(ctx context.Context, sb *Sandbox, w io.Writer) error {
 	if err := os.MkdirAll(sb.Dir.Guest(), 0o700); err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(sb.Dir.Guest(), statedir.GuestEnvironment), env, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(sb.Dir.Guest(), statedir.GuestEnvironment), env, 0o644); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(sb.Dir.Guest(), statedir.GuestGitConfig), git, 0o644)
+	return atomicfile.Write(filepath.Join(sb.Dir.Guest(), statedir.GuestGitConfig), git, 0o644)
 }
 
 // GitIdentity is the identity the sandbox's last start gave the guest.

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -15,6 +17,9 @@ import (
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
+
+// unitPattern is what systemd accepts in a unit name (systemd.unit(5)).
+var unitPattern = regexp.MustCompile(`^[A-Za-z0-9:_.@\\-]{1,255}$`)
 
 // declared reads the sandboxes the NixOS module declared (docs/nixos.md).
 // The file is another program's JSON, so it is read with gjson and each
@@ -33,10 +38,18 @@ func (e *Env) declared() ([]*Sandbox, error) {
 	var out []*Sandbox
 	var bad error
 	gjson.GetBytes(data, "sandboxes").ForEach(func(key, v gjson.Result) bool {
-		name := key.String()
-		dir := v.Get("dir").String()
-		if names.Validate(name) != nil || !strings.HasPrefix(dir, "/") {
-			bad = fmt.Errorf("declared sandboxes %q: entry %q is invalid", e.Declared, name)
+		name, dir, unit := key.String(), v.Get("dir").String(), v.Get("unit").String()
+		var why error
+		switch {
+		case names.Validate(name) != nil:
+			why = names.Validate(name)
+		case !filepath.IsAbs(dir) || filepath.Clean(dir) != dir:
+			why = fmt.Errorf("dir %q is not a clean absolute path", dir)
+		case !unitPattern.MatchString(unit):
+			why = fmt.Errorf("unit %q is not a systemd unit name", unit)
+		}
+		if why != nil {
+			bad = fmt.Errorf("declared sandboxes %q: entry %q is invalid: %w", e.Declared, name, why)
 			return false
 		}
 		sb := &Sandbox{
@@ -53,7 +66,7 @@ func (e *Env) declared() ([]*Sandbox, error) {
 			},
 			Dir:      statedir.Sandbox(dir),
 			Declared: true,
-			Unit:     v.Get("unit").String(),
+			Unit:     unit,
 		}
 		if pub, err := os.ReadFile(sb.Dir.Guest() + "/" + statedir.HostKey + ".pub"); err == nil {
 			sb.HostKey = strings.TrimSpace(string(pub))

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -65,7 +66,7 @@ func (e *Env) StartDaemon(sb *Sandbox) error {
 	pid := cmd.Process.Pid
 	// Reaped by whoever outlives it: start returns long before it ends.
 	_ = cmd.Process.Release()
-	if err := writeAtomic(sb.Dir.Path(statedir.DaemonPID), fmt.Appendf(nil, "%d\n", pid), 0o600); err != nil {
+	if err := atomicfile.Write(sb.Dir.Path(statedir.DaemonPID), fmt.Appendf(nil, "%d\n", pid), 0o600); err != nil {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 		return err
 	}

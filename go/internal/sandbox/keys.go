@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
@@ -49,12 +50,12 @@ func (e *Env) ensureKeys(sb *Sandbox) (string, error) {
 	if userPub != nil {
 		auth = append(append(auth, userPub...), '\n')
 	}
-	if err := writeAtomic(filepath.Join(guest, statedir.AuthorizedKeys), auth, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(guest, statedir.AuthorizedKeys), auth, 0o644); err != nil {
 		return "", err
 	}
 	marker := filepath.Join(guest, statedir.PasswordAuth)
 	if userPub == nil {
-		err = writeAtomic(marker, []byte("no SSH key in ~/.ssh: password login enabled\n"), 0o644)
+		err = atomicfile.Write(marker, []byte("no SSH key in ~/.ssh: password login enabled\n"), 0o644)
 	} else if err = os.Remove(marker); errors.Is(err, fs.ErrNotExist) {
 		err = nil
 	}
@@ -71,22 +72,11 @@ func ensureKeyPair(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(path+".pub", pub, 0o644); err != nil {
+	if err := atomicfile.Write(path+".pub", pub, 0o644); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(path, priv, 0o600); err != nil {
+	if err := atomicfile.Write(path, priv, 0o600); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSpace(pub), nil
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -2,31 +2,11 @@ package sandbox
 
 import (
 	"fmt"
-	"os"
 	"syscall"
 	"time"
 
-	"github.com/gofrs/flock"
-
 	"github.com/keystone-agent/keystone/internal/registry"
 )
-
-// portLockPath is shared by every user of the machine, as ports are: a
-// fixed path, not os.TempDir(), which follows each process's $TMPDIR.
-const portLockPath = "/tmp/keystone-agent-ports.lock"
-
-// lockPorts takes the machine-wide port lock.
-func lockPorts() (func(), error) {
-	if f, err := os.OpenFile(portLockPath, os.O_CREATE|os.O_RDONLY, 0o666); err == nil {
-		f.Chmod(0o666) // whoever creates it, every user must be able to lock it
-		f.Close()
-	}
-	lk := flock.New(portLockPath)
-	if err := lk.Lock(); err != nil {
-		return nil, fmt.Errorf("failed to take the port lock %s: %w", portLockPath, err)
-	}
-	return func() { lk.Unlock() }, nil
-}
 
 // awaitBound waits until something listens on the port (the hypervisor's
 // forward), the runner exits, or d passes.

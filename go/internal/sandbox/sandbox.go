@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
@@ -25,6 +26,10 @@ type Env struct {
 	Declared string    // path of the NixOS module's declared.json
 	Home     string    // the user's home, for ~/.ssh public keys
 	Progress io.Writer // stderr: progress lines
+	// PortLock is the user's port lock (PortLockPath); empty: the one in Root.
+	PortLock string
+	// Timeouts bound the lifecycle's waits; zero fields take the defaults.
+	Timeouts Timeouts
 	// Keystone is the keystone program run as the host daemon; "" means
 	// this program (tests, whose binary is not keystone, give a built one).
 	Keystone string
@@ -70,6 +75,13 @@ type Sandbox struct {
 	Unit     string // declared only: the VM's systemd unit
 }
 
+func (e *Env) portLock() string {
+	if e.PortLock != "" {
+		return e.PortLock
+	}
+	return PortLockPath(e.Root)
+}
+
 func (e *Env) progressf(format string, a ...any) {
 	if e.Progress != nil {
 		fmt.Fprintf(e.Progress, format+"\n", a...)
@@ -78,6 +90,9 @@ func (e *Env) progressf(format string, a ...any) {
 
 // Get finds a sandbox by name among imperative and declared ones.
 func (e *Env) Get(name string) (*Sandbox, error) {
+	if err := names.Validate(name); err != nil {
+		return nil, &UsageError{Msg: err.Error()}
+	}
 	ent, err := e.Registry.Get(name)
 	if err == nil {
 		return &Sandbox{Entry: ent, Dir: e.Root.Sandbox(name)}, nil

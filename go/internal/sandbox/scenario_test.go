@@ -174,11 +174,7 @@ func TestPortTakenByAnotherProcess(t *testing.T) {
 // and a new sandbox leaves nothing behind.
 func TestVMDyingDuringBoot(t *testing.T) {
 	env := testenv.New(t)
-	dir := t.TempDir()
-	os.MkdirAll(dir+"/bin", 0o755)
-	os.MkdirAll(dir+"/share/keystone", 0o755)
-	os.WriteFile(dir+"/share/keystone/runner.json", []byte(`{"accel":"auto"}`), 0o644)
-	os.WriteFile(dir+"/bin/microvm-run", []byte("#!/bin/sh\necho 'Kernel panic - not syncing: test'\nexit 1\n"), 0o755)
+	dir := fakeRunner(t, "echo 'Kernel panic - not syncing: test'\nexit 1")
 	start := time.Now()
 	_, err := env.Env.Start(context.Background(), sandbox.Spec{Project: env.Repo(t, "doomed"), MemoryMB: 2048, VCPUs: 1, Network: "user", SyncMode: "manual", Runner: dir})
 	var be *sandbox.BootError

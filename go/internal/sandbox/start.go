@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5"
-	"github.com/gofrs/flock"
 	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sys/unix"
 
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/kvm"
 	"github.com/keystone-agent/keystone/internal/names"
@@ -42,9 +43,6 @@ func (e *BootError) Error() string { return e.Msg }
 // Detail is the console's tail, printed under the error line.
 func (e *BootError) Detail() string { return e.Log }
 
-// ReadyTimeout bounds the wait for SSH after the runner starts.
-var ReadyTimeout = 3 * time.Minute
-
 // Start creates the sandbox when it is new, boots it and waits until SSH
 // answers with the pinned host key. A sandbox that runs already is refused
 // (ErrAlreadyRunning) unless spec.Fresh, which stops it and starts over.
@@ -67,14 +65,11 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if _, err := e.plan(spec, project, name); err != nil {
 		return nil, err
 	}
-	dir := e.Root.Sandbox(name)
-	if err := os.MkdirAll(filepath.Dir(dir.Root()), 0o700); err != nil {
-		return nil, fmt.Errorf("failed to create the state directory: %w", err)
-	}
-	// One start (or stop, or destroy) per sandbox at a time.
-	lk := flock.New(dir.Root() + ".lock")
-	if ok, err := lk.TryLock(); err != nil || !ok {
-		return nil, fmt.Errorf("sandbox %q is busy: another keystone command holds %s", name, lk.Path())
+	sb := &Sandbox{Dir: e.Root.Sandbox(name)}
+	sb.Name = name
+	lk, err := lockSandbox(sb)
+	if err != nil {
+		return nil, err
 	}
 	defer lk.Unlock()
 	pl, err := e.plan(spec, project, name)
@@ -82,36 +77,51 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		return nil, err
 	}
 	old, existed, runnerDir := pl.old, pl.existed, pl.runnerDir
-	sb := &Sandbox{Entry: old, Dir: dir}
+	keep := existed && !spec.Fresh
+	sb.Entry = old
 	if existed {
 		if err := e.stopLeftover(sb); err != nil {
 			return nil, err
 		}
 	}
-	if spec.Fresh && existed {
-		e.progressf("Discarding the previous state of %q", name)
-		if err := os.RemoveAll(dir.Root()); err != nil {
-			return nil, fmt.Errorf("failed to discard %q: %w", dir.Root(), err)
+	if _, err := os.Stat(sb.Dir.Root()); (spec.Fresh || !existed) && err == nil {
+		if existed {
+			e.progressf("Discarding the previous state of %q", name)
+		} else {
+			// A directory without an entry is what an interrupted start of an
+			// earlier version left behind: nothing refers to it.
+			e.progressf("Removing what an interrupted start of %q left behind", name)
+		}
+		if err := os.RemoveAll(sb.Dir.Root()); err != nil {
+			return nil, fmt.Errorf("failed to discard %q: %w", sb.Dir.Root(), err)
 		}
 	}
 	sb.Entry = registry.Entry{
 		Name: name, ProjectPath: project, MemoryMB: spec.MemoryMB, VCPUs: spec.VCPUs,
 		Nested: spec.Nested, Network: spec.Network, SyncMode: spec.SyncMode,
-		SSHPort: old.SSHPort, Runner: runnerDir, Created: old.Created,
+		SSHPort: old.SSHPort, HostKey: old.HostKey, Runner: runnerDir, Created: old.Created,
 		Agent: spec.agentFor(old),
 	}
-	if !existed || spec.Fresh || sb.Created.IsZero() {
+	if !keep || sb.Created.IsZero() {
 		sb.Created = time.Now().UTC().Truncate(time.Second)
+	}
+	// The entry comes before anything on disk, so a start killed at any
+	// point leaves a sandbox that list shows and destroy removes.
+	if err := e.Registry.Update(func(tx *registry.Tx) error { tx.Put(sb.Entry); return nil }); err != nil {
+		if !existed {
+			os.Remove(sb.Dir.Lock())
+		}
+		return nil, err
 	}
 	var proc *runner.Process
 	if err := e.boot(ctx, sb, runnerDir, &proc); err != nil {
-		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
+		return nil, e.undo(sb, proc, keep, err)
 	}
 	if err := e.startSession(ctx, sb); err != nil {
-		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
+		return nil, e.undo(sb, proc, keep, err)
 	}
 	if err := e.StartDaemon(sb); err != nil {
-		return nil, e.undo(sb, proc, existed && !spec.Fresh, err)
+		return nil, e.undo(sb, proc, keep, err)
 	}
 	return sb, nil
 }
@@ -173,7 +183,7 @@ func (e *Env) stopLeftover(sb *Sandbox) error {
 	_, pid, _ := evidence(sb)
 	if pid != 0 && runner.Inspect(pid, sb.Dir.State()) == runner.Runner {
 		e.progressf("Stopping the previous VM of %q (pid %d)", sb.Name, pid)
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, runner.DefaultStop); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, e.Timeouts.withDefaults().Stop); err != nil {
 			return err
 		}
 	}
@@ -187,9 +197,8 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 		}
 	}
 	if _, err := os.Stat(sb.Dir.Workspace()); errors.Is(err, fs.ErrNotExist) {
-		e.progressf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace())
-		if err := gitsync.Clone(ctx, sb.ProjectPath, sb.Dir.Workspace()); err != nil {
-			return fmt.Errorf("failed to clone the project: %w", err)
+		if err := e.clone(ctx, sb); err != nil {
+			return err
 		}
 	}
 	if err := giveAwayFromRoot(sb.Dir.Workspace()); err != nil {
@@ -207,7 +216,7 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 		if runnerDir, err = e.build(ctx, sb); err != nil {
 			return err
 		}
-	} else if err := relink(sb.Dir.Path(statedir.RunnerLink), runnerDir); err != nil {
+	} else if err := atomicfile.Symlink(runnerDir, sb.Dir.Path(statedir.RunnerLink)); err != nil {
 		return err
 	}
 	// A process outside keystone can take the port between the check and
@@ -215,7 +224,7 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	// the start moves on to another port.
 	reserved := e.declaredPorts()
 	for attempt := 1; ; attempt++ {
-		p, err := e.launch(sb, runnerDir, reserved)
+		p, err := e.launch(ctx, sb, runnerDir, reserved)
 		if p != nil {
 			*proc = p
 		}
@@ -239,12 +248,43 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	}
 }
 
+// clone builds the first clone in workspace.partial and renames it into
+// place once complete and on disk: a start killed mid-clone leaves only the
+// partial clone, which the next start discards, never a half-empty workspace.
+func (e *Env) clone(ctx context.Context, sb *Sandbox) error {
+	partial := sb.Dir.WorkspacePartial()
+	if err := os.RemoveAll(partial); err != nil {
+		return fmt.Errorf("failed to discard an interrupted clone: %w", err)
+	}
+	e.progressf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace())
+	if err := gitsync.Clone(ctx, sb.ProjectPath, partial); err != nil {
+		return fmt.Errorf("failed to clone the project: %w", err)
+	}
+	if err := syncFS(partial); err != nil {
+		return fmt.Errorf("failed to clone the project: %w", err)
+	}
+	if err := os.Rename(partial, sb.Dir.Workspace()); err != nil {
+		return fmt.Errorf("failed to clone the project: %w", err)
+	}
+	return atomicfile.SyncDir(sb.Dir.Root())
+}
+
+// syncFS flushes the file system holding dir: the clone's many files in one call.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
+
 func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) error {
 	target, err := sb.Target()
 	if err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+	wctx, cancel := context.WithTimeout(ctx, e.Timeouts.withDefaults().Ready)
 	defer cancel()
 	if err := sshconn.WaitReady(wctx, target, p.Done()); err != nil {
 		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become reachable over SSH: %v", sb.Name, err),
@@ -258,7 +298,7 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := writeAtomic(sb.Dir.Path(statedir.FlakeFile), flake, 0o644); err != nil {
+	if err := atomicfile.Write(sb.Dir.Path(statedir.FlakeFile), flake, 0o644); err != nil {
 		return "", err
 	}
 	e.progressf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name)
@@ -270,13 +310,13 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) error {
 	var errs *multierror.Error
 	if proc != nil {
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), proc.Pid, proc.Done(), runner.StopOptions{Grace: 2 * time.Second, Term: 2 * time.Second}); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), proc.Pid, proc.Done(), e.Timeouts.withDefaults().Undo); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}
 	if !keep {
 		// The lock file goes too; this start still holds it, which is harmless.
-		for _, p := range []string{sb.Dir.Root(), sb.Dir.Root() + ".lock"} {
+		for _, p := range []string{sb.Dir.Root(), sb.Dir.Lock()} {
 			if err := os.RemoveAll(p); err != nil {
 				errs = multierror.Append(errs, err)
 			}
@@ -286,6 +326,7 @@ func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) er
 		}
 	}
 	if errs.ErrorOrNil() != nil {
+		errs.ErrorFormat = oneLine
 		return fmt.Errorf("%w (and cleaning up failed: %v)", cause, errs)
 	}
 	return cause
@@ -294,8 +335,8 @@ func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) er
 // launch picks the port and starts the runner under the machine-wide port
 // lock, held until the hypervisor has bound the port: without it, two starts
 // (of any user, any state directory) could both find a port free.
-func (e *Env) launch(sb *Sandbox, runnerDir string, reserved map[int]bool) (*runner.Process, error) {
-	unlock, err := lockPorts()
+func (e *Env) launch(ctx context.Context, sb *Sandbox, runnerDir string, reserved map[int]bool) (*runner.Process, error) {
+	unlock, err := e.lockPorts(ctx, e.portLock(), e.Timeouts.withDefaults().PortLock)
 	if err != nil {
 		return nil, err
 	}
@@ -367,15 +408,15 @@ func (e *Env) declaredPorts() map[int]bool {
 	return out
 }
 
-func relink(link, target string) error {
-	tmp := link + ".tmp"
-	_ = os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, link)
-}
-
 func consolePath(sb *Sandbox) string { return sb.Dir.Path(statedir.ConsoleLog) }
 
 func pidPath(sb *Sandbox) string { return sb.Dir.Path(statedir.PIDFile) }
+
+// oneLine formats collected errors for the one line the user sees.
+func oneLine(errs []error) string {
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}

@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 
-	"github.com/gofrs/flock"
-
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
 )
@@ -25,9 +23,9 @@ func (e *Env) Stop(sb *Sandbox) (string, error) {
 		}
 		return "stopped " + sb.Unit, nil
 	}
-	lk := flock.New(sb.Dir.Root() + ".lock")
-	if ok, err := lk.TryLock(); err != nil || !ok {
-		return "", fmt.Errorf("sandbox %q is busy: another keystone command holds %s", sb.Name, lk.Path())
+	lk, err := lockSandbox(sb)
+	if err != nil {
+		return "", err
 	}
 	defer lk.Unlock()
 	return e.stopLocked(sb)
@@ -50,7 +48,7 @@ func (e *Env) stopLocked(sb *Sandbox) (string, error) {
 	case runner.Stranger:
 		return "was not running (pid file pointed at another program; removed it)", runner.RemovePID(sb.Dir.State())
 	}
-	how, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, runner.DefaultStop)
+	how, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, e.Timeouts.withDefaults().Stop)
 	if err != nil {
 		return "", fmt.Errorf("failed to stop sandbox %q: %w", sb.Name, err)
 	}
@@ -63,22 +61,22 @@ func (e *Env) Destroy(sb *Sandbox) error {
 	if sb.Declared {
 		return fmt.Errorf("sandbox %q is %w: remove keystone.agent.sandboxes.%s there", sb.Name, ErrDeclared, sb.Name)
 	}
-	lk := flock.New(sb.Dir.Root() + ".lock")
-	if ok, err := lk.TryLock(); err != nil || !ok {
-		return fmt.Errorf("sandbox %q is busy: another keystone command holds %s", sb.Name, lk.Path())
-	}
-	if _, err := e.stopLocked(sb); err != nil {
-		lk.Unlock()
+	lk, err := lockSandbox(sb)
+	if err != nil {
 		return err
 	}
+	defer lk.Unlock()
+	if _, err := e.stopLocked(sb); err != nil {
+		return err
+	}
+	// The directory goes first: on a full disk that frees the space the
+	// registry's rewrite needs.
 	if err := os.RemoveAll(sb.Dir.Root()); err != nil {
-		lk.Unlock()
 		return fmt.Errorf("failed to remove %q: %w", sb.Dir.Root(), err)
 	}
 	if err := e.Registry.Update(func(tx *registry.Tx) error { tx.Delete(sb.Name); return nil }); err != nil {
-		lk.Unlock()
 		return err
 	}
-	lk.Unlock()
+	// Removed while held, which is harmless: the next command creates a new one.
 	return os.Remove(lk.Path())
 }

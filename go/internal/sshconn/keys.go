@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -38,40 +37,6 @@ func GenerateKey() (priv, pub []byte, err error) {
 	line := ssh.MarshalAuthorizedKey(sshPub) // "type base64\n"
 	line = append(line[:len(line)-1], " "+keyComment+"\n"...)
 	return pem.EncodeToMemory(block), line, nil
-}
-
-// WriteKey writes a key file with mode 0600, atomically: a reader never sees a
-// half-written key, and an existing file at path is replaced, never appended
-// to. The directory must exist.
-func WriteKey(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("cannot write key %q: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	// CreateTemp already uses 0600; Chmod says so explicitly and survives a
-	// future change of CreateTemp's default.
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("cannot write key %q: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("cannot write key %q: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("cannot write key %q: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cannot write key %q: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("cannot write key %q: %w", path, err)
-	}
-	return nil
 }
 
 // LoadSigner reads an unencrypted private key file (OpenSSH or PEM format).

@@ -18,11 +18,21 @@ const (
 	RegistryFile = "sandboxes.json"
 	// LockFile serialises read-modify-write of the registry.
 	LockFile = "sandboxes.lock"
+	// PortsLock serialises the user's starts from picking a port until the
+	// hypervisor has bound it; it is in $XDG_RUNTIME_DIR when that is set.
+	PortsLock = "keystone-agent-ports.lock"
 	// SandboxesDir holds one directory per sandbox.
 	SandboxesDir = "sandboxes"
+	// SandboxLockSuffix names the flock next to a sandbox's directory
+	// (sandboxes/<name>.lock), held by start, stop and destroy of that sandbox;
+	// it lives outside the directory so that --fresh and destroy can remove it whole.
+	SandboxLockSuffix = ".lock"
 
 	// WorkspaceDir is the clone of the project, shared into the guest at /workspace.
 	WorkspaceDir = "workspace"
+	// WorkspacePartial is where the first clone is built; it is renamed to
+	// WorkspaceDir only when complete, so an interrupted clone never boots.
+	WorkspacePartial = "workspace.partial"
 	// StateDir holds everything else of a sandbox; it is the runner's working directory.
 	StateDir = "state"
 
@@ -103,8 +113,14 @@ type Sandbox string
 // Root is the sandbox directory itself.
 func (s Sandbox) Root() string { return string(s) }
 
+// Lock is the sandbox's lock file, next to its directory.
+func (s Sandbox) Lock() string { return string(s) + SandboxLockSuffix }
+
 // Workspace is the clone of the project.
 func (s Sandbox) Workspace() string { return filepath.Join(string(s), WorkspaceDir) }
+
+// WorkspacePartial is where the first clone is built.
+func (s Sandbox) WorkspacePartial() string { return filepath.Join(string(s), WorkspacePartial) }
 
 // State is the runner's working directory.
 func (s Sandbox) State() string { return filepath.Join(string(s), StateDir) }

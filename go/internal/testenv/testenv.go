@@ -48,6 +48,22 @@ func Guest(t testing.TB) string {
 	return guestDir
 }
 
+// RuntimeDir is a private directory shared by every test process of this
+// user, standing in for $XDG_RUNTIME_DIR: the tests' sandboxes, each in its
+// own state directory, share one port lock there as a user's do.
+func RuntimeDir(t testing.TB) string {
+	t.Helper()
+	base, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatalf("no cache directory for the tests' runtime directory: %v", err)
+	}
+	dir := filepath.Join(base, "keystone", "test-runtime")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // Env is a private state directory with the lifecycle API on it.
 type Env struct {
 	*sandbox.Env
@@ -58,7 +74,14 @@ type Env struct {
 func New(t testing.TB) *Env {
 	t.Helper()
 	work := t.TempDir()
-	root := statedir.Dir(filepath.Join(work, "state"))
+	return NewOn(t, work, filepath.Join(work, "state"))
+}
+
+// NewOn returns an Env whose state directory is stateRoot (on a file system
+// the test chose, such as a small one that fills up); repositories go in work.
+func NewOn(t testing.TB, work, stateRoot string) *Env {
+	t.Helper()
+	root := statedir.Dir(stateRoot)
 	e := &Env{
 		Env: &sandbox.Env{
 			Root:     root,
@@ -66,6 +89,7 @@ func New(t testing.TB) *Env {
 			Declared: filepath.Join(work, "no-declared.json"),
 			Home:     filepath.Join(work, "home"),
 			Progress: testWriter{t},
+			PortLock: filepath.Join(RuntimeDir(t), statedir.PortsLock),
 			Keystone: Keystone(t),
 		},
 		Work: work,

@@ -25,8 +25,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keystone-agent/keystone/internal/sshconn"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/sshconn"
 )
 
 // Paths of the servers, as Debian installs them (packages openssh-server
@@ -176,10 +178,10 @@ func (s *Server) writeKeys(t testing.TB) string {
 		t.Fatal(err)
 	}
 	hostKeyFile := filepath.Join(s.Dir, "ssh_host_ed25519_key")
-	if err := sshconn.WriteKey(hostKeyFile, hostPriv); err != nil {
+	if err := atomicfile.Write(hostKeyFile, hostPriv, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := sshconn.WriteKey(filepath.Join(s.Dir, rsaHostKeyName), rsaHostKey(t)); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.Dir, rsaHostKeyName), rsaHostKey(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sshDir := filepath.Join(s.Dir, ".ssh")

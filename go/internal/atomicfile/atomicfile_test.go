@@ -1,0 +1,112 @@
+package atomicfile_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/testenv/smallfs"
+)
+
+func readDir(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestWriteReplacesAndSetsTheMode(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "key")
+	for _, c := range []struct {
+		data string
+		perm os.FileMode
+	}{{"first\n", 0o644}, {"second, longer\n", 0o600}} {
+		if err := atomicfile.Write(p, []byte(c.data), c.perm); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(p)
+		fi, _ := os.Stat(p)
+		if string(got) != c.data || fi.Mode().Perm() != c.perm {
+			t.Errorf("got %q %v; want %q %v", got, fi.Mode().Perm(), c.data, c.perm)
+		}
+	}
+	if names := readDir(t, dir); len(names) != 1 {
+		t.Errorf("directory holds %v; want only the file", names)
+	}
+}
+
+// A link planted at the name the old helpers used (path + ".tmp") is neither
+// followed nor reused.
+func TestWriteIgnoresPlantedLinks(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("mine\n"), 0o644)
+	p := filepath.Join(dir, "sandboxes.json")
+	for _, name := range []string{p + ".tmp", filepath.Join(dir, ".sandboxes.json.tmp-")} {
+		if err := os.Symlink(victim, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := atomicfile.Write(p, []byte("new\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(victim); string(got) != "mine\n" {
+		t.Errorf("victim now holds %q", got)
+	}
+	if fi, _ := os.Stat(victim); fi.Mode().Perm() != 0o644 {
+		t.Errorf("victim's mode changed to %v", fi.Mode().Perm())
+	}
+}
+
+// On a full disk the write fails, the old file keeps every byte and no
+// temporary file is left behind.
+func TestWriteOnAFullDiskKeepsTheOldFile(t *testing.T) {
+	dir := smallfs.Mount(t, 64<<10)
+	p := filepath.Join(dir, "sandboxes.json")
+	old := []byte(strings.Repeat("old registry\n", 100))
+	if err := atomicfile.Write(p, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	smallfs.Fill(t, dir)
+	err := atomicfile.Write(p, bytes.Repeat([]byte("new registry\n"), 200), 0o600)
+	if err == nil {
+		t.Fatal("write on a full disk succeeded")
+	}
+	if !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("error %q does not say the disk is full", err)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, old) {
+		t.Errorf("the old file was changed: %d bytes, want %d", len(got), len(old))
+	}
+	for _, n := range readDir(t, dir) {
+		if strings.Contains(n, ".tmp-") {
+			t.Errorf("temporary file %s left behind", n)
+		}
+	}
+}
+
+func TestSymlinkReplacesTheLink(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "runner")
+	for _, target := range []string{"/nix/store/a-runner", "/srv/b-runner"} {
+		if err := atomicfile.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.Readlink(link); got != target {
+			t.Errorf("link points at %q; want %q", got, target)
+		}
+	}
+	if names := readDir(t, dir); len(names) != 1 {
+		t.Errorf("directory holds %v; want only the link", names)
+	}
+}

@@ -1,0 +1,193 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keystone-agent/keystone/internal/registry"
+	"github.com/keystone-agent/keystone/internal/runner"
+	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/statedir"
+	"github.com/keystone-agent/keystone/internal/testenv"
+	"github.com/keystone-agent/keystone/internal/testenv/smallfs"
+)
+
+// issue 14.2: with the state directory's file system full, a failed start
+// leaves the registry as it was, and stop and destroy of a running sandbox
+// still work.
+func TestFullDisk(t *testing.T) {
+	guest := testenv.Guest(t)
+	env := testenv.NewOn(t, t.TempDir(), filepath.Join(smallfs.Mount(t, 32<<20), "agent"))
+	sb := env.Start(t, "full")
+	before, err := os.ReadFile(env.Registry.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	smallfs.Fill(t, filepath.Dir(env.Root.Sandbox("x").Root()))
+
+	_, err = env.Env.Start(context.Background(), sandbox.Spec{Project: env.Repo(t, "other"),
+		MemoryMB: sandbox.MinMemoryMB, VCPUs: 1, Network: "user", SyncMode: "manual", Runner: guest})
+	if err == nil {
+		t.Fatal("start on a full disk succeeded")
+	}
+	t.Logf("start on a full disk: %v", err)
+	if after, _ := os.ReadFile(env.Registry.Path()); !bytes.Equal(before, after) {
+		t.Fatalf("the registry changed:\n%s\nwas:\n%s", after, before)
+	}
+	if _, err := os.Stat(env.Root.Sandbox("other").Root()); !os.IsNotExist(err) {
+		t.Errorf("the failed start left its directory: %v", err)
+	}
+	if st := env.Inspect(sb); st.State != sandbox.Running {
+		t.Fatalf("the running sandbox is %s (%s)", st.State, st.Reason)
+	}
+
+	how, err := env.Stop(sb)
+	if err != nil {
+		t.Fatalf("stop on a full disk: %v", err)
+	}
+	t.Logf("stop on a full disk: %s", how)
+	if pid, err := runner.ReadPID(sb.Dir.State()); pid != 0 || err != nil {
+		t.Fatalf("pid file after stop: %d, %v", pid, err)
+	}
+	if err := env.Destroy(sb); err != nil {
+		t.Fatalf("destroy on a full disk: %v", err)
+	}
+	if _, err := os.Stat(sb.Dir.Root()); !os.IsNotExist(err) {
+		t.Errorf("destroy left the sandbox directory: %v", err)
+	}
+	if _, err := env.Registry.Get("full"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("destroy left the registry entry: %v", err)
+	}
+}
+
+// TestMain lets a test run Start in a child process that it can kill.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("KEYSTONE_TEST_START_CHILD"); spec != "" {
+		os.Exit(startChild(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// startChild runs one Start: "stateRoot\nproject\nrunner".
+func startChild(spec string) int {
+	f := strings.Split(spec, "\n")
+	root := statedir.Dir(f[0])
+	env := &sandbox.Env{Root: root, Registry: registry.New(root.Registry(), root.Lock()), Progress: os.Stderr}
+	_, err := env.Start(context.Background(), sandbox.Spec{Project: f[1], MemoryMB: sandbox.MinMemoryMB, VCPUs: 1,
+		Network: "user", SyncMode: "manual", Runner: f[2]})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// bigRepo is a project whose clone takes long enough to be killed midway.
+func bigRepo(t *testing.T, env *testenv.Env, name string, files int) string {
+	dir := env.Repo(t, name)
+	blob := strings.Repeat("some source line\n", 256)
+	for i := 0; i < files; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("src/d%02d/f%04d.txt", i%50, i))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(fmt.Sprintf("%d\n%s", i, blob)), 0o644)
+	}
+	testenv.Git(t, dir, "add", "-A")
+	testenv.Git(t, dir, "commit", "-q", "-m", "many files")
+	return dir
+}
+
+// killDuringClone runs a start of project in a child process and kills it
+// with SIGKILL while the first clone is being written.
+func killDuringClone(t *testing.T, env *testenv.Env, name, project, runnerDir string) {
+	t.Helper()
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "KEYSTONE_TEST_START_CHILD="+string(env.Root)+"\n"+project+"\n"+runnerDir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	partial := filepath.Join(env.Root.Sandbox(name).WorkspacePartial(), ".git")
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("the start ended before its clone was seen: %v\n%s", err, stderr.String())
+		case <-time.After(time.Millisecond):
+		}
+		if _, err := os.Stat(partial); err == nil {
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+	if _, err := os.Stat(env.Root.Sandbox(name).Workspace()); err == nil {
+		t.Skip("the clone completed before the kill; nothing to test on this run")
+	}
+}
+
+// issue 14.7: a start killed during the first clone leaves a sandbox that
+// list shows and destroy removes completely.
+func TestStartKilledDuringCloneIsListedAndDestroyed(t *testing.T) {
+	env := testenv.New(t)
+	project := bigRepo(t, env, "killed", 3000)
+	killDuringClone(t, env, "killed", project, fakeRunner(t, "exit 1"))
+	all, err := env.List()
+	if err != nil || len(all) != 1 || all[0].Name != "killed" {
+		t.Fatalf("list after the kill: %v, %v; want the killed sandbox", all, err)
+	}
+	if st := env.Inspect(all[0]); st.State != sandbox.Broken {
+		t.Errorf("state after the kill: %s (%s); want %s", st.State, st.Reason, sandbox.Broken)
+	}
+	if err := env.Destroy(all[0]); err != nil {
+		t.Fatalf("destroy after the kill: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(env.Root.Sandbox("killed").Root())); len(ents) != 0 {
+		t.Errorf("destroy left %v in sandboxes/", ents)
+	}
+	if all, _ := env.List(); len(all) != 0 {
+		t.Errorf("list after destroy: %v", all)
+	}
+}
+
+// issue 14.7: the next start after a kill during the first clone boots on a
+// complete workspace (all files, HEAD checked out), never an empty one.
+func TestStartAfterAKilledCloneBootsTheWholeProject(t *testing.T) {
+	env := testenv.New(t)
+	guest := testenv.Guest(t)
+	project := bigRepo(t, env, "resumed", 3000)
+	killDuringClone(t, env, "resumed", project, guest)
+	sb, err := env.Env.Start(context.Background(), sandbox.Spec{Project: project, MemoryMB: sandbox.MinMemoryMB, VCPUs: 1,
+		Network: "user", SyncMode: "manual", Runner: guest})
+	if err != nil {
+		t.Fatalf("start after the kill: %v", err)
+	}
+	if got := execOut(t, sb, "sh", "-c", "find src -type f | wc -l; git rev-parse HEAD"); !strings.HasPrefix(got, "3000\n") ||
+		strings.TrimSpace(strings.SplitN(got, "\n", 2)[1]) != testenv.Git(t, project, "rev-parse", "HEAD") {
+		t.Fatalf("workspace after the kill and a new start: %q; want 3000 files at the project's HEAD", got)
+	}
+	if _, err := os.Stat(sb.Dir.WorkspacePartial()); !os.IsNotExist(err) {
+		t.Errorf("the interrupted clone is still there: %v", err)
+	}
+}
+
+// fakeRunner is a runner directory whose microvm-run runs script; it needs no KVM.
+func fakeRunner(t *testing.T, script string) string {
+	dir := t.TempDir()
+	os.MkdirAll(dir+"/bin", 0o755)
+	os.MkdirAll(dir+"/share/keystone", 0o755)
+	os.WriteFile(dir+"/share/keystone/runner.json", []byte(`{"accel":"auto"}`), 0o644)
+	os.WriteFile(dir+"/bin/microvm-run", []byte("#!/bin/sh\n"+script+"\n"), 0o755)
+	return dir
+}
