@@ -24,7 +24,11 @@ type agentTree struct {
 	key string // agentstore.Key: part of the guest's input hash
 }
 
+// ensureAgents returns the agent tree, or none (m nil) with NoAgents.
 func ensureAgents(ctx context.Context, opts Options) (agentTree, error) {
+	if opts.NoAgents {
+		return agentTree{key: "none"}, nil
+	}
 	m, err := agents.Load()
 	if err != nil {
 		return agentTree{}, err

@@ -114,8 +114,10 @@ func guestTree(ctx context.Context, h host, scripts map[string][]byte, ag agentT
 	if err := addGitCore(t, libs); err != nil {
 		return nil, err
 	}
-	if err := addAgents(t, ag, libs); err != nil {
-		return nil, err
+	if ag.m != nil {
+		if err := addAgents(t, ag, libs); err != nil {
+			return nil, err
+		}
 	}
 	if err := addSessionFiles(t); err != nil {
 		return nil, err

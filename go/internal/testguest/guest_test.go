@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keystone-agent/keystone/internal/agents"
 )
 
 func TestModuleOrder(t *testing.T) {
@@ -84,15 +86,22 @@ func shellSyntax(t *testing.T, name string, script []byte) {
 }
 
 func TestScriptsSyntax(t *testing.T) {
-	guest, err := guestScripts()
+	guest, err := guestScripts(agentTree{m: &agents.Manifest{}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	plain, err := guestScripts(agentTree{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(plain["etc/keystone/boot"], []byte("mount -t 9p -o \"trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro\" agents")) || !bytes.Contains(guest["etc/keystone/boot"], []byte("agents /"+agentMount)) {
+		t.Error("only a guest with agents mounts the agents share")
 	}
 	runner, err := runnerFiles()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []map[string][]byte{guest, runner} {
+	for _, m := range []map[string][]byte{guest, plain, runner} {
 		for name, data := range m {
 			if name == "etc/profile" {
 				data = append([]byte("#!/bin/sh\n"), data...) // sourced, not run
@@ -113,11 +122,11 @@ func TestGuestTree(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the agents are not downloaded")
 	}
-	scripts, err := guestScripts()
+	ag, err := ensureAgents(context.Background(), Options{Progress: os.Stderr})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ag, err := ensureAgents(context.Background(), Options{Progress: os.Stderr})
+	scripts, err := guestScripts(ag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,6 +400,14 @@ func TestBuildCache(t *testing.T) {
 	}
 }
 
+// cmd2 runs the runner in dir with a stand-in qemu from fake.
+func cmd2(dir string, env []string, fake string) ([]byte, error) {
+	cmd := exec.Command(filepath.Join(dir, runBin))
+	cmd.Dir = filepath.Join(dir, "state")
+	cmd.Env = append(env, "PATH="+fake+":"+os.Getenv("PATH"))
+	return cmd.CombinedOutput()
+}
+
 // TestRunnerArgs runs bin/microvm-run against a stand-in qemu that prints
 // its arguments: the contract's values must reach qemu, paths with commas
 // escaped, the SSH port bound to loopback only.
@@ -437,6 +454,15 @@ func TestRunnerArgs(t *testing.T) {
 		if !strings.Contains(args, want) {
 			t.Errorf("qemu arguments lack %q:%s", want, args)
 		}
+	}
+	// A guest built without agents gets no agents share.
+	os.Remove(filepath.Join(dir, agentsDir))
+	out, err = cmd2(dir, env, fake)
+	if err != nil {
+		t.Fatalf("microvm-run without agents: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), "id=agents") {
+		t.Errorf("a runner without agents shares them:\n%s", out)
 	}
 	for _, d := range []string{"state/home", "state/control"} {
 		if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {

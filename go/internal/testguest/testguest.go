@@ -51,6 +51,10 @@ type Options struct {
 	AgentCache string
 	// Progress receives a line per agent download; nil discards.
 	Progress io.Writer
+	// NoAgents builds the guest without the agents, their libraries and
+	// their share: no download, a smaller image (the benchmark's baseline,
+	// the guest as it was before the agents).
+	NoAgents bool
 }
 
 // Runner directory layout.
@@ -87,7 +91,7 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	scripts, err := guestScripts()
+	scripts, err := guestScripts(ag)
 	if err != nil {
 		return "", err
 	}
@@ -151,7 +155,11 @@ func defaultGuestData() guestData {
 }
 
 // guestScripts returns the guest's own files, keyed by path in the guest.
-func guestScripts() (map[string][]byte, error) {
+func guestScripts(ag agentTree) (map[string][]byte, error) {
+	d := defaultGuestData()
+	if ag.m == nil {
+		d.AgentMount = ""
+	}
 	m := map[string][]byte{}
 	for dst, src := range map[string]string{
 		"etc/keystone/boot":      "boot.tmpl",
@@ -162,7 +170,7 @@ func guestScripts() (map[string][]byte, error) {
 		"etc/gitconfig":          "gitconfig.tmpl",
 		"etc/profile":            "profile.tmpl",
 	} {
-		data, err := renderGuestFile(src, defaultGuestData())
+		data, err := renderGuestFile(src, d)
 		if err != nil {
 			return nil, err
 		}
@@ -268,8 +276,10 @@ func build(ctx context.Context, cache, dir, sum string, h host, t tree, runner m
 	if err := writeInitrd(ctx, t, filepath.Join(tmp, initrdFile)); err != nil {
 		return err
 	}
-	if err := os.Symlink(ag.dir, filepath.Join(tmp, agentsDir)); err != nil {
-		return err
+	if ag.dir != "" {
+		if err := os.Symlink(ag.dir, filepath.Join(tmp, agentsDir)); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(tmp, markerFile), []byte(sum+"\n"), 0o644); err != nil {
 		return err
@@ -341,8 +351,10 @@ func export(dir, out string) (err error) {
 			return fmt.Errorf("failed to write %q: %w", filepath.Join(out, name), err)
 		}
 	}
-	if err := copyTree(filepath.Join(dir, agentsDir), filepath.Join(tmp, agentsDir)); err != nil {
-		return fmt.Errorf("failed to write %q: %w", filepath.Join(out, agentsDir), err)
+	if _, err := os.Lstat(filepath.Join(dir, agentsDir)); err == nil {
+		if err := copyTree(filepath.Join(dir, agentsDir), filepath.Join(tmp, agentsDir)); err != nil {
+			return fmt.Errorf("failed to write %q: %w", filepath.Join(out, agentsDir), err)
+		}
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
