@@ -218,12 +218,15 @@ func boot(ctx context.Context, runnerDir string, agents bool) (time.Duration, ma
 	if !agents {
 		return d, nil, nil
 	}
+	// Under TCG on a loaded machine the first Gemini start takes minutes.
+	actx, acancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer acancel()
 	firsts := map[string][]time.Duration{}
 	for _, cmd := range agentCommands {
 		for i := 0; i < 2; i++ {
 			var out bytes.Buffer
 			dt, err := timeIt(func() error {
-				code, err := sshconn.Exec(wctx, c, sshconn.Command{Argv: []string{"sh", "-c", cmd}, Stdout: &out, Stderr: &out})
+				code, err := sshconn.Exec(actx, c, sshconn.Command{Argv: []string{"sh", "-c", cmd}, Stdout: &out, Stderr: &out})
 				if err == nil && code != 0 {
 					err = fmt.Errorf("exit %d: %s", code, out.String())
 				}

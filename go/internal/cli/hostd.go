@@ -79,6 +79,9 @@ func runHostd(ctx context.Context, env *Env, args []string) error {
 			},
 		})
 	}
+	if sb.Declared && sb.Agent != "" { // `start` starts an imperative sandbox's session itself
+		services = append(services, &sandbox.SessionService{Sandbox: sb, Logf: logf})
+	}
 	logf("host daemon of %q: %d services", sb.Name, len(services))
 	return hostd.Run(ctx, hostd.Options{
 		Services: services,

@@ -13,6 +13,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/agents"
 	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/guestconf"
+	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
@@ -163,4 +164,55 @@ func (sb *Sandbox) run(ctx context.Context, argv []string) (int, string, error) 
 	var stderr bytes.Buffer
 	code, err := sshconn.Exec(ctx, client, sshconn.Command{Argv: argv, Dir: WorkDir, Source: guestconf.EnvironmentPath, Stderr: &stderr})
 	return code, strings.TrimSpace(stderr.String()), err
+}
+
+// SessionService starts a declared sandbox's agent session once its VM
+// answers over SSH: systemd boots a declared VM, so no `start` does it. It
+// is one of the host daemon's services (package hostd); it never holds the
+// daemon's readiness up and does nothing when the session runs already.
+type SessionService struct {
+	Sandbox *Sandbox
+	Logf    func(format string, args ...any)
+}
+
+// Name implements hostd.Service.
+func (s *SessionService) Name() string { return "agent session (" + s.Sandbox.Agent + ")" }
+
+// Run implements hostd.Service.
+func (s *SessionService) Run(ctx context.Context, vm hostd.VM) error {
+	vm.Ready()
+	sb := s.Sandbox
+	t, err := sb.Target()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-vm.Gone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := sshconn.WaitReady(ctx, t, nil); err != nil {
+		return nil // stopped or gone before it answered: nothing to start
+	}
+	if sb.SessionAlive(ctx) {
+		s.Logf("the session %q runs already", agents.SessionName)
+	} else {
+		a, err := sb.agent()
+		if err == nil {
+			err = sb.seed(ctx, a)
+		}
+		if err == nil {
+			err = sb.runOK(ctx, a.StartArgv(WorkDir))
+		}
+		if err != nil {
+			return fmt.Errorf("failed to start %s in sandbox %q: %w", sb.Agent, sb.Name, err)
+		}
+		s.Logf("started %s in the session %q", sb.Agent, agents.SessionName)
+	}
+	<-ctx.Done()
+	return nil
 }

@@ -1,0 +1,67 @@
+package sandbox_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keystone-agent/keystone/internal/hostd"
+	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/testenv"
+)
+
+// A declared sandbox's VM is booted by systemd, so its host daemon starts the
+// agent's session once SSH answers; run on a real VM, the service starts
+// the session once and leaves a running one alone.
+func TestSessionServiceStartsTheAgent(t *testing.T) {
+	env := testenv.New(t)
+	testenv.Guest(t)
+	sb := env.Start(t, "declared-like") // no agent: nothing started the session
+	if sb.SessionAlive(context.Background()) {
+		t.Fatal("a session runs before the service started it")
+	}
+	as := *sb
+	as.Agent, as.Declared = "codex", true
+	logged := make(chan string, 10)
+	svc := &sandbox.SessionService{Sandbox: &as, Logf: func(f string, a ...any) { logged <- f }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- svc.Run(ctx, hostd.VM{Gone: make(chan struct{}), Ready: func() { close(ready) }}) }()
+	select {
+	case <-ready: // at once: the service never holds the daemon up
+	case <-time.After(5 * time.Second):
+		t.Fatal("the service was not ready at once")
+	}
+	testenv.Await(t, "the agent's session", 3*time.Minute, func() string {
+		if out := execOut(t, sb, "tmux", "list-panes", "-t", "keystone-agent", "-F", "#{pane_current_command}"); strings.TrimSpace(out) != "codex" {
+			return "got panes " + out + "; want codex"
+		}
+		return ""
+	})
+	if got := <-logged; !strings.HasPrefix(got, "started") {
+		t.Errorf("logged %q; want the start", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("service: %v", err)
+	}
+	pid := execOut(t, sb, "tmux", "list-panes", "-t", "keystone-agent", "-F", "#{pane_pid}")
+	// A second run (the daemon restarted) finds the session and keeps it.
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- svc.Run(ctx, hostd.VM{Gone: make(chan struct{}), Ready: func() {}}) }()
+	select {
+	case got := <-logged:
+		if !strings.Contains(got, "runs already") {
+			t.Errorf("second run logged %q; want that the session runs already", got)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the second run said nothing within 2 minutes")
+	}
+	cancel()
+	<-done
+	if again := execOut(t, sb, "tmux", "list-panes", "-t", "keystone-agent", "-F", "#{pane_pid}"); again != pid {
+		t.Fatalf("pane pid %s after a second run; want %s", again, pid)
+	}
+}
