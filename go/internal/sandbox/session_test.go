@@ -35,11 +35,14 @@ func TestSessionServiceStartsTheAgent(t *testing.T) {
 		t.Fatal("the service was not ready at once")
 	}
 	testenv.Await(t, "the agent's session", 3*time.Minute, func() string {
-		if out := execOut(t, sb, "tmux", "list-panes", "-t", "keystone-agent", "-F", "#{pane_current_command}"); strings.TrimSpace(out) != "codex" {
-			return "got panes " + out + "; want codex"
+		if !sb.SessionAlive(context.Background()) {
+			return "no session; want one running codex"
 		}
 		return ""
 	})
+	if out := execOut(t, sb, "tmux", "list-panes", "-t", "keystone-agent", "-F", "#{pane_current_command}"); strings.TrimSpace(out) != "codex" {
+		t.Fatalf("the session runs %q; want codex", out)
+	}
 	if got := <-logged; !strings.HasPrefix(got, "started") {
 		t.Errorf("logged %q; want the start", got)
 	}
