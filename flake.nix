@@ -12,14 +12,19 @@
   outputs = { self, nixpkgs, microvm }:
     let
       inherit (nixpkgs) lib;
+      klib = import ./lib { inherit lib; };
+      # x86_64-linux only; the modules assert it (lib/default.nix `systems`)
       system = "x86_64-linux";
       pkgs = nixpkgs.legacyPackages.${system};
-      klib = import ./lib { inherit lib; };
 
-      # The flake the helper pins into every state/flake.nix it renders:
-      # this very source, by store path and hash, so no network is needed.
+      # The flake the helper pins into every sandbox flake it renders: this
+      # very source, by store path and hash, so no network is needed. Set in
+      # the package's wrapper, not the Go build (lib/package.nix says why).
       keystoneFlake = "path:${self.outPath}" + lib.optionalString (self ? narHash) "?narHash=${self.narHash}";
-      keystone = pkgs.callPackage ./lib/package.nix { inherit keystoneFlake; };
+      keystoneUnwrapped = p: p.callPackage ./lib/package.nix { };
+      keystonePackage = p: p.callPackage ./lib/wrapper.nix { inherit keystoneFlake; keystone-unwrapped = keystoneUnwrapped p; };
+      keystone = keystonePackage pkgs;
+      keystone-unwrapped = keystoneUnwrapped pkgs;
 
       # An imperative guest: microvm.nix's guest module with run-time
       # placeholders (lib/runner.nix); the caller brings nixosModules.guest, as
@@ -40,19 +45,28 @@
     {
       lib = klib // { inherit mkSandbox mkRunner; };
 
+      # pkgs.keystone, the helper pinned to this flake (keystone.agent.package's
+      # default), and pkgs.keystone-unwrapped, its Go build
+      overlays.default = final: _prev: {
+        keystone-unwrapped = keystoneUnwrapped final;
+        keystone = final.callPackage ./lib/wrapper.nix { inherit keystoneFlake; };
+      };
+
       nixosModules = {
         # the guest every sandbox runs; microvm.nix's guest module comes from the importer
         guest = { imports = [ ./modules/guest.nix ]; };
         # declared sandboxes: keystone.agent.sandboxes.<name>
         host = { pkgs, ... }: {
           imports = [ microvm.nixosModules.host ./modules ];
-          keystone.agent.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.keystone;
+          # the host's own pkgs: on another system the module's assertion,
+          # not a missing attribute, tells why it stops
+          keystone.agent.package = lib.mkDefault (keystonePackage pkgs);
         };
         default = self.nixosModules.host;
       };
 
       packages.${system} = {
-        inherit keystone;
+        inherit keystone keystone-unwrapped;
         default = keystone;
         # the runner `keystone agent start` builds for a default sandbox
         # (templates/sandbox/flake.nix renders the same thing)
@@ -76,8 +90,8 @@
         default = self.templates.host;
       };
 
-      checks.${system} = import ./nix-checks { inherit pkgs nixpkgs microvm; } // {
-        go-test = keystone.overrideAttrs (old: {
+      checks.${system} = import ./nix-checks { inherit pkgs nixpkgs microvm self; } // {
+        go-test = keystone-unwrapped.overrideAttrs (old: {
           pname = "keystone-go-test";
           doCheck = true;
           # every package, not only the built cmd/keystone
@@ -93,6 +107,7 @@
         packages = [ pkgs.go pkgs.gopls pkgs.nix pkgs.qemu_kvm pkgs.openssh pkgs.git pkgs.shellcheck ];
       };
 
-      formatter.${system} = pkgs.nixpkgs-fmt;
+      # the RFC 166 style of nixpkgs (`nixfmt` in nixpkgs after mid-2025)
+      formatter.${system} = pkgs.nixfmt-rfc-style;
     };
 }

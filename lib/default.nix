@@ -12,16 +12,50 @@ let
 
   hexByte = h: i: builtins.substring (2 * i) 2 h;
 
+  # qemu's microvm machine hangs with exactly 2 GiB of RAM (microvm.nix
+  # issue 171); both runners give such a guest two MiB more.
+  hangingMemory = 2048;
+
   # The pinned agents (docs/agents.md): one file for Go and Nix.
   agentManifest = builtins.fromJSON (builtins.readFile ../go/internal/agents/manifest.json);
   isUnfree = a: (agentManifest.packages.${a.package}.license or "") == "unfree";
 in
 {
-  inherit namePattern maxIfName agentManifest;
+  inherit namePattern maxIfName hangingMemory agentManifest;
 
   # Agent names, and those whose licence is unfree (they need explicit consent).
   agentNames = lib.attrNames agentManifest.agents;
   unfreeAgentNames = lib.attrNames (lib.filterAttrs (_: isUnfree) agentManifest.agents);
+
+  # The only system keystone builds guests and runners for: the guest's CPU
+  # flags (-vmx/-svm), its kvm-intel/kvm-amd modules and the nested-KVM host
+  # settings are x86-specific. The modules assert it (modules/asserts.nix,
+  # modules/guest.nix) rather than build a guest that cannot boot.
+  systems = [ "x86_64-linux" ];
+
+  # The memory a runner gives qemu for a guest of `mb` MiB.
+  qemuMemory = mb: if mb == hangingMemory then mb + 2 else mb;
+
+  # The control path: every sandbox's sshd is reached on 127.0.0.1:<sshPort>,
+  # whatever its network mode. In `user` mode the guest's one NIC carries the
+  # forward; in every other mode a second, restricted user-mode NIC does
+  # (qemu `restrict=on`: the guest reaches nothing through it, only the
+  # forward comes in), so the helper never needs the guest's address. The
+  # guest gives it a fixed address on qemu's default user network; each
+  # qemu has its own, so every sandbox may use the same MAC and address.
+  control = {
+    id = "ks-ctl";
+    mac = "02:6b:73:00:00:01";
+    address = "10.0.2.15";
+    prefixLength = 24;
+  };
+
+  # Paths that systemd-tmpfiles (whitespace separates its fields) or unit
+  # settings such as RequiresMountsFor (a list split at whitespace) would
+  # misread, and, for a shared directory, qemu's -fsdev path=… (a comma ends
+  # the value; microvm.nix does not escape it). The modules refuse them.
+  hasWhitespace = p: builtins.match ".*[[:space:]].*" p != null;
+  hasWhitespaceOrComma = p: builtins.match ".*[[:space:],].*" p != null;
 
   isValidName = name: builtins.match namePattern name != null;
 
@@ -55,5 +89,9 @@ in
     guestDir = "/run/keystone-runtime/guest";
     qmpSocket = "keystone-runtime-qmp.sock";
     mac = "02:6b:73:ff:ff:fe";
+    # network mode tap: the host tap device; bridge: the host bridge (both
+    # at most 15 characters, like the values that replace them)
+    tapInterface = "ks-rt-ifname";
+    bridge = "ks-rt-bridge";
   };
 }

@@ -18,6 +18,9 @@ let
   rt = k.runtime;
   config = nixos.config;
   guest = config.keystone.guest;
+  mode = guest.network.mode;
+  # the setuid helper qemu runs for `-netdev bridge` (microvm.nix's path)
+  bridgeHelper = "/run/wrappers/bin/qemu-bridge-helper";
 
   microvmConfig = config.microvm // { inherit (config.networking) hostName; hypervisor = "qemu"; };
   # a path (offline checks: not copied to the store) or a flake input
@@ -38,7 +41,10 @@ let
     "unix:${rt.qmpSocket},"
     "mac=${rt.mac}"
     "keystone.name=${rt.hostName}"
-  ] ++ lib.optional (guest.network.mode == "user") "hostfwd=tcp:127.0.0.1:${toString rt.sshPort}-";
+    # the SSH forward: on the user NIC, or on the control NIC of other modes
+    "hostfwd=tcp:127.0.0.1:${toString rt.sshPort}-"
+  ] ++ lib.optional (mode == "tap") "ifname=${rt.tapInterface},"
+    ++ lib.optional (mode == "bridge") "br=${rt.bridge},helper=${bridgeHelper}";
   missing = lib.filter (s: !lib.hasInfix s hypervisor.command) expected;
   command =
     if !guest.runtime then throw "keystone lib.mkRunner: the guest must set keystone.guest.runtime = true"
@@ -59,17 +65,26 @@ let
       die "invalid KEYSTONE_SSH_PORT \"$KEYSTONE_SSH_PORT\""
     fi
     network=''${KEYSTONE_NETWORK:-user}
-    [ "$network" = ${guest.network.mode} ] || die "this runner was built for network mode \"${guest.network.mode}\", not \"$network\""
+    [ "$network" = ${mode} ] || die "this runner was built for network mode \"${mode}\", not \"$network\""
+    ${lib.optionalString (mode == "tap") ''
+      tap=''${KEYSTONE_TAP_INTERFACE:-}
+      [[ $tap =~ ^[A-Za-z0-9_.-]{1,${toString k.maxIfName}}$ ]] || die "invalid KEYSTONE_TAP_INTERFACE \"$tap\""
+      [ -e "/sys/class/net/$tap" ] || die "no tap interface \"$tap\": create it for this user first (ip tuntap add name $tap mode tap user $(id -un) vnet_hdr multi_queue), or declare the sandbox in keystone.agent.sandboxes"
+    ''}${lib.optionalString (mode == "bridge") ''
+      bridge=''${KEYSTONE_BRIDGE:-}
+      [[ $bridge =~ ^[A-Za-z0-9_.-]{1,${toString k.maxIfName}}$ ]] || die "invalid KEYSTONE_BRIDGE \"$bridge\""
+      [ -x ${bridgeHelper} ] || die "bridge networking needs the setuid ${bridgeHelper}: on NixOS set keystone.agent.bridges = [ \"$bridge\" ] (docs/nixos.md)"
+    ''}
     case ''${KEYSTONE_NESTED:-1} in
       1) cpu_extra= ;;
       0) cpu_extra=,-vmx,-svm ;;
       *) die "invalid KEYSTONE_NESTED \"$KEYSTONE_NESTED\" (want 0 or 1)" ;;
     esac
     mem=$KEYSTONE_MEMORY_MB
-    if [ "$mem" = 2048 ]; then
-      # qemu's microvm machine hangs with exactly 2 GiB (microvm.nix issue 171)
-      echo "keystone-runner: using 2050 MiB instead of 2048 (qemu hangs with exactly 2 GiB)" >&2
-      mem=2050
+    if [ "$mem" = ${toString k.hangingMemory} ]; then
+      # qemu's microvm machine hangs with exactly 2 GiB (lib/default.nix qemuMemory)
+      mem=${toString (k.qemuMemory k.hangingMemory)}
+      echo "keystone-runner: using $mem MiB instead of ${toString k.hangingMemory} (qemu hangs with exactly 2 GiB)" >&2
     fi
     qmp=''${KEYSTONE_QMP_SOCKET:-qmp.sock}
     [ -d "$KEYSTONE_WORKSPACE" ] || die "workspace \"$KEYSTONE_WORKSPACE\" is not a directory"
@@ -101,10 +116,16 @@ let
       a=''${a//"mac=${rt.mac}"/"mac=$mac"}
       a=''${a//"hostfwd=tcp:127.0.0.1:${toString rt.sshPort}-"/"hostfwd=tcp:127.0.0.1:$KEYSTONE_SSH_PORT-"}
       a=''${a//"keystone.name=${rt.hostName}"/"keystone.name=$name"}
+      ${lib.optionalString (mode == "tap") ''
+        a=''${a//"ifname=${rt.tapInterface},"/"ifname=$tap,"}
+        # a tap's queues follow the vcpu count too
+        a=''${a//",queues=${toString rt.vcpus}"/",queues=$KEYSTONE_VCPUS"}
+      ''}
+      ${lib.optionalString (mode == "bridge") ''a=''${a//"br=${rt.bridge},"/"br=$bridge,"}''}
       args+=("$a") prev=$orig
     done
     case " ''${args[*]} " in
-      *" ${rt.hostName} "*|*keystone.name=${rt.hostName}*|*/run/keystone-runtime/*|*${rt.qmpSocket}*|*" ${toString rt.memory} "*|*size=${toString rt.memory}M*|*" ${toString rt.vcpus} "*|*vectors=${toString (2 * rt.vcpus + 2)}*|*${rt.mac}*|*127.0.0.1:${toString rt.sshPort}-*)
+      *" ${rt.hostName} "*|*keystone.name=${rt.hostName}*|*/run/keystone-runtime/*|*${rt.qmpSocket}*|*" ${toString rt.memory} "*|*size=${toString rt.memory}M*|*" ${toString rt.vcpus} "*|*vectors=${toString (2 * rt.vcpus + 2)}*|*${rt.mac}*|*127.0.0.1:${toString rt.sshPort}-*|*ifname=${rt.tapInterface},*|*queues=${toString rt.vcpus}*|*br=${rt.bridge},*)
         die "a placeholder was left in the qemu command; this runner does not match its microvm.nix" ;;
     esac
     exec -a "microvm@$name" "''${args[@]}"
@@ -124,14 +145,14 @@ let
     } | ${pkgs.socat}/bin/socat -t 1 STDIO "UNIX-CONNECT:$qmp,shut-none" >/dev/null
   '';
 in
-pkgs.runCommand "keystone-runner-${guest.network.mode}" {
+pkgs.runCommand "keystone-runner-${mode}" {
   passthru = { inherit command nixos; scripts = { inherit run shutdown; }; };
   meta.mainProgram = "microvm-run";
 } ''
   mkdir -p $out/bin $out/share/keystone $out/share/microvm
   ln -s ${run} $out/bin/microvm-run
   ln -s ${shutdown} $out/bin/microvm-shutdown
-  echo '{"accel":"kvm"}' > $out/share/keystone/runner.json
+  echo ${lib.escapeShellArg (builtins.toJSON { accel = "kvm"; networks = [ mode ]; })} > $out/share/keystone/runner.json
   # the kernel command line refers to the system without string context:
   # this link keeps it in the runner's closure (as microvm.nix does)
   ln -s ${config.system.build.toplevel} $out/share/microvm/system

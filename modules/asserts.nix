@@ -1,5 +1,5 @@
 # All assertions of the host module. Each names the option and the way out.
-{ config, lib, ... }:
+{ config, lib, pkgs, ... }:
 let
   cfg = config.keystone.agent;
   k = import ../lib { inherit lib; };
@@ -7,20 +7,32 @@ let
   opt = name: o: "keystone.agent.sandboxes.${name}.${o}";
   each = f: lib.mapAttrsToList f enabled;
 
-  # sandboxes that forward an SSH port, grouped by port
-  userNet = lib.filterAttrs (_: sb: sb.network.mode == "user") enabled;
-  byPort = lib.groupBy (name: toString userNet.${name}.sshPort) (lib.attrNames userNet);
+  # every sandbox forwards its SSH port (lib/default.nix `control`), grouped by port
+  byPort = lib.groupBy (name: toString enabled.${name}.sshPort) (lib.attrNames enabled);
   clashes = lib.filterAttrs (_: names: lib.length names > 1) byPort;
+  system = pkgs.stdenv.hostPlatform.system;
 in
 {
   config.assertions =
-    each (name: sb: {
+    lib.optional (enabled != { } || cfg.enable) {
+      assertion = lib.elem system k.systems;
+      message = "keystone.agent: this host is ${system}; keystone agent runs on ${lib.concatStringsSep " and " k.systems} only (the guests' CPU flags, kvm modules and runners are x86-specific).";
+    }
+    ++ each (name: sb: {
       assertion = k.isValidName name;
       message = "keystone.agent.sandboxes.${name}: invalid sandbox name \"${name}\": use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters.";
     })
     ++ each (name: sb: {
       assertion = sb.memory >= 2048;
       message = "${opt name "memory"} is ${toString sb.memory} MiB; the minimum is 2048: set ${opt name "memory"} = 2048 or more.";
+    })
+    ++ each (name: sb: {
+      assertion = !k.hasWhitespaceOrComma sb.dir;
+      message = "${opt name "dir"} \"${sb.dir}\" contains whitespace or a comma, which systemd-tmpfiles and qemu's -fsdev (the workspace share) cannot take: choose a path without them.";
+    })
+    ++ each (name: sb: {
+      assertion = !k.hasWhitespace sb.projectPath;
+      message = "${opt name "projectPath"} \"${sb.projectPath}\" contains whitespace, which systemd's RequiresMountsFor cannot take: move or link the project to a path without it.";
     })
     ++ lib.mapAttrsToList (port: names: {
       assertion = false;

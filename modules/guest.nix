@@ -21,6 +21,8 @@ let
   authorizedKeysDir = "/run/keystone-ssh";
 
   userNet = cfg.network.mode == "user";
+  ctl = k.control;
+  system = pkgs.stdenv.hostPlatform.system;
 
   # Run once per boot before sshd: install the keys from the read-only share
   # (root-owned copies, so sshd's permission checks pass), enable the password
@@ -93,7 +95,7 @@ in
     sshPort = mkOption {
       type = types.port;
       default = 2223;
-      description = "Host TCP port on 127.0.0.1 forwarded to the guest's sshd (user networking).";
+      description = "Host TCP port on 127.0.0.1 forwarded to the guest's sshd: on the one NIC in `user` mode, on the restricted control NIC in every other mode.";
     };
     network = {
       mode = mkOption { type = types.enum [ "user" "tap" "macvtap" "bridge" ]; default = "user"; description = "How the guest reaches the network."; };
@@ -138,7 +140,11 @@ in
       sshPort = rt.sshPort;
       workspace.source = rt.workspace;
       guestDir = rt.guestDir;
-      network.mac = rt.mac;
+      network = {
+        mac = rt.mac;
+        id = mkIf (cfg.network.mode == "tap") rt.tapInterface;
+        bridge = rt.bridge;
+      };
     };
 
     assertions = [
@@ -146,8 +152,10 @@ in
         message = "keystone.guest.network.bridge must be set when keystone.guest.network.mode is \"bridge\"."; }
       { assertion = cfg.network.mode == "macvtap" -> cfg.network.macvtap.link != null;
         message = "keystone.guest.network.macvtap.link must be set when keystone.guest.network.mode is \"macvtap\"."; }
-      { assertion = cfg.runtime -> cfg.workspace.proto == "9p" && lib.elem cfg.network.mode [ "user" "bridge" ];
-        message = "keystone.guest.runtime: imperative sandboxes share /workspace over 9p and use user or bridge networking (tap, macvtap and virtiofs need host units: declare the sandbox in keystone.agent.sandboxes)."; }
+      { assertion = cfg.runtime -> cfg.workspace.proto == "9p" && lib.elem cfg.network.mode [ "user" "tap" "bridge" ];
+        message = "keystone.guest.runtime: imperative sandboxes share /workspace over 9p and use user, tap or bridge networking (macvtap and virtiofs need host units: declare the sandbox in keystone.agent.sandboxes)."; }
+      { assertion = lib.elem system k.systems;
+        message = "keystone.guest: this guest is ${system}; keystone builds ${lib.concatStringsSep " and " k.systems} guests only (their CPU flags, kvm modules and runner are x86-specific)."; }
     ];
 
     networking.hostName = mkDefault cfg.name;
@@ -156,7 +164,9 @@ in
 
     microvm = {
       hypervisor = "qemu";
-      mem = cfg.memory;
+      # 2048 becomes 2050 (k.qemuMemory); the imperative runner bumps its
+      # run-time value the same way (lib/runner.nix)
+      mem = k.qemuMemory cfg.memory;
       vcpu = cfg.vcpus;
       # relative to the runner's working directory: the sandbox's state/
       socket = if cfg.runtime then rt.qmpSocket else "qmp.sock";
@@ -189,7 +199,14 @@ in
       qemu.extraArgs = [
         "-fsdev" "local,id=ks-keys,path=${cfg.guestDir},security_model=none,readonly=on"
         "-device" "virtio-9p-pci,fsdev=ks-keys,mount_tag=keystone"
-      ] ++ lib.optionals (!cfg.nested && !cfg.runtime) [ "-cpu" "host,+x2apic,-sgx,-vmx,-svm" ];
+      ] ++ lib.optionals (!cfg.nested && !cfg.runtime) [ "-cpu" "host,+x2apic,-sgx,-vmx,-svm" ]
+      # The control NIC (lib/default.nix `control`) of every mode but user:
+      # restrict=on lets nothing out, the SSH forward still comes in.
+      # microvm.nix's interfaces cannot say restrict=on, hence extraArgs.
+      ++ lib.optionals (!userNet) [
+        "-netdev" "user,id=${ctl.id},restrict=on,hostfwd=tcp:127.0.0.1:${toString cfg.sshPort}-${ctl.address}:22"
+        "-device" "virtio-net-pci,netdev=${ctl.id},mac=${ctl.mac},romfile="
+      ];
       kernelParams = lib.optional cfg.runtime "keystone.name=${rt.hostName}";
     };
 
@@ -208,6 +225,15 @@ in
     networking.useNetworkd = true;
     networking.dhcpcd.enable = false;
     systemd.network.wait-online.enable = false;
+    # The control NIC: a fixed address, no route, no DNS, so the guest's own
+    # traffic takes the chosen mode's NIC (DHCP, NixOS' default network).
+    # Sorted before NixOS' 99-ethernet-default-dhcp, so it wins for this MAC.
+    systemd.network.networks."10-keystone-control" = mkIf (!userNet) {
+      matchConfig.MACAddress = ctl.mac;
+      address = [ "${ctl.address}/${toString ctl.prefixLength}" ];
+      networkConfig = { LinkLocalAddressing = "no"; IPv6AcceptRA = false; };
+      linkConfig.RequiredForOnline = "no";
+    };
     documentation.enable = mkDefault false;
 
     users.mutableUsers = true;
@@ -251,6 +277,8 @@ in
       pkgs.git pkgs.python3 pkgs.vim pkgs.curl pkgs.wget pkgs.htop pkgs.tmux
     ];
     programs.direnv.enable = true; # installs direnv and its shell hook
+    # The identity of commits made in the sandbox is the host project's,
+    # written at every start (modules/agents.nix, docs/agents.md).
     environment.variables.EDITOR = mkDefault "vim";
 
     system.stateVersion = mkDefault "25.05";

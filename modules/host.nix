@@ -5,6 +5,12 @@
 #   - microvm@<name> (microvm.nix's unit) run as the owner in <dir>/state
 #   - keystone-agent-hostd-<name>: the sandbox's host daemon (sync watcher, host-side services)
 #   - /etc/keystone/agent/declared.json: what `keystone agent` reads
+# microvm.nix's host module (imported by the flake's nixosModules.host) is
+# enabled only when there are microvm.vms: importing keystone declares
+# nothing, enables no setuid bridge helper and no KSM.
+# A host rebuild never restarts a running sandbox (docs/nixos.md, "What a
+# rebuild does"): its units have restartIfChanged = false, and the new guest
+# boots at the sandbox's next start.
 # No modulesPath imports: the module loads in the offline evaluator (nix-checks/).
 { config, lib, pkgs, ... }:
 let
@@ -20,8 +26,38 @@ let
   hostdUnit = name: "keystone-agent-hostd-${name}";
   runnerOf = name: config.microvm.vms.${name}.config.config.microvm.declaredRunner;
 
+  # Bridges qemu-bridge-helper may attach guests to: the declared sandboxes'
+  # and those imperative sandboxes may use (keystone.agent.bridges).
+  bridges = lib.unique (cfg.bridges
+    ++ lib.concatMap (sb: lib.optional (sb.network.mode == "bridge" && sb.network.bridge != null) sb.network.bridge) (lib.attrValues enabled));
+
+  # Confinement shared by the prepare and host daemon units: they run the owner's
+  # git and keystone on the owner's files, and may write only the sandbox
+  # directory (and, for sync, the project).
+  hardening = {
+    ProtectSystem = "strict";
+    ProtectHome = "read-only";
+    PrivateTmp = true;
+    PrivateDevices = true;
+    NoNewPrivileges = true;
+    CapabilityBoundingSet = "";
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    MemoryDenyWriteExecute = true;
+    SystemCallArchitectures = "native";
+    UMask = "0077";
+  };
+
   guestFor = name: sb: {
-    imports = [ ./guest.nix ] ++ sb.extraModules;
+    imports = [ ./guest.nix (import ./owned-interfaces.nix { inherit (sb) owner; }) ] ++ sb.extraModules;
     keystone.guest = {
       inherit name;
       inherit (sb) memory vcpus nested sshPort agent;
@@ -82,13 +118,22 @@ let
   prepareService = name: sb: {
     description = "Prepare keystone agent sandbox '${name}' (workspace clone, keys)";
     partOf = [ "${vmUnit name}.service" ];
+    # The VM requires this unit: restarting it would restart the VM. A
+    # changed script (a new runner) takes effect at the VM's next start,
+    # which, through partOf, starts this unit afresh.
+    restartIfChanged = false;
+    unitConfig.RequiresMountsFor = [ sb.projectPath sb.dir ];
     path = [ pkgs.git pkgs.openssh pkgs.coreutils ];
-    serviceConfig = {
+    serviceConfig = hardening // {
       Type = "oneshot";
       RemainAfterExit = true;
       User = sb.owner;
       Group = groupOf sb;
       SyslogIdentifier = prepareUnit name;
+      ReadWritePaths = [ sb.dir ];
+      # a local clone and key generation: no network at all
+      PrivateNetwork = true;
+      RestrictAddressFamilies = [ "AF_UNIX" ];
     };
     script = ''
       set -eu
@@ -108,6 +153,7 @@ let
   vmDropIn = name: sb: {
     requires = [ "${prepareUnit name}.service" ];
     after = [ "${prepareUnit name}.service" ];
+    unitConfig.RequiresMountsFor = [ sb.dir ];
     serviceConfig = {
       User = sb.owner;
       Group = groupOf sb;
@@ -118,19 +164,31 @@ let
     };
   };
 
+  # virtiofsd shares <dir>/workspace, which the prepare unit clones
+  virtiofsdDropIn = name: sb: {
+    requires = [ "${prepareUnit name}.service" ];
+    after = [ "${prepareUnit name}.service" ];
+    unitConfig.RequiresMountsFor = [ sb.dir ];
+  };
+
   hostdService = name: sb: {
     description = "Host daemon of keystone agent sandbox '${name}' (sync mode ${sb.syncMode})";
     bindsTo = [ "${vmUnit name}.service" ];
     after = [ "${vmUnit name}.service" ];
     wantedBy = [ "${vmUnit name}.service" ];
+    unitConfig.RequiresMountsFor = [ sb.projectPath sb.dir ];
     environment.KEYSTONE_AGENT_DECLARED = cfg.registryFile;
-    serviceConfig = {
+    serviceConfig = hardening // {
       User = sb.owner;
       Group = groupOf sb;
       ExecStart = "${cfg.package}/bin/keystone agent hostd ${name}";
       Restart = "on-failure";
       RestartSec = 5;
       SyslogIdentifier = hostdUnit name;
+      # sync fast-forwards the project; SSH to the guest on 127.0.0.1;
+      # systemd (AF_UNIX) says whether the VM runs
+      ReadWritePaths = [ sb.dir sb.projectPath ];
+      RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" ];
     };
   };
 
@@ -157,7 +215,12 @@ in
 {
   imports = [ ./options.nix ./asserts.nix ];
 
-  config = mkIf active {
+  config = lib.mkMerge [ {
+    # microvm.nix's host module only for VMs to run (it brings a setuid
+    # bridge helper allowing every bridge, and KSM); a user's own
+    # microvm.vms, or microvm.host.enable = true, still enable it
+    microvm.host.enable = lib.mkDefault (config.microvm.vms != { });
+  } (mkIf active {
     environment.systemPackages = [ cfg.package ];
 
     environment.etc."keystone/agent/declared.json".text = builtins.toJSON {
@@ -168,7 +231,22 @@ in
     microvm.vms = lib.mapAttrs (name: sb: {
       inherit (sb) autostart;
       config = guestFor name sb;
+      # a rebuild must not kill a running agent: the new guest boots at the
+      # next start (microvm.nix puts this on microvm@, its tap and virtiofsd units)
+      restartIfChanged = false;
     }) enabled;
+
+    # Only the bridges keystone's sandboxes use, instead of microvm.nix's
+    # default `allow all` (a `lines` option: a user's own lines add to these).
+    environment.etc."qemu/bridge.conf".text = lib.concatMapStrings (b: "allow ${b}\n") bridges;
+    # The same setuid helper microvm.nix's host module installs, for hosts
+    # whose only bridge users are imperative sandboxes.
+    security.wrappers.qemu-bridge-helper = mkIf (bridges != [ ] && !config.microvm.host.enable && !config.virtualisation.libvirtd.enable) {
+      source = "${pkgs.qemu-utils}/libexec/qemu-bridge-helper";
+      owner = "root";
+      group = "root";
+      capabilities = "cap_net_admin+ep";
+    };
 
     systemd.tmpfiles.rules = [ "d ${cfg.stateDir} 0755 root root -" ]
       ++ lib.concatLists (lib.mapAttrsToList (name: sb: [
@@ -179,6 +257,7 @@ in
     systemd.services =
       mapAttrs' (name: sb: nameValuePair (prepareUnit name) (prepareService name sb)) enabled
       // mapAttrs' (name: sb: nameValuePair (vmUnit name) (vmDropIn name sb)) enabled
+      // mapAttrs' (name: sb: nameValuePair "microvm-virtiofsd@${name}" (virtiofsdDropIn name sb)) (filterAttrs (_: sb: sb.share == "virtiofs") enabled)
       // mapAttrs' (name: sb: nameValuePair (hostdUnit name) (hostdService name sb)) enabled;
 
     boot.extraModprobeConfig = lib.mkIf (lib.any (sb: sb.nested) (lib.attrValues enabled)) ''
@@ -188,5 +267,5 @@ in
 
     security.polkit.enable = lib.mkIf (enabled != { }) true;
     security.polkit.extraConfig = lib.concatStrings (lib.mapAttrsToList polkitRule enabled);
-  };
+  }) ];
 }

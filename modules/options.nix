@@ -1,5 +1,5 @@
 # Every keystone.agent.* option of the host module.
-{ config, lib, ... }:
+{ config, lib, pkgs, ... }:
 let
   inherit (lib) mkOption types;
   cfg = config.keystone.agent;
@@ -7,14 +7,21 @@ let
 in
 {
   options.keystone.agent = {
-    enable = mkOption {
-      type = types.bool;
-      default = false;
-      description = "Install the keystone helper even when no sandbox is declared (declaring one implies it).";
+    enable = lib.mkEnableOption "the keystone helper (`keystone agent`) even when no sandbox is declared; declaring one implies it";
+    package = lib.mkPackageOption pkgs "keystone" {
+      extraDescription = "The flake's nixosModules.host sets it to the flake's packages.<system>.keystone; overlays.default provides pkgs.keystone.";
     };
-    package = mkOption {
-      type = types.package;
-      description = "The keystone helper (the flake's nixosModules.host sets it to packages.<system>.keystone).";
+    bridges = mkOption {
+      type = types.listOf (types.strMatching "[A-Za-z0-9_.-]{1,15}");
+      default = [ ];
+      example = [ "br0" ];
+      description = ''
+        Host bridges that imperative sandboxes may attach to
+        (`keystone agent start --network bridge` uses br0). Installs the setuid
+        qemu-bridge-helper and allows exactly these bridges, plus those of
+        declared sandboxes, in /etc/qemu/bridge.conf. The bridge itself is
+        yours to configure (networking.bridges).
+      '';
     };
     stateDir = mkOption {
       type = types.strMatching "/.*";
@@ -44,7 +51,7 @@ in
       type = types.attrsOf (types.submodule (import ./sandbox.nix { inherit (cfg) stateDir; }));
       default = { };
       example = lib.literalExpression ''
-        { my-app = { projectPath = "/home/alice/src/my-app"; owner = "alice"; agents = [ "claude-code" ]; }; }
+        { my-app = { projectPath = "/home/alice/src/my-app"; owner = "alice"; agent = "codex"; }; }
       '';
       description = "Declared sandboxes: a microvm.nix guest each, with host units that prepare and run it and its host daemon.";
     };

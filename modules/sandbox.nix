@@ -8,7 +8,7 @@ let
 in
 {
   options = {
-    enable = mkOption { type = types.bool; default = true; description = "Whether to declare this sandbox."; };
+    enable = lib.mkEnableOption "this sandbox" // { default = true; };
     name = mkOption {
       type = types.str;
       default = name;
@@ -36,9 +36,21 @@ in
     };
     memory = mkOption { type = types.ints.positive; default = 8192; description = "Guest RAM in MiB (at least 2048)."; };
     vcpus = mkOption { type = types.ints.positive; default = 4; description = "Guest vCPUs."; };
-    nested = mkOption { type = types.bool; default = true; description = "Nested virtualisation in the guest (`--no-nested` turns it off)."; };
+    nested = lib.mkEnableOption "nested virtualisation in the guest (`--no-nested` turns it off)" // { default = true; };
     network = {
-      mode = mkOption { type = types.enum [ "user" "tap" "macvtap" "bridge" ]; default = "user"; description = "Network mode. user: qemu's user networking with SSH on 127.0.0.1:sshPort. tap: a host tap interface (network.interface) you configure. macvtap: needs network.macvtap.link. bridge: needs network.bridge."; };
+      mode = mkOption {
+        type = types.enum [ "user" "tap" "macvtap" "bridge" ];
+        default = "user";
+        description = ''
+          How the guest's own traffic leaves it. user: qemu's user networking
+          (NAT, no inbound). tap: a host tap interface (network.interface),
+          created for the owner; its addresses and routes are yours to
+          configure. macvtap: on network.macvtap.link. bridge: attached to
+          network.bridge. In every mode the helper reaches the guest's sshd on
+          127.0.0.1:sshPort: in user mode through that NIC, otherwise through
+          a second, restricted user-mode NIC that carries nothing else.
+        '';
+      };
       interface = mkOption {
         type = types.str;
         default = k.ifName name;
@@ -71,9 +83,9 @@ in
       type = types.port;
       default = k.sshPortFor name;
       defaultText = "22300 + a value derived from <name> (below 23000)";
-      description = "Host port on 127.0.0.1 forwarded to the guest's sshd (network.mode = user).";
+      description = "Host port on 127.0.0.1 forwarded to the guest's sshd, in every network mode.";
     };
-    autostart = mkOption { type = types.bool; default = false; description = "Start the sandbox at boot (microvms.target)."; };
+    autostart = lib.mkEnableOption "the sandbox at boot (microvms.target)";
     agent = mkOption {
       type = types.nullOr (types.enum k.agentNames);
       default = null;

@@ -4,7 +4,7 @@
 # test file serves both. Differences: packages are real (pkgs.mkFake makes a
 # writeText), and an expectError case passes when evaluation fails at all
 # (builtins.tryEval cannot see the message; the offline run checks it).
-{ pkgs, nixpkgs, microvm, system ? pkgs.stdenv.hostPlatform.system }:
+{ pkgs, nixpkgs, microvm, self, system ? pkgs.stdenv.hostPlatform.system }:
 let
   inherit (nixpkgs) lib;
   testPkgs = pkgs // { mkFake = name: _: pkgs.writeText name ""; };
@@ -49,8 +49,16 @@ let
     (lib.filterAttrs (n: _: lib.hasPrefix "test" n) (import file scope));
   results = run ./host-test.nix ++ run ./guest-test.nix;
   failures = lib.filter (r: !r.ok) results;
+
+  # templates/host as `nix flake init -t` gives it, with the flake's module:
+  # evaluated to the toplevel's .drv (unfree packages throw there), not built
+  templateHost = lib.nixosSystem { inherit system; modules = [ self.nixosModules.default ../templates/host/configuration.nix ]; };
 in
 {
+  template-host = pkgs.runCommand "keystone-template-host" { } ''
+    echo ${builtins.unsafeDiscardStringContext templateHost.config.system.build.toplevel.drvPath} > $out
+  '';
+
   module-eval = pkgs.runCommand "keystone-module-eval" { } (
     if failures == [ ] then ''
       echo "${toString (lib.length results)} module evaluation tests passed" > $out

@@ -12,6 +12,7 @@ let
   imperative = guestWith { keystone.guest = { runtime = true; agents = [ "codex" ]; }; };
   i = imperative.config;
   runner = import ../lib/runner.nix { inherit pkgs; microvm = microvmSrc; nixos = imperative; };
+  runnerFor = mode: import ../lib/runner.nix { inherit pkgs; microvm = microvmSrc; nixos = guestWith { keystone.guest = { runtime = true; network.mode = mode; }; }; };
   has = lib.hasInfix;
   pkgNames = c: map (p: p.name) c.environment.systemPackages;
   manifest = builtins.fromJSON (builtins.readFile ../go/internal/agents/manifest.json);
@@ -109,9 +110,16 @@ in
     expr = lib.filter (p: has "/.ssh" p || has "/root" p || lib.hasPrefix "/home/" p) (lib.attrNames (removeAttrs d.fileSystems [ "/home/sandbox" ]) ++ map (s: s.source) d.microvm.shares);
     expected = [ ];
   };
-  test_runtime_rejects_tap = {
-    expr = lib.any (lib.hasPrefix "keystone.guest.runtime:") (failed (guestWith { keystone.guest = { runtime = true; network.mode = "tap"; }; }));
+  test_runtime_rejects_macvtap = {
+    expr = lib.any (lib.hasPrefix "keystone.guest.runtime:") (failed (guestWith { keystone.guest = { runtime = true; network = { mode = "macvtap"; macvtap.link = "eth0"; }; }; }));
     expected = true;
+  };
+  test_guest_x86_64_only = {
+    expr = lib.filter (lib.hasPrefix "keystone.guest: this guest") (failed (guestWith {
+      _module.args.pkgs = lib.mkForce (pkgs // { stdenv = pkgs.stdenv // { hostPlatform = lib.systems.elaborate "aarch64-linux"; }; });
+      keystone.guest = { name = "x"; workspace.source = "/w"; guestDir = "/g"; };
+    }));
+    expected = [ "keystone.guest: this guest is aarch64-linux; keystone builds x86_64-linux guests only (their CPU flags, kvm modules and runner are x86-specific)." ];
   };
 
   # --- the imperative guest: placeholders, replaced by the runner at run time ---
@@ -124,7 +132,7 @@ in
     expected = [ true true true true true true true ];
   };
   test_runner_layout = {
-    expr = map (s: has s runner.buildCommand) [ "$out/bin/microvm-run" "$out/bin/microvm-shutdown" "echo '{\"accel\":\"kvm\"}' > $out/share/keystone/runner.json" "$out/share/microvm/system" ];
+    expr = map (s: has s runner.buildCommand) [ "$out/bin/microvm-run" "$out/bin/microvm-shutdown" "echo '{\"accel\":\"kvm\",\"networks\":[\"user\"]}' > $out/share/keystone/runner.json" "$out/share/microvm/system" ];
     expected = [ true true true true ];
   };
   test_runner_is_one_build_per_config = {
@@ -133,9 +141,15 @@ in
     expected = true;
   };
   test_runner_bridge = {
-    expr = let r = import ../lib/runner.nix { inherit pkgs; microvm = microvmSrc; nixos = guestWith { keystone.guest = { runtime = true; network = { mode = "bridge"; bridge = "br0"; }; }; }; };
-      in [ (has "bridge,id=ks-net,br=br0,helper=/run/wrappers/bin/qemu-bridge-helper" r.command) (has "hostfwd" r.command) (has "mac=${rt.mac}" r.command) ];
-    expected = [ true false true ];
+    # the bridge is a run-time value too: one runner serves every bridge
+    expr = let r = runnerFor "bridge"; in
+      [ (has "bridge,id=ks-net,br=${rt.bridge},helper=/run/wrappers/bin/qemu-bridge-helper" r.command) (has "restrict=on,hostfwd=tcp:127.0.0.1:${toString rt.sshPort}-10.0.2.15:22" r.command) (has "mac=${rt.mac}" r.command)
+        (has ''"networks":["bridge"]'' r.buildCommand) ];
+    expected = [ true true true true ];
+  };
+  test_runner_tap = {
+    expr = let r = runnerFor "tap"; in [ (has "tap,id=${rt.tapInterface},ifname=${rt.tapInterface},script=no,downscript=no,queues=${toString rt.vcpus}" r.command) (has "id=ks-ctl,restrict=on" r.command) ];
+    expected = [ true true ];
   };
   test_runner_needs_runtime = {
     expr = (import ../lib/runner.nix { inherit pkgs; microvm = microvmSrc; nixos = declared; }).outPath;

@@ -48,7 +48,23 @@ in
     expected = [ "a" ];
   };
   test_helper_installed = { expr = lib.elem "keystone-0.1.0" (map (p: p.name) c.environment.systemPackages); expected = true; };
-  test_nothing_without_sandboxes = { expr = (evalHost [ pkg ]).config.environment.etc ? "keystone/agent/declared.json"; expected = false; };
+  test_nothing_without_sandboxes = { expr = (evalHost [ pkg ]).config.environment.etc or { } ? "keystone/agent/declared.json"; expected = false; };
+
+  # --- microvm.nix's host module only for VMs to run (issue 10, item 5) ---
+  test_microvm_host_off_without_sandboxes = {
+    expr = let h = (evalHost [ pkg ]).config; in [ h.microvm.host.enable (h.security.wrappers or { } ? qemu-bridge-helper) (h.environment.etc or { } ? "qemu/bridge.conf") ];
+    expected = [ false false false ];
+  };
+  test_microvm_host_off_with_helper_only = { expr = (evalHost [ pkg { keystone.agent.enable = true; } ]).config.microvm.host.enable; expected = false; };
+  test_microvm_host_on_with_sandboxes = { expr = c.microvm.host.enable; expected = true; };
+  test_microvm_host_user_choice_wins = { expr = (evalHost [ pkg { microvm.host.enable = true; } ]).config.microvm.host.enable; expected = true; };
+  test_bridge_conf_only_used_bridges = { expr = c.environment.etc."qemu/bridge.conf".text; expected = "allow br0\n"; };
+  test_bridge_conf_deny_all_without_bridges = { expr = (one { }).config.environment.etc."qemu/bridge.conf".text; expected = ""; };
+  test_bridges_for_imperative_sandboxes = {
+    expr = let h = (evalHost [ pkg { keystone.agent = { enable = true; bridges = [ "br0" "lan" ]; }; } ]).config; in
+      [ h.microvm.host.enable h.environment.etc."qemu/bridge.conf".text h.security.wrappers.qemu-bridge-helper.capabilities (has "/libexec/qemu-bridge-helper" h.security.wrappers.qemu-bridge-helper.source) ];
+    expected = [ false "allow br0\nallow lan\n" "cap_net_admin+ep" true ];
+  };
 
   # --- defaults derive from <name> ---
   test_default_dir = { expr = c.keystone.agent.sandboxes.my-app.dir; expected = "/var/lib/keystone-agent/my-app"; };
@@ -67,6 +83,11 @@ in
 
   # --- option mapping into the guest ---
   test_memory_vcpus = { expr = [ g.microvm.mem g.microvm.vcpu gi.microvm.mem gi.microvm.vcpu ]; expected = [ 8192 4 4096 2 ]; };
+  test_memory_2048_bumped = {
+    # qemu hangs with exactly 2 GiB: the declared guest gets 2050, as the imperative runner does
+    expr = let h = one { memory = 2048; }; in [ h.guests.x.config.microvm.mem (has "-m 2050 " h.hypervisor.x.command) h.config.keystone.agent.sandboxes.x.memory ];
+    expected = [ 2050 true 2048 ];
+  };
   test_hypervisor = { expr = g.microvm.hypervisor; expected = "qemu"; };
   test_qmp_socket_relative = { expr = g.microvm.socket; expected = "qmp.sock"; };
   test_workspace_share = {
@@ -102,7 +123,31 @@ in
   };
   test_qmp_in_state = { expr = has "-qmp unix:qmp.sock,server,nowait" cmd; expected = true; };
   test_nested_off_cpu = { expr = [ (has "-vmx,-svm" cmd) (has "-cpu host,+x2apic,-sgx,-vmx,-svm" cmdInfra) ]; expected = [ false true ]; };
-  test_bridge_no_hostfwd = { expr = has "hostfwd" cmdInfra; expected = false; };
+  # --- the control path: 127.0.0.1:sshPort in every mode (issue 10, item 2) ---
+  test_bridge_control_nic = {
+    expr = map (s: has s cmdInfra) [
+      "bridge,id=ks-net,br=br0,helper=/run/wrappers/bin/qemu-bridge-helper"
+      "user,id=ks-ctl,restrict=on,hostfwd=tcp:127.0.0.1:2300-10.0.2.15:22"
+      "virtio-net-pci,netdev=ks-ctl,mac=02:6b:73:00:00:01,romfile="
+    ];
+    expected = [ true true true ];
+  };
+  test_bridge_one_forward = { expr = lib.length (lib.splitString "hostfwd=" cmdInfra); expected = 2; };
+  test_user_no_control_nic = { expr = [ (has "ks-ctl" cmd) (has "restrict=on" cmd) ]; expected = [ false false ]; };
+  test_control_nic_in_guest = {
+    # (user mode has none: test_user_no_control_nic)
+    expr = gi.systemd.network.networks."10-keystone-control";
+    expected = {
+      matchConfig.MACAddress = "02:6b:73:00:00:01";
+      address = [ "10.0.2.15/24" ];
+      networkConfig = { LinkLocalAddressing = "no"; IPv6AcceptRA = false; };
+      linkConfig.RequiredForOnline = "no";
+    };
+  };
+  test_tap_control_nic = {
+    expr = let h = one { network.mode = "tap"; sshPort = 2401; }; in map (s: has s h.hypervisor.x.command) [ "tap,id=ks-x,ifname=ks-x,script=no,downscript=no" "hostfwd=tcp:127.0.0.1:2401-10.0.2.15:22" ];
+    expected = [ true true ];
+  };
   test_no_project_in_command = { expr = has "/home/alice/src/my-app" cmd; expected = false; };
   test_host_store_not_shared = { expr = has "path=/nix/store," cmd; expected = false; };
   test_store_disk = { expr = has "read-only=on,file=${g.microvm.storeDisk}" cmd || has "file=${g.microvm.storeDisk},if=none" cmd; expected = true; };
@@ -111,6 +156,37 @@ in
   test_prepare_unit = {
     expr = with svc.keystone-agent-prepare-my-app; [ serviceConfig.Type serviceConfig.User serviceConfig.Group serviceConfig.RemainAfterExit partOf ];
     expected = [ "oneshot" "alice" "users" true [ "microvm@my-app.service" ] ];
+  };
+  test_prepare_hardened = {
+    expr = with svc.keystone-agent-prepare-my-app; [ serviceConfig.ProtectSystem serviceConfig.ProtectHome serviceConfig.ReadWritePaths serviceConfig.PrivateNetwork serviceConfig.NoNewPrivileges serviceConfig.CapabilityBoundingSet unitConfig.RequiresMountsFor ];
+    expected = [ "strict" "read-only" [ "/var/lib/keystone-agent/my-app" ] true true "" [ "/home/alice/src/my-app" "/var/lib/keystone-agent/my-app" ] ];
+  };
+  test_hostd_hardened = {
+    expr = with svc.keystone-agent-hostd-my-app; [ serviceConfig.ProtectSystem serviceConfig.ReadWritePaths (serviceConfig ? PrivateNetwork) serviceConfig.RestrictAddressFamilies unitConfig.RequiresMountsFor ];
+    expected = [ "strict" [ "/var/lib/keystone-agent/my-app" "/home/alice/src/my-app" ] false [ "AF_UNIX" "AF_INET" "AF_INET6" ] [ "/home/alice/src/my-app" "/var/lib/keystone-agent/my-app" ] ];
+  };
+
+  # --- a rebuild does not restart a running sandbox (issue 10, item 5) ---
+  test_no_restart_on_rebuild = {
+    expr = [ c.microvm.vms.my-app.restartIfChanged svc."microvm@my-app".serviceConfig.X-RestartIfChanged svc."microvm-virtiofsd@infra".serviceConfig.X-RestartIfChanged svc.keystone-agent-prepare-my-app.restartIfChanged ];
+    expected = [ false [ "" false ] [ "" false ] false ];
+  };
+  test_virtiofsd_after_prepare = {
+    expr = with svc."microvm-virtiofsd@infra"; [ requires after unitConfig.RequiresMountsFor ];
+    expected = [ [ "keystone-agent-prepare-infra.service" ] [ "keystone-agent-prepare-infra.service" ] [ "/var/lib/keystone-agent/infra" ] ];
+  };
+  test_no_virtiofsd_dropin_for_9p = { expr = svc."microvm-virtiofsd@my-app".requires or [ ]; expected = [ ]; };
+
+  # --- tap and macvtap for the owner, not microvm.nix's user `microvm` (issue 10, item 3) ---
+  test_tap_for_owner = {
+    expr = let up = (one { network.mode = "tap"; vcpus = 2; }).guests.x.config.microvm.binScripts.tap-up; in
+      [ (has "tuntap add name 'ks-x' mode tap user alice vnet_hdr multi_queue" up) (has "microvm" up) ];
+    expected = [ true false ];
+  };
+  test_macvtap_for_owner = {
+    expr = let up = (one { network = { mode = "macvtap"; macvtap.link = "enp1s0"; }; }).guests.x.config.microvm.binScripts.macvtap-up; in
+      [ (has "chown alice:kvm \"/dev/tap$(< \"/sys/class/net/ks-x/ifindex\")\"" up) (has "microvm" up) (has "link add link 'enp1s0' name 'ks-x'" up) ];
+    expected = [ true false true ];
   };
   test_prepare_clones_trusted_project = {
     expr = has "git -c core.hooksPath=/dev/null clone --quiet --no-local --no-hardlinks -- /home/alice/src/my-app \"$dir/workspace.tmp\"" svc.keystone-agent-prepare-my-app.script;
@@ -131,8 +207,8 @@ in
     expected = true;
   };
   test_vm_unit_order = {
-    expr = with svc."microvm@my-app"; [ requires after ];
-    expected = [ [ "keystone-agent-prepare-my-app.service" ] [ "keystone-agent-prepare-my-app.service" ] ];
+    expr = with svc."microvm@my-app"; [ requires after unitConfig.RequiresMountsFor ];
+    expected = [ [ "keystone-agent-prepare-my-app.service" ] [ "keystone-agent-prepare-my-app.service" ] [ "/var/lib/keystone-agent/my-app" ] ];
   };
   test_vm_unit_runs_as_owner = {
     expr = with svc."microvm@my-app".serviceConfig; [ User Group SupplementaryGroups WorkingDirectory ExecStop Restart ];
@@ -159,7 +235,28 @@ in
     expr = (withSandboxes { a = app // { sshPort = 2400; }; b = app // { sshPort = 2400; }; }).toplevel;
     expectError = ".*keystone\\.agent\\.sandboxes\\.a\\.sshPort and keystone\\.agent\\.sandboxes\\.b\\.sshPort are all 2400: give each sandbox its own.*";
   };
-  test_assert_duplicate_ports_bridge_ok = { expr = (withSandboxes { a = app // { sshPort = 2400; }; b = app // { sshPort = 2400; network = { mode = "bridge"; bridge = "br0"; }; }; }).failedAssertions; expected = [ ]; };
+  test_assert_duplicate_ports_any_mode = {
+    # the control NIC forwards the port in bridge mode too
+    expr = (withSandboxes { a = app // { sshPort = 2400; }; b = app // { sshPort = 2400; network = { mode = "bridge"; bridge = "br0"; }; }; }).toplevel;
+    expectError = ".*keystone\\.agent\\.sandboxes\\.a\\.sshPort and keystone\\.agent\\.sandboxes\\.b\\.sshPort are all 2400.*";
+  };
+  test_assert_dir_whitespace = {
+    expr = (one { dir = "/srv/my sandboxes/x"; }).toplevel;
+    expectError = ".*keystone\\.agent\\.sandboxes\\.x\\.dir \"/srv/my sandboxes/x\" contains whitespace or a comma.*choose a path without them.*";
+  };
+  test_assert_dir_comma = { expr = (one { dir = "/srv/a,b"; }).toplevel; expectError = ".*sandboxes\\.x\\.dir \"/srv/a,b\" contains whitespace or a comma.*"; };
+  test_assert_state_dir_whitespace = {
+    expr = (evalHost [ pkg users { keystone.agent.stateDir = "/srv/key stone"; keystone.agent.sandboxes.x = app; } ]).toplevel;
+    expectError = ".*sandboxes\\.x\\.dir \"/srv/key stone/x\" contains whitespace.*";
+  };
+  test_assert_project_whitespace = { expr = (one { projectPath = "/home/alice/my app"; }).toplevel; expectError = ".*sandboxes\\.x\\.projectPath \"/home/alice/my app\" contains whitespace.*"; };
+  test_project_comma_ok = { expr = (one { projectPath = "/home/alice/a,b"; }).failedAssertions; expected = [ ]; };
+  test_assert_x86_64_only = {
+    # an aarch64 host is refused with the reason (each guest too: guest-test.nix)
+    expr = let arm = { _module.args.pkgs = lib.mkForce (pkgs // { stdenv = pkgs.stdenv // { hostPlatform = lib.systems.elaborate "aarch64-linux"; }; }); }; in
+      lib.filter (lib.hasPrefix "keystone.agent: ") (evalHost [ arm pkg users { keystone.agent.sandboxes.x = app; } ]).failedAssertions;
+    expected = [ "keystone.agent: this host is aarch64-linux; keystone agent runs on x86_64-linux only (the guests' CPU flags, kvm modules and runners are x86-specific)." ];
+  };
   test_assert_interface_too_long = {
     expr = (withSandboxes { a-very-long-name = app // { network.mode = "tap"; }; }).toplevel;
     expectError = ".*keystone\\.agent\\.sandboxes\\.a-very-long-name\\.network\\.interface \"ks-a-very-long-name\" is 19 characters; interface ids are limited to 15: set .* to a shorter id or use a shorter sandbox name.*";
@@ -187,5 +284,12 @@ in
     expr = (one { agent = "claude"; }).toplevel;
     expectError = ".*keystone\\.guest\\.agents contains \"claude\", whose licence is unfree.*keystone\\.agent\\.allowUnfreeAgents.*";
   };
+  test_template_host = {
+    # templates/host/configuration.nix as a user gets it: no failed assertion, Claude Code accepted there
+    expr = let t = evalHost [ pkg ../templates/host/configuration.nix ]; in
+      [ t.failedAssertions t.config.keystone.agent.allowUnfreeAgents t.config.keystone.agent.sandboxes.my-app.agent ];
+    expected = [ [ ] [ "claude" ] "claude" ];
+  };
+  test_template_host_evaluates = { expr = (evalHost [ pkg ../templates/host/configuration.nix ]).toplevel; };
   test_agent_enum = { expr = (one { agent = "cursor"; }).toplevel; expectError = ".*agent.*"; };
 }

@@ -38,6 +38,13 @@ if [ -z "${NIXPKGS_LIB:-}" ] || [ -z "${MICROVM_SRC:-}" ]; then
 fi
 [ -x "$NIXEVAL/eval-module.sh" ] || { say "nixeval not found at $NIXEVAL (set NIXEVAL)"; exit 2; }
 
+# Say what the options are checked against: the lib at hand may differ from
+# the lock's (nix-checks/inputs.sh prints the locked trees).
+libdir=$NIXPKGS_LIB; [ -e "$libdir/lib/default.nix" ] && libdir=$libdir/lib
+libver=$(nix-instantiate --eval --expr "(import $libdir).version" 2>/dev/null | tr -d '"') || libver=unknown
+locked=$(python3 -c 'import json,sys; n=json.load(open(sys.argv[1]))["nodes"]; print(n["nixpkgs"]["locked"]["rev"][:12], n["microvm"]["locked"]["rev"][:12])' flake.lock 2>/dev/null) || locked="? ?"
+say "evaluating against nixpkgs lib $libver ($libdir) and microvm.nix at $MICROVM_SRC; flake.lock pins nixpkgs ${locked% *} and microvm.nix ${locked#* } (nix-checks/inputs.sh)"
+
 for t in host-test guest-test nixos-tests-test; do
   report=$("$NIXEVAL/eval-module.sh" -q --pkgs "$PKGS" modules/default.nix "nix-checks/$t.nix")
   st=$?
@@ -103,9 +110,10 @@ done
 # the flake's outputs, evaluated with nixeval as nixpkgs (in a private store)
 attrs=(packages.x86_64-linux.keystone.name packages.x86_64-linux.sandbox-runner.name
   apps.x86_64-linux.default.program checks.x86_64-linux.module-eval.name checks.x86_64-linux.shellcheck.name
-  checks.x86_64-linux.go-test.name
+  checks.x86_64-linux.go-test.name checks.x86_64-linux.template-host.name
+  packages.x86_64-linux.keystone-unwrapped.name
   templates.host.path templates.sandbox.path)
-# (devShells need pkgs.mkShell, which the stand-in lacks)
+# (devShells need pkgs.mkShell and formatter pkgs.nixfmt-rfc-style, which the stand-in lacks)
 if ! command -v nix >/dev/null; then
   say "SKIPPED flake outputs: no nix command"
 elif out=$("$NIXEVAL/flake-check.sh" "$ROOT" eval "${attrs[@]}" 2>&1); then

@@ -4,6 +4,15 @@ import shlex
 def as_alice(cmd):
     return "sudo -u alice -H -- sh -c " + shlex.quote(cmd)
 
+def nested_kvm(host):
+    # The sandboxes need KVM inside the test VM: without nested
+    # virtualisation on the machine running the test (or under TCG) there is
+    # no /dev/kvm, and the test is skipped rather than failed.
+    if host.execute("test -c /dev/kvm && grep -qwE 'vmx|svm' /proc/cpuinfo")[0] == 0:
+        return True
+    host.log("SKIPPED: no nested KVM in the test VM (enable nested virtualisation on the host running the test)")
+    return False
+
 def plant_secrets_and_project(host):
     # what the guest must never see
     host.succeed(as_alice("install -d -m 700 ~/.ssh && echo alice-ssh-secret > ~/.ssh/id_ed25519 && chmod 600 ~/.ssh/id_ed25519"))
@@ -29,3 +38,7 @@ def assert_no_process(host, name):
     host.wait_until_fails(f"pgrep -f 'microvm[@]{name}'", timeout=60)
     host.fail("pgrep -u alice qemu")
     host.fail("pgrep virtiofsd")
+
+def qemu_args(host, name):
+    pid = host.succeed(f"pgrep -f 'microvm[@]{name}' | head -1").strip()
+    return host.succeed(f"tr '\\0' ' ' < /proc/{pid}/cmdline")

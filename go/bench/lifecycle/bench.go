@@ -14,6 +14,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/statedir"
+	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
 type bench struct {
@@ -218,7 +219,7 @@ func (b *bench) listStatus(n, runs int) (list, status time.Duration, rss int64, 
 			name := fmt.Sprintf("sb%03d", i)
 			os.MkdirAll(root.Sandbox(name).Workspace(), 0o700)
 			tx.Put(registry.Entry{Name: name, ProjectPath: filepath.Join(b.work, name), MemoryMB: 2048, VCPUs: 1,
-				Network: "user", SyncMode: "manual", SSHPort: 3000 + i, Created: time.Now().UTC()})
+				Network: runner.NetworkUser, SyncMode: syncwatch.ModeManual, SSHPort: 3000 + i, Created: time.Now().UTC()})
 		}
 		return nil
 	})

@@ -19,10 +19,29 @@ import (
 	"path/filepath"
 )
 
+// tempPattern names the temporary files of path (os.CreateTemp's pattern).
+func tempPattern(path string) string { return "." + filepath.Base(path) + ".tmp-*" }
+
+// RemoveLeftovers removes the temporary files a process killed during a
+// Write of path left beside it: for a directory whose every entry matters,
+// such as a build source that is copied whole.
+func RemoveLeftovers(path string) error {
+	tmps, err := filepath.Glob(filepath.Join(filepath.Dir(path), tempPattern(path)))
+	if err != nil {
+		return err
+	}
+	for _, t := range tmps {
+		if err := os.Remove(t); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("failed to remove %q: %w", t, err)
+		}
+	}
+	return nil
+}
+
 // Write replaces path with data, with mode perm. The directory must exist.
 func Write(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := os.CreateTemp(dir, tempPattern(path))
 	if err != nil {
 		return fmt.Errorf("failed to write %q: %w", path, err)
 	}

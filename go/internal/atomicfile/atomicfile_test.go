@@ -110,3 +110,26 @@ func TestSymlinkReplacesTheLink(t *testing.T) {
 		t.Errorf("directory holds %v; want only the link", names)
 	}
 }
+
+// A Write killed before its rename leaves a temporary file; RemoveLeftovers
+// removes exactly those of the given path.
+func TestRemoveLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "flake.nix")
+	for _, name := range []string{".flake.nix.tmp-123", ".flake.nix.tmp-abc", "flake.nix", ".other.tmp-1", "flake.lock"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := atomicfile.RemoveLeftovers(path); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	if want := ".other.tmp-1 flake.lock flake.nix"; strings.Join(got, " ") != want {
+		t.Errorf("left %q; want %q", strings.Join(got, " "), want)
+	}
+}

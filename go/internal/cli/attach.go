@@ -9,12 +9,11 @@ import (
 	"github.com/keystone-agent/keystone/internal/sshconn"
 )
 
-func init() {
-	for _, name := range []string{"attach", "ssh"} {
-		register(&verb{
-			name:    name,
-			summary: "open a shell in a running sandbox at /workspace",
-			usage: `Usage: keystone agent ` + name + ` [name]
+func newAttachCmd(name string) *verb {
+	return &verb{
+		name:    name,
+		summary: "open a shell in a running sandbox at /workspace",
+		usage: `Usage: keystone agent ` + name + ` [name]
 
 Open an interactive shell in the sandbox at /workspace. Detach with Ctrl-D
 or 'exit'. The exit status is the remote shell's. attach and ssh are the same.
@@ -22,25 +21,21 @@ A sandbox started with --agent is joined in its agent's tmux session
 instead (started again if the agent has exited); detach with Ctrl-b d, and
 the agent keeps running. --shell opens a login shell all the same.
 `,
-			run: runAttach(name),
-		})
+		run: runAttach,
 	}
 }
 
-func runAttach(name string) func(context.Context, *Env, []string) error {
-	return func(ctx context.Context, env *Env, args []string) error {
-		v := verbs[name]
-		fs := newFlags(v)
-		shell := fs.Bool("shell", false, "open a login shell, not the agent's session")
-		if err := parseArgs(fs, v, args, 1); err != nil {
-			return err
-		}
-		_, sb, err := resolve(env, fs.Args())
-		if err != nil {
-			return err
-		}
-		return attach(ctx, env, sb, *shell)
+func runAttach(ctx context.Context, env *Env, v *verb, args []string) error {
+	fs := newFlags(v)
+	shell := fs.Bool("shell", false, "open a login shell, not the agent's session")
+	if err := parseArgs(fs, v, args, 1); err != nil {
+		return err
 	}
+	_, sb, err := resolve(env, fs.Args())
+	if err != nil {
+		return err
+	}
+	return attach(ctx, env, sb, *shell)
 }
 
 // attach joins the agent's session, or opens a login shell when the sandbox

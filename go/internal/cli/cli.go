@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -46,14 +45,27 @@ type verb struct {
 	name    string
 	summary string
 	usage   string
-	run     func(ctx context.Context, env *Env, args []string) error
+	run     func(ctx context.Context, env *Env, v *verb, args []string) error
 	hidden  bool
 }
 
-// verbs is filled by the verb files' init functions.
-var verbs = map[string]*verb{}
+// verbs are every verb, in the order `help` lists them (the guide's).
+func verbs() []*verb {
+	return []*verb{
+		newStartCmd(), newStopCmd(), newAttachCmd("attach"), newAttachCmd("ssh"), newExecCmd(),
+		newSyncCmd(), newStatusCmd(), newListCmd(), newDestroyCmd(), newHostdCmd(), newPrepareGuestCmd(),
+	}
+}
 
-func register(v *verb) { verbs[v.name] = v }
+// lookup returns the verb called name, or nil.
+func lookup(name string) *verb {
+	for _, v := range verbs() {
+		if v.name == name {
+			return v
+		}
+	}
+	return nil
+}
 
 // Main runs the CLI and returns the process exit code.
 func Main(args []string) int {
@@ -68,12 +80,17 @@ func Run(ctx context.Context, env *Env, args []string) error {
 	if len(args) > 0 && args[0] == "agent" {
 		args = args[1:]
 	}
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "version") {
+		fmt.Fprintln(env.Stdout, versionLine())
+		return nil
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
-			if v, ok := verbs[args[1]]; ok {
-				fmt.Fprint(env.Stdout, v.usage)
-				return nil
+			if v := lookup(args[1]); v != nil {
+				// The same text as `<verb> --help`: usage and options.
+				return v.run(ctx, env, v, []string{"--help"})
 			}
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("unknown command %q", args[1]), Hint: "`keystone agent help` lists the commands"}
 		}
 		fmt.Fprint(env.Stdout, mainUsage())
 		if len(args) == 0 {
@@ -81,11 +98,11 @@ func Run(ctx context.Context, env *Env, args []string) error {
 		}
 		return nil
 	}
-	v, ok := verbs[args[0]]
-	if !ok {
+	v := lookup(args[0])
+	if v == nil {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("unknown command %q", args[0]), Hint: "`keystone agent help` lists the commands"}
 	}
-	return v.run(ctx, env, args[1:])
+	return v.run(ctx, env, v, args[1:])
 }
 
 func report(env *Env, err error) int {
@@ -130,15 +147,10 @@ func (d *detailed) Detail() string { return d.detail }
 func mainUsage() string {
 	var b strings.Builder
 	b.WriteString("Usage: keystone agent <command> [arguments]\n\nRun AI coding agents in isolated microVM sandboxes.\n\nCommands:\n")
-	names := make([]string, 0, len(verbs))
-	for n, v := range verbs {
+	for _, v := range verbs() {
 		if !v.hidden {
-			names = append(names, n)
+			fmt.Fprintf(&b, "  %-9s %s\n", v.name, v.summary)
 		}
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(&b, "  %-9s %s\n", n, verbs[n].summary)
 	}
 	b.WriteString("\nRun `keystone agent help <command>` for its options.\n")
 	return b.String()
@@ -156,12 +168,31 @@ func newFlags(v *verb) *pflag.FlagSet {
 func parse(fs *pflag.FlagSet, v *verb, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return &helpRequest{usage: v.usage + "\nOptions:\n" + fs.FlagUsages()}
+			usage := v.usage
+			if fs.HasAvailableFlags() {
+				usage += "\nOptions:\n" + flagUsages(fs)
+			}
+			return &helpRequest{usage: usage}
 		}
 		return &ExitError{Code: ExitUsage, Err: err, Hint: fmt.Sprintf("`keystone agent help %s` shows the options", v.name)}
 	}
 	return nil
 }
+
+// flagUsages lists the options. pflag prints a switch as --fresh[=true|false];
+// shown through switchValue it is plain --fresh, as the guide writes it.
+func flagUsages(fs *pflag.FlagSet) string {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Value.Type() == "bool" {
+			f.Value = switchValue{f.Value}
+		}
+	})
+	return fs.FlagUsages()
+}
+
+// switchValue is a bool flag without pflag's IsBoolFlag, so its usage line
+// names no value; its NoOptDefVal ("true") still lets it stand alone.
+type switchValue struct{ pflag.Value }
 
 type helpRequest struct{ usage string }
 

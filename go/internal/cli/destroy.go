@@ -11,8 +11,8 @@ import (
 	"github.com/keystone-agent/keystone/internal/sandbox"
 )
 
-func init() {
-	register(&verb{
+func newDestroyCmd() *verb {
+	return &verb{
 		name:    "destroy",
 		summary: "remove a sandbox completely",
 		usage: `Usage: keystone agent destroy <name> [--force]
@@ -23,11 +23,10 @@ terminal and refuses a running sandbox; --force skips the question and
 stops a running sandbox first (required without a terminal).
 `,
 		run: runDestroy,
-	})
+	}
 }
 
-func runDestroy(ctx context.Context, env *Env, args []string) error {
-	v := verbs["destroy"]
+func runDestroy(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	force := fs.Bool("force", false, "skip confirmation, force destroy if running")
 	if err := parse(fs, v, args); err != nil {

@@ -9,8 +9,8 @@ import (
 	"github.com/keystone-agent/keystone/internal/sshconn"
 )
 
-func init() {
-	register(&verb{
+func newExecCmd() *verb {
+	return &verb{
 		name:    "exec",
 		summary: "run a command in a sandbox",
 		usage: `Usage: keystone agent exec [name] -- <command> [args...]
@@ -20,11 +20,10 @@ exactly as given. The name defaults to the current project's sandbox.
 The exit status is the command's; 255 when the SSH connection failed.
 `,
 		run: runExec,
-	})
+	}
 }
 
-func runExec(ctx context.Context, env *Env, args []string) error {
-	v := verbs["exec"]
+func runExec(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	if err := parse(fs, v, args); err != nil {
 		return err

@@ -49,10 +49,6 @@ func (e *ExitError) Error() string {
 
 func (e *ExitError) Unwrap() error { return e.Err }
 
-func exitf(code int, format string, a ...any) error {
-	return &ExitError{Code: code, Err: fmt.Errorf(format, a...)}
-}
-
 // exitStatus is a remote command's own status: nothing to print.
 func exitStatus(code int) error {
 	if code == 0 {
@@ -61,9 +57,26 @@ func exitStatus(code int) error {
 	return &ExitError{Code: code, Quiet: true}
 }
 
+// hinter is an error that says what to do about it: every package's errors
+// carry their hint this way, and the CLI prints it as `keystone: hint: …`,
+// once, after the error line.
+type hinter interface {
+	error
+	Hint() string
+}
+
 // classify maps the lifecycle's typed errors onto the guide's exit codes,
-// once, for every verb.
+// once, for every verb. The error's own hint wins over the verb's general one.
 func classify(err error) *ExitError {
+	ee := exitError(err)
+	var h hinter
+	if errors.As(err, &h) && h.Hint() != "" {
+		ee.Hint = h.Hint()
+	}
+	return ee
+}
+
+func exitError(err error) *ExitError {
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return ee
@@ -82,7 +95,7 @@ func classify(err error) *ExitError {
 	case errors.Is(err, sandbox.ErrAlreadyRunning):
 		return &ExitError{Code: ExitAlreadyRunning, Err: err}
 	case errors.As(err, &ke):
-		return &ExitError{Code: ExitNoKVM, Err: err, Hint: ke.Hint()}
+		return &ExitError{Code: ExitNoKVM, Err: err}
 	case errors.As(err, &be):
 		// The guide's words, then the tail of the build log.
 		return &ExitError{Code: ExitBuildFailed,
@@ -91,6 +104,9 @@ func classify(err error) *ExitError {
 	case errors.Is(err, nixbuild.ErrNixNotFound):
 		return &ExitError{Code: ExitBuildFailed, Err: fmt.Errorf("Failed to build MicroVM: %w", err),
 			Hint: "install Nix with flakes enabled, or boot the Debian test guest: `go run ./cmd/testguest -out DIR` (in go/), then `keystone agent start --runner DIR`"}
+	case errors.Is(err, nixbuild.ErrForeignSource):
+		return &ExitError{Code: ExitBuildFailed, Err: fmt.Errorf("Failed to build MicroVM: %w", err),
+			Hint: "state/flake is the build source nix copies into the store: move the other files away"}
 	case errors.As(err, &te):
 		return &ExitError{Code: ExitTransport, Err: err}
 	case errors.Is(err, registry.ErrNotFound):

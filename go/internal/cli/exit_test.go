@@ -21,6 +21,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("x: %w", sandbox.ErrAlreadyRunning), ExitAlreadyRunning},
 		{&nixbuild.BuildError{Err: errors.New("exit status 1")}, ExitBuildFailed},
 		{fmt.Errorf("cannot build: %w", nixbuild.ErrNixNotFound), ExitBuildFailed},
+		{fmt.Errorf("cannot build: %w", nixbuild.ErrForeignSource), ExitBuildFailed},
 		{kvm.Check("/nonexistent/kvm"), ExitNoKVM},
 		{&sandbox.UsageError{Msg: "bad"}, ExitUsage},
 		{fmt.Errorf("%w: %q", registry.ErrNotFound, "x"), ExitNotFound},

@@ -16,8 +16,8 @@ import (
 // IdleEnv configures the quiet time of the auto-idle sync mode (a Go duration).
 const IdleEnv = "KEYSTONE_AGENT_SYNC_IDLE"
 
-func init() {
-	register(&verb{
+func newHostdCmd() *verb {
+	return &verb{
 		name:    "hostd",
 		hidden:  true,
 		summary: "run the host daemon of a sandbox (its host-side services)",
@@ -30,11 +30,10 @@ auto-idle sync modes) and ends by itself, after a last sync, once the
 sandbox's VM is gone. The idle time defaults to $` + IdleEnv + ` or 30s.
 `,
 		run: runHostd,
-	})
+	}
 }
 
-func runHostd(ctx context.Context, env *Env, args []string) error {
-	v := verbs["hostd"]
+func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	idle := syncwatch.DefaultIdle
 	if s := os.Getenv(IdleEnv); s != "" {
@@ -65,9 +64,9 @@ func runHostd(ctx context.Context, env *Env, args []string) error {
 	}
 	// Each service of the sandbox, one line each.
 	var services []hostd.Service
-	if sb.SyncMode == syncwatch.ModeAutoCommit || sb.SyncMode == syncwatch.ModeAutoIdle {
+	if syncwatch.Watched(sb.SyncMode) {
 		services = append(services, &syncwatch.Service{
-			Options: syncwatch.Options{Sync: gitsyncOptions(sb), StateDir: sb.Dir.State(),
+			Options: syncwatch.Options{Sync: sb.GitSync(), StateDir: sb.Dir.State(),
 				Mode: sb.SyncMode, Idle: idle, Interval: *interval},
 			OnEvent: func(ev syncwatch.Event) {
 				switch {

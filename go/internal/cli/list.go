@@ -7,8 +7,8 @@ import (
 	"github.com/keystone-agent/keystone/internal/sandbox"
 )
 
-func init() {
-	register(&verb{
+func newListCmd() *verb {
+	return &verb{
 		name:    "list",
 		summary: "list all sandboxes",
 		usage: `Usage: keystone agent list [--json]
@@ -17,11 +17,10 @@ List every sandbox, imperative and declared, with its derived state.
 --json prints an array of the objects ` + "`status --json`" + ` prints ([] when empty).
 `,
 		run: runList,
-	})
+	}
 }
 
-func runList(ctx context.Context, env *Env, args []string) error {
-	v := verbs["list"]
+func runList(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	asJSON := fs.Bool("json", false, "output as JSON")
 	if err := parseArgs(fs, v, args, 0); err != nil {

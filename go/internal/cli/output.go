@@ -57,8 +57,16 @@ func printStatus(w io.Writer, st sandbox.Status) error {
 	if st.Declared {
 		row("Declared", "yes (NixOS configuration)")
 	}
+	if st.PasswordLogin {
+		row("Password login", "on: "+passwordLoginRisk)
+	}
 	return tw.Flush()
 }
+
+// passwordLoginRisk is what start and status say while the guest accepts the
+// guide's fallback password: never silently.
+const passwordLoginRisk = "any local user can log in as sandbox with the password \"sandbox\"; " +
+	"create an SSH key (ssh-keygen -t ed25519), then stop and start the sandbox to turn it off"
 
 func onOff(b bool) string {
 	if b {

@@ -10,8 +10,8 @@ import (
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
-func init() {
-	register(&verb{
+func newPrepareGuestCmd() *verb {
+	return &verb{
 		name:    "prepare-guest",
 		hidden:  true,
 		summary: "write a declared sandbox's session environment and git identity",
@@ -22,11 +22,10 @@ as its owner, before the VM boots: writes DIR/state/guest/environment and
 DIR/state/guest/gitconfig as ` + "`start`" + ` does for its sandboxes (docs/agents.md).
 `,
 		run: runPrepareGuest,
-	})
+	}
 }
 
-func runPrepareGuest(ctx context.Context, env *Env, args []string) error {
-	v := verbs["prepare-guest"]
+func runPrepareGuest(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	project := fs.String("project", "", "the sandbox's project (a git repository)")
 	dir := fs.String("dir", "", "the sandbox's directory")

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/keystone-agent/keystone/internal/names"
+	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
-func init() {
-	register(&verb{
+func newStartCmd() *verb {
+	return &verb{
 		name:    "start",
 		summary: "clone a project into a sandbox, boot it and attach",
 		usage: `Usage: keystone agent start [path] [options]
@@ -24,11 +27,10 @@ Exit codes: 0 success, 1 not a git repository, 2 sandbox already running,
 3 build failed, 4 KVM not available, 64 bad option or value.
 `,
 		run: runStart,
-	})
+	}
 }
 
-func runStart(ctx context.Context, env *Env, args []string) error {
-	v := verbs["start"]
+func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	spec := sandbox.Spec{}
 	fs.StringVar(&spec.Name, "name", "", "custom sandbox name (default: directory name)")
@@ -37,8 +39,8 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	noNested := fs.Bool("no-nested", false, "disable nested virtualization")
 	fs.BoolVar(&spec.Fresh, "fresh", false, "discard previous state")
 	noAttach := fs.Bool("no-attach", false, "don't attach after starting")
-	fs.StringVar(&spec.Network, "network", "user", "network mode: user, tap, macvtap, bridge")
-	fs.StringVar(&spec.SyncMode, "sync-mode", "manual", "sync mode: manual, auto-commit, auto-idle")
+	fs.StringVar(&spec.Network, "network", runner.NetworkUser, "network mode: "+strings.Join(runner.Networks, ", "))
+	fs.StringVar(&spec.SyncMode, "sync-mode", syncwatch.ModeManual, "sync mode: "+strings.Join(syncwatch.Modes, ", "))
 	fs.StringVar(&spec.Agent, "agent", "", "run this agent in the sandbox's session: claude, codex, gemini; none drops it (default: the sandbox's last choice)")
 	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
 	if err := parseArgs(fs, v, args, 1); err != nil {
@@ -58,6 +60,9 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	sb, err := sbe.Start(ctx, spec)
 	if err != nil {
 		return err
+	}
+	if sb.PasswordLogin() {
+		fmt.Fprintf(env.Stderr, "keystone: warning: password login is on for %q (no SSH key in ~/.ssh): %s\n", sb.Name, passwordLoginRisk)
 	}
 	if *noAttach {
 		fmt.Fprintf(env.Stderr, "Sandbox %q is running (SSH on 127.0.0.1:%d).\n", sb.Name, sb.SSHPort)

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/keystone-agent/keystone/internal/sandbox"
+	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
-func init() {
-	register(&verb{
+func newStatusCmd() *verb {
+	return &verb{
 		name:    "status",
 		summary: "show the state of a sandbox",
 		usage: `Usage: keystone agent status [name] [--json]
@@ -20,11 +20,10 @@ derived from evidence: the VM process and SSH answering. The name defaults
 to the current project's sandbox.
 `,
 		run: runStatus,
-	})
+	}
 }
 
-func runStatus(ctx context.Context, env *Env, args []string) error {
-	v := verbs["status"]
+func runStatus(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	asJSON := fs.Bool("json", false, "output as JSON")
 	if err := parseArgs(fs, v, args, 1); err != nil {
@@ -34,35 +33,15 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := statusOutput{Status: sbe.Inspect(sb), Sync: syncState(ctx, sb)}
+	r := sbe.Report(ctx, sb)
 	if *asJSON {
-		return printJSON(env.Stdout, out)
+		return printJSON(env.Stdout, r)
 	}
-	if err := printStatus(env.Stdout, out.Status); err != nil {
+	if err := printStatus(env.Stdout, r.Status); err != nil {
 		return err
 	}
-	printSync(env.Stdout, out.Sync)
+	printSync(env.Stdout, r.Sync)
 	return nil
-}
-
-// statusOutput is `status --json`: the fields `list --json` prints for each
-// sandbox, plus its sync state (which costs a dry-run sync, so list omits it).
-type statusOutput struct {
-	sandbox.Status
-	Sync *syncwatch.Status `json:"sync,omitempty"`
-}
-
-// syncState is the last sync recorded in state/sync.json, with the pending
-// commits counted now.
-func syncState(ctx context.Context, sb *sandbox.Sandbox) *syncwatch.Status {
-	st, err := syncwatch.ReadStatus(sb.Dir.State())
-	if err != nil {
-		return nil
-	}
-	if n, err := syncwatch.Pending(ctx, gitsyncOptions(sb)); err == nil {
-		st.PendingCommits = n
-	}
-	return &st
 }
 
 func printSync(w io.Writer, st *syncwatch.Status) {
@@ -75,7 +54,7 @@ func printSync(w io.Writer, st *syncwatch.Status) {
 	}
 	fmt.Fprintf(w, "Last sync:  %s\nPending:    %d commits not on the host yet\n", last, st.PendingCommits)
 	if st.Paused {
-		fmt.Fprintf(w, "Auto sync:  paused: %s\n", st.PausedReason)
+		fmt.Fprintf(w, "Auto sync:  paused: %s\n", gitsync.Printable(st.PausedReason)) // names sandbox files
 		for _, c := range st.Commands {
 			fmt.Fprintf(w, "  %s\n", c)
 		}

@@ -5,8 +5,8 @@ import (
 	"fmt"
 )
 
-func init() {
-	register(&verb{
+func newStopCmd() *verb {
+	return &verb{
 		name:    "stop",
 		summary: "stop a running sandbox",
 		usage: `Usage: keystone agent stop [name] [--sync]
@@ -15,11 +15,10 @@ Shut the sandbox down gracefully (then terminate, then kill, so no process
 is left behind). The workspace and the guest's state are kept.
 `,
 		run: runStop,
-	})
+	}
 }
 
-func runStop(ctx context.Context, env *Env, args []string) error {
-	v := verbs["stop"]
+func runStop(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
 	withSync := fs.Bool("sync", false, "sync changes before stopping")
 	if err := parseArgs(fs, v, args, 1); err != nil {
@@ -30,7 +29,7 @@ func runStop(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if *withSync {
-		if err := syncBeforeStop(ctx, env, sb); err != nil {
+		if err := syncBeforeStop(ctx, env, sbe, sb); err != nil {
 			return err
 		}
 	}

@@ -9,11 +9,10 @@ import (
 	"github.com/keystone-agent/keystone/internal/artifacts"
 	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/sandbox"
-	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
-func init() {
-	register(&verb{
+func newSyncCmd() *verb {
+	return &verb{
 		name:    "sync",
 		summary: "sync committed changes from the sandbox to the host",
 		usage: `Usage: keystone agent sync [name] [--dry-run] [--artifacts] [--json]
@@ -28,63 +27,39 @@ Exit codes: 0 synced, 1 sandbox not found or not running, 2 no changes to
 sync, 3 merge conflict (manual resolution needed), 64 bad option.
 `,
 		run: runSync,
-	})
+	}
 }
 
-func runSync(ctx context.Context, env *Env, args []string) error {
-	v := verbs["sync"]
+func runSync(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs := newFlags(v)
-	dry := fs.Bool("dry-run", false, "preview what would be synced; change nothing")
-	withArtifacts := fs.Bool("artifacts", false, "also copy build directories: dist/ build/ target/ .next/ out/")
+	var o sandbox.SyncOptions
+	fs.BoolVar(&o.DryRun, "dry-run", false, "preview what would be synced; change nothing")
+	fs.BoolVar(&o.Artifacts, "artifacts", false, "also copy build directories: dist/ build/ target/ .next/ out/")
 	asJSON := fs.Bool("json", false, "output as JSON")
 	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
 	}
-	_, sb, err := resolve(env, fs.Args())
+	sbe, sb, err := resolve(env, fs.Args())
 	if err != nil {
 		return err
 	}
-	// Sync reads the workspace on the host and needs no SSH: the VM process is
-	// the evidence (an SSH probe, slow under load, would refuse for nothing).
-	if !sandbox.VMAlive(sb) {
-		return &ExitError{Code: ExitNotFound, Err: fmt.Errorf("sandbox %q is not running", sb.Name),
-			Hint: fmt.Sprintf("`keystone agent status %s` says why; `keystone agent stop --sync` syncs before stopping", sb.Name)}
-	}
-	return syncSandbox(ctx, env, sb, syncFlags{dryRun: *dry, artifacts: *withArtifacts, json: *asJSON})
+	return syncSandbox(ctx, env, sbe, sb, o, *asJSON)
 }
 
-type syncFlags struct{ dryRun, artifacts, json bool }
-
-// syncOutput is what `sync --json` prints: the git report, plus the artifacts.
-type syncOutput struct {
-	*gitsync.Report
-	Artifacts *artifacts.Report `json:"artifacts,omitempty"`
-}
-
-// syncSandbox syncs under the sandbox's lock, prints the report and maps the
-// outcome to the guide's exit codes.
-func syncSandbox(ctx context.Context, env *Env, sb *sandbox.Sandbox, f syncFlags) error {
-	o := gitsyncOptions(sb)
-	o.DryRun = f.dryRun
-	rep, err := syncwatch.RunOnce(ctx, sb.Dir.State(), "", o)
-	if rep == nil {
-		return err
-	}
-	out := syncOutput{Report: rep}
-	if f.artifacts && !f.dryRun {
-		ar, aerr := artifacts.Copy(ctx, sb.Dir.Workspace(), sb.ProjectPath)
-		out.Artifacts = ar
-		if aerr != nil {
-			err = errors.Join(err, fmt.Errorf("cannot copy build artifacts: %w", aerr))
+// syncSandbox syncs, prints the result and maps the outcome to the guide's
+// exit codes.
+func syncSandbox(ctx context.Context, env *Env, sbe *sandbox.Env, sb *sandbox.Sandbox, o sandbox.SyncOptions, asJSON bool) error {
+	res, err := sbe.Sync(ctx, sb, o)
+	if res != nil {
+		if asJSON {
+			if perr := printJSON(env.Stdout, res); perr != nil {
+				return perr
+			}
+		} else {
+			gitsync.Render(env.Stdout, res.Report)
+			renderArtifacts(env.Stdout, res.Artifacts, o.Artifacts && o.DryRun)
 		}
-	}
-	if f.json {
-		if perr := printJSON(env.Stdout, out); perr != nil {
-			return perr
-		}
-	} else {
-		gitsync.Render(env.Stdout, rep)
-		renderArtifacts(env.Stdout, out.Artifacts, f.artifacts && f.dryRun)
+		gitsync.RenderWarnings(env.Stderr, res.Report)
 	}
 	switch {
 	case err == nil:
@@ -93,12 +68,10 @@ func syncSandbox(ctx context.Context, env *Env, sb *sandbox.Sandbox, f syncFlags
 		return &ExitError{Code: ExitNoChanges, Quiet: true}
 	case errors.Is(err, gitsync.ErrManualMerge):
 		return &ExitError{Code: ExitConflict, Err: err}
+	case errors.Is(err, sandbox.ErrNotRunning):
+		return &ExitError{Code: ExitNotFound, Err: err}
 	}
 	return err
-}
-
-func gitsyncOptions(sb *sandbox.Sandbox) gitsync.Options {
-	return gitsync.Options{Name: sb.Name, HostRepo: sb.ProjectPath, Workspace: sb.Dir.Workspace()}
 }
 
 func renderArtifacts(w io.Writer, r *artifacts.Report, dry bool) {
@@ -117,8 +90,8 @@ func renderArtifacts(w io.Writer, r *artifacts.Report, dry bool) {
 // syncBeforeStop is `stop --sync`: a diverged or dirty host does not keep the
 // sandbox running, because the sandbox's commits are already safe in the
 // remote-tracking refs; any other failure stops the stop.
-func syncBeforeStop(ctx context.Context, env *Env, sb *sandbox.Sandbox) error {
-	err := syncSandbox(ctx, env, sb, syncFlags{})
+func syncBeforeStop(ctx context.Context, env *Env, sbe *sandbox.Env, sb *sandbox.Sandbox) error {
+	err := syncSandbox(ctx, env, sbe, sb, sandbox.SyncOptions{AnyState: true}, false)
 	var ee *ExitError
 	if err == nil || (errors.As(err, &ee) && ee.Code == ExitNoChanges) {
 		return nil

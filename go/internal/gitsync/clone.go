@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,95 +13,81 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
+// asideSuffix names the directory a clone is built in, next to the workspace.
+const asideSuffix = ".keystone-clone"
+
 // Clone makes workspace a new repository holding the host repository's committed
 // history: every local branch and tag, HEAD's branch checked out. Nothing
 // uncommitted travels, no object is hardlinked or borrowed through alternates,
-// and the host repository is only read. Both sides are handled in-process; the
-// trusted git only resolves the host's directories. On failure the workspace is
-// removed again.
-func Clone(ctx context.Context, hostRepo, workspace string) (err error) {
+// and the host repository is only read: the host's git packs the history
+// (`pack-objects`, in the host repository) straight into its own `index-pack
+// --strict`, which verifies it into the new repository (install.go); the
+// checkout is in-process, so no filter, hook or LFS of the host runs.
+//
+// The clone is built next to the workspace and renamed into place when
+// complete: a clone killed half-way leaves no workspace, only a directory the
+// next Clone removes.
+func Clone(ctx context.Context, hostRepo, workspace string) error {
 	bin, err := TrustedGit()
 	if err != nil {
 		return err
 	}
-	dirs, err := hostGit{bin: bin, dir: hostRepo}.dirs(ctx)
+	g := hostGit{bin: bin, dir: hostRepo}
+	dirs, err := g.dirs(ctx)
 	if err != nil {
 		return err
 	}
 	if entries, err := os.ReadDir(workspace); err == nil && len(entries) > 0 {
 		return fmt.Errorf("cannot clone into %q: directory is not empty", workspace)
 	}
-	if err := os.MkdirAll(workspace, 0o755); err != nil {
+	aside := workspace + asideSuffix
+	if err := os.RemoveAll(aside); err != nil {
+		return fmt.Errorf("cannot remove the unfinished clone %q: %w", aside, err)
+	}
+	if err := os.MkdirAll(aside, 0o755); err != nil {
 		return fmt.Errorf("cannot create workspace %q: %w", workspace, err)
 	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(workspace)
-		}
-	}()
-	if err := cloneInto(ctx, dirs, workspace); err != nil {
+	if err := cloneInto(ctx, g, dirs, aside); err != nil {
+		os.RemoveAll(aside)
+		return fmt.Errorf("failed to clone %q into %q: %w", hostRepo, workspace, err)
+	}
+	os.Remove(workspace) // an empty directory made by the caller
+	if err := os.Rename(aside, workspace); err != nil {
+		os.RemoveAll(aside)
 		return fmt.Errorf("failed to clone %q into %q: %w", hostRepo, workspace, err)
 	}
 	return nil
 }
 
-func cloneInto(ctx context.Context, dirs hostDirs, workspace string) error {
-	host := openStorage(dirs.common)
-	defer host.Close()
-	if _, err := git.PlainInit(workspace, false); err != nil {
+func cloneInto(ctx context.Context, g hostGit, dirs hostDirs, dir string) error {
+	if _, err := git.PlainInit(dir, false); err != nil {
 		return err
 	}
-	ws := openStorage(filepath.Join(workspace, ".git"))
-	defer ws.Close()
-	it, err := host.IterReferences()
+	refs, headRef, err := hostRefs(dirs)
 	if err != nil {
 		return err
 	}
-	var refs []*plumbing.Reference
-	var tips []want
-	err = it.ForEach(func(r *plumbing.Reference) error {
-		if r.Type() == plumbing.HashReference && (r.Name().IsBranch() || r.Name().IsTag()) {
-			refs = append(refs, r)
-			tips = append(tips, want{hash: r.Hash(), typ: plumbing.AnyObject})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	headFile, err := os.ReadFile(filepath.Join(dirs.gitDir, "HEAD"))
-	if err != nil {
-		return err
-	}
-	head := strings.TrimSpace(string(headFile))
-	var headRef *plumbing.Reference
-	if target, ok := strings.CutPrefix(head, "ref: "); ok {
-		headRef = plumbing.NewSymbolicReference(plumbing.HEAD, plumbing.ReferenceName(target))
-	} else {
-		headRef = plumbing.NewHashReference(plumbing.HEAD, plumbing.NewHash(head))
+	var tips []plumbing.Hash
+	for _, r := range refs {
+		tips = append(tips, r.Hash())
 	}
 	if headRef.Type() == plumbing.HashReference {
-		tips = append(tips, want{hash: headRef.Hash(), typ: plumbing.CommitObject})
+		tips = append(tips, headRef.Hash())
 	}
-	tr := newTransfer(host, func(h plumbing.Hash) bool { return false }, false)
-	if err := tr.walk(ctx, tips); err != nil {
-		return err
+	gitDir := filepath.Join(dir, ".git")
+	if len(tips) > 0 {
+		if err := copyObjects(ctx, g, tips, filepath.Join(gitDir, "objects")); err != nil {
+			return err
+		}
 	}
-	if _, err := tr.writePack(ctx, filepath.Join(workspace, ".git", "objects")); err != nil {
-		return err
-	}
-	for _, r := range refs {
+	ws := openStorage(gitDir)
+	defer ws.Close()
+	for _, r := range append(refs, headRef) {
 		if err := ws.SetReference(r); err != nil {
 			return err
 		}
 	}
-	if err := ws.SetReference(headRef); err != nil {
-		return err
-	}
-	// Reopen so that go-git sees the pack written behind its back.
-	final := openStorage(filepath.Join(workspace, ".git"))
-	defer final.Close()
-	repo, err := git.Open(final, osfs.New(workspace))
+	repo, err := git.Open(ws, osfs.New(dir))
 	if err != nil {
 		return err
 	}
@@ -113,4 +100,72 @@ func cloneInto(ctx context.Context, dirs hostDirs, workspace string) error {
 		return err
 	}
 	return wt.Reset(&git.ResetOptions{Commit: *commit, Mode: git.HardReset})
+}
+
+// hostRefs lists the host's local branches and tags, and its HEAD.
+func hostRefs(dirs hostDirs) ([]*plumbing.Reference, *plumbing.Reference, error) {
+	host := openStorage(dirs.common)
+	defer host.Close()
+	it, err := host.IterReferences()
+	if err != nil {
+		return nil, nil, err
+	}
+	var refs []*plumbing.Reference
+	err = it.ForEach(func(r *plumbing.Reference) error {
+		if r.Type() == plumbing.HashReference && (r.Name().IsBranch() || r.Name().IsTag()) {
+			refs = append(refs, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	headFile, err := os.ReadFile(filepath.Join(dirs.gitDir, "HEAD"))
+	if err != nil {
+		return nil, nil, err
+	}
+	head := strings.TrimSpace(string(headFile))
+	if target, ok := strings.CutPrefix(head, "ref: "); ok {
+		return refs, plumbing.NewSymbolicReference(plumbing.HEAD, plumbing.ReferenceName(target)), nil
+	}
+	return refs, plumbing.NewHashReference(plumbing.HEAD, plumbing.NewHash(head)), nil
+}
+
+// copyObjects pipes the host's `git pack-objects` of everything reachable from
+// tips into index-pack, and installs the verified pack in objectsDir.
+func copyObjects(ctx context.Context, g hostGit, tips []plumbing.Hash, objectsDir string) error {
+	var list strings.Builder
+	for _, h := range tips {
+		list.WriteString(h.String() + "\n")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	defer w.Close()
+	in, err := startIncoming(ctx, g, objectsDir, false, r)
+	if err != nil {
+		return err
+	}
+	pack := g.command(ctx, "pack-objects", "--revs", "--stdout", "--delta-base-offset", "--quiet")
+	var stderr bytes.Buffer
+	pack.Stdin, pack.Stdout, pack.Stderr = strings.NewReader(list.String()), w, &stderr
+	if err := pack.Start(); err != nil {
+		in.abort()
+		return fmt.Errorf("cannot run git pack-objects: %w", err)
+	}
+	r.Close() // the children hold their ends: EOF reaches index-pack when pack-objects exits
+	w.Close()
+	perr := pack.Wait()
+	sum, err := in.finish(tips)
+	if perr != nil {
+		in.abort()
+		return fmt.Errorf("git pack-objects: %s", strings.TrimSpace(stderr.String()))
+	}
+	if err != nil {
+		in.abort()
+		return err
+	}
+	return in.install(objectsDir, sum)
 }

@@ -13,8 +13,14 @@ type ReviewPath struct {
 	Branch string `json:"branch"`
 }
 
-// gateDirs are directories whose contents run on the host or in CI, at any depth
-// for the CI ones and at the top for the rest.
+// The review gate matches names at any depth. CI systems read only the top
+// level, but direnv, make, editors, agents and build tools pick these files up
+// from whichever directory the user works in (a subproject of a monorepo, a
+// nested package), so a nested one runs as surely as a top-level one; a name
+// listed in a vendored directory costs a line of output, a missed one costs
+// the host.
+
+// gateDirs are directories whose contents run on the host or in CI.
 var gateDirs = map[string]string{
 	".github":       "CI workflows and actions",
 	".gitlab":       "CI configuration",
@@ -31,41 +37,75 @@ var gateDirs = map[string]string{
 	".devcontainer": "container definition",
 	".direnv":       "direnv environment",
 	".cargo":        "cargo configuration",
+	".mvn":          "Maven wrapper and extensions",
+	".yarn":         "yarn plugins and releases (run by yarn)",
 }
 
-// gateFiles are file names that run code wherever they appear.
+// gateFiles are file names that run code.
 var gateFiles = map[string]string{
-	"flake.nix":               "Nix flake (evaluated on the host)",
-	"flake.lock":              "Nix flake inputs",
-	"shell.nix":               "Nix shell (evaluated on the host)",
-	"default.nix":             "Nix expression",
-	".envrc":                  "direnv (runs on cd)",
-	".gitlab-ci.yml":          "CI configuration",
-	".travis.yml":             "CI configuration",
-	"Jenkinsfile":             "CI configuration",
-	"azure-pipelines.yml":     "CI configuration",
-	".pre-commit-config.yaml": "git hooks",
-	"Makefile":                "build commands",
-	"makefile":                "build commands",
-	"GNUmakefile":             "build commands",
-	"justfile":                "build commands",
-	"Justfile":                "build commands",
-	"Taskfile.yml":            "build commands",
-	"build.rs":                "runs at cargo build",
-	"package.json":            "npm scripts (run at install)",
-	".npmrc":                  "npm configuration",
-	".gitattributes":          "git attributes (filters, diff drivers)",
-	".gitmodules":             "git submodules",
-	".mcp.json":               "agent tool servers",
-	"CLAUDE.md":               "instructions to agents on the host",
-	"AGENTS.md":               "instructions to agents on the host",
-	"GEMINI.md":               "instructions to agents on the host",
+	"flake.nix":                 "Nix flake (evaluated on the host)",
+	"flake.lock":                "Nix flake inputs",
+	"shell.nix":                 "Nix shell (evaluated on the host)",
+	"default.nix":               "Nix expression",
+	".envrc":                    "direnv (runs on cd)",
+	".gitlab-ci.yml":            "CI configuration",
+	".travis.yml":               "CI configuration",
+	"Jenkinsfile":               "CI configuration",
+	"azure-pipelines.yml":       "CI configuration",
+	".pre-commit-config.yaml":   "git hooks",
+	"Makefile":                  "build commands",
+	"makefile":                  "build commands",
+	"GNUmakefile":               "build commands",
+	"justfile":                  "build commands",
+	"Justfile":                  "build commands",
+	"Taskfile.yml":              "build commands",
+	"CMakeLists.txt":            "build commands (CMake)",
+	"meson.build":               "build commands (Meson)",
+	"configure":                 "build script",
+	"build.rs":                  "runs at cargo build",
+	"Cargo.toml":                "cargo manifest (build scripts, aliases)",
+	"package.json":              "npm scripts (run at install)",
+	".npmrc":                    "npm configuration",
+	".yarnrc":                   "yarn configuration",
+	".yarnrc.yml":               "yarn configuration (plugins, yarnPath)",
+	".pnpmfile.cjs":             "pnpm hooks (run at install)",
+	"bunfig.toml":               "bun configuration (preload scripts)",
+	"gradlew":                   "Gradle wrapper (runs on build)",
+	"gradle-wrapper.properties": "Gradle wrapper download (runs on build)",
+	"build.gradle":              "Gradle build script",
+	"build.gradle.kts":          "Gradle build script",
+	"settings.gradle":           "Gradle build script",
+	"settings.gradle.kts":       "Gradle build script",
+	"mvnw":                      "Maven wrapper (runs on build)",
+	"pom.xml":                   "Maven build (plugins)",
+	"setup.py":                  "Python build script (runs at install)",
+	"pyproject.toml":            "Python build configuration (build backends, hooks)",
+	"conftest.py":               "pytest plugin (runs on test)",
+	"noxfile.py":                "nox sessions",
+	"tox.ini":                   "tox commands",
+	"Gemfile":                   "Bundler (evaluated as Ruby)",
+	"Rakefile":                  "rake tasks (Ruby)",
+	".tool-versions":            "asdf/mise tool versions (installs and runs them)",
+	"mise.toml":                 "mise tasks and tools",
+	".mise.toml":                "mise tasks and tools",
+	"Dockerfile":                "container build",
+	"docker-compose.yml":        "container definition",
+	"compose.yaml":              "container definition",
+	"Vagrantfile":               "VM definition (Ruby)",
+	".gitattributes":            "git attributes (filters, diff drivers)",
+	".gitmodules":               "git submodules",
+	".lfsconfig":                "git LFS configuration",
+	".mcp.json":                 "agent tool servers",
+	"CLAUDE.md":                 "instructions to agents on the host",
+	"AGENTS.md":                 "instructions to agents on the host",
+	"GEMINI.md":                 "instructions to agents on the host",
 }
 
 // gateReason says why p needs review, or "" when it does not.
 func gateReason(p string, symlink bool) string {
-	if first, _, ok := strings.Cut(p, "/"); ok {
-		if r, ok := gateDirs[first]; ok {
+	dirs := strings.Split(path.Dir(p), "/")
+	for _, d := range dirs {
+		if r, ok := gateDirs[d]; ok {
 			return r
 		}
 	}

@@ -1,37 +1,38 @@
 package gitsync
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+
+	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
 )
 
-// objectSet answers "does this repository have object h" for a trusted object
-// directory: pack indexes are loaded once, loose objects are one stat each. It
-// replaces go-git's HasEncodedObject, which resolves the loose path through its
-// chroot helper first and was a sixth of a sync's time.
+// objectSet answers "does this repository have object h" for the host's object
+// directory: pack indexes are read once (with the same bounded parser as the
+// workspace's), and each loose-object directory is listed once, when first
+// needed. It is safe for concurrent use.
 type objectSet struct {
-	dir  string
-	idxs []*idxfile.MemoryIndex
+	dir   string
+	idxs  []*sandboxgit.Index
+	mu    sync.Mutex
+	loose map[string]map[string]bool // "ab" → names in objects/ab
 }
 
 func newObjectSet(objectsDir string) (*objectSet, error) {
-	s := &objectSet{dir: objectsDir}
+	s := &objectSet{dir: objectsDir, loose: map[string]map[string]bool{}}
 	paths, err := filepath.Glob(filepath.Join(objectsDir, "pack", "pack-*.idx"))
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, err
+		idx, err := readIndex(strings.TrimSuffix(p, ".idx"))
+		if os.IsNotExist(err) {
+			continue // a pack removed by a concurrent gc
 		}
-		idx := idxfile.NewMemoryIndex()
-		err = idxfile.NewDecoder(bufio.NewReader(f)).Decode(idx)
-		f.Close()
 		if err != nil {
 			return nil, err
 		}
@@ -42,11 +43,24 @@ func newObjectSet(objectsDir string) (*objectSet, error) {
 
 func (s *objectSet) has(h plumbing.Hash) bool {
 	for _, idx := range s.idxs {
-		if ok, _ := idx.Contains(h); ok {
+		if idx.Contains(h) {
 			return true
 		}
 	}
 	hex := h.String()
-	_, err := os.Stat(filepath.Join(s.dir, hex[:2], hex[2:]))
-	return err == nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names, ok := s.loose[hex[:2]]
+	if !ok {
+		names = map[string]bool{}
+		if d, err := os.Open(filepath.Join(s.dir, hex[:2])); err == nil {
+			list, _ := d.Readdirnames(-1)
+			d.Close()
+			for _, n := range list {
+				names[n] = true
+			}
+		}
+		s.loose[hex[:2]] = names
+	}
+	return names[hex[2:]]
 }

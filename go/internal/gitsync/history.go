@@ -1,50 +1,34 @@
 package gitsync
 
 import (
-	"container/heap"
 	"context"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
-// union reads objects from the host first and, for objects that arrive with the
-// current transfer, from the workspace: commits and trees were checked by the walk;
-// blobs are only counted for the summary and are hashed before anything is
-// installed or reported.
+// Ancestry is exact, and never uses commit dates (a sandbox sets its clock at
+// will). It splits every question in two: the commits arriving with this sync
+// are walked in memory (a host commit cannot reach them: the host is complete),
+// and the host commits where that walk stops are handed to the host's git, which
+// answers from its own repository alone.
+
+// union reads objects from the host, and the commits and trees arriving with
+// this sync from memory (they were checked by the walk).
 type union struct {
 	storer.EncodedObjectStorer // the host
-	ws                         storer.EncodedObjectStorer
 	incoming                   *transfer
 }
 
 func (u *union) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
-	if u.incoming != nil && u.incoming.has(h) {
-		if o, ok := u.incoming.memory(h); ok {
-			if t != plumbing.AnyObject && o.Type() != t {
-				return nil, plumbing.ErrObjectNotFound
-			}
-			return o, nil
+	if o, ok := u.incoming.memory(h); ok {
+		if t != plumbing.AnyObject && o.Type() != t {
+			return nil, plumbing.ErrObjectNotFound
 		}
-		return u.ws.EncodedObject(t, h)
+		return o, nil
 	}
 	return u.EncodedObjectStorer.EncodedObject(t, h)
-}
-
-func (u *union) HasEncodedObject(h plumbing.Hash) error {
-	if u.incoming != nil && u.incoming.has(h) {
-		return nil
-	}
-	return u.EncodedObjectStorer.HasEncodedObject(h)
-}
-
-func (u *union) EncodedObjectSize(h plumbing.Hash) (int64, error) {
-	o, err := u.EncodedObject(plumbing.AnyObject, h)
-	if err != nil {
-		return 0, err
-	}
-	return o.Size(), nil
 }
 
 // Commit is one incoming commit.
@@ -53,106 +37,117 @@ type Commit struct {
 	Subject string `json:"subject"`
 }
 
-const (
-	fromA = 1 << iota // reachable from the excluded side
-	fromB             // reachable from the wanted side
-)
-
-type walkItem struct {
-	c     *object.Commit
-	flags int
-}
-
-type commitQueue []*walkItem
-
-func (q commitQueue) Len() int { return len(q) }
-func (q commitQueue) Less(i, j int) bool {
-	return q[i].c.Committer.When.After(q[j].c.Committer.When)
-}
-func (q commitQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *commitQueue) Push(x any)   { *q = append(*q, x.(*walkItem)) }
-func (q *commitQueue) Pop() any {
-	old := *q
-	it := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return it
-}
-
-// rangeCommits lists the commits reachable from b but not from a (`git rev-list
-// a..b`), newest first. It walks both sides by commit date and stops once only
-// commits reachable from a remain queued, a few extra steps later for clock skew
-// (git's "slop"). An empty result is always exact; with skewed clocks a commit
-// reachable from a may, rarely, be listed too.
-func rangeCommits(ctx context.Context, s storer.EncodedObjectStorer, a, b plumbing.Hash) ([]*object.Commit, error) {
-	if b.IsZero() || a == b {
+// incomingFrom walks the arriving commits reachable from tip, children before
+// parents, and returns them with the host commits the walk stopped at.
+func (s *syncer) incomingFrom(tip plumbing.Hash) (commits []plumbing.Hash, boundary []plumbing.Hash) {
+	if tip.IsZero() {
 		return nil, nil
 	}
-	flags := map[plumbing.Hash]*walkItem{}
-	q := &commitQueue{}
-	add := func(h plumbing.Hash, f int) error {
-		if it, ok := flags[h]; ok {
-			if it.flags|f != it.flags {
-				it.flags |= f
-				heap.Push(q, &walkItem{it.c, -1}) // revisit to spread the new flag
-			}
-			return nil
-		}
-		c, err := object.GetCommit(s, h)
-		if err != nil {
-			return err
-		}
-		it := &walkItem{c, f}
-		flags[h] = it
-		heap.Push(q, &walkItem{c, -1})
-		return nil
+	type frame struct {
+		h       plumbing.Hash
+		parents []plumbing.Hash
+		next    int // index of the parent to visit next
 	}
-	if err := add(b, fromB); err != nil {
-		return nil, err
-	}
-	if !a.IsZero() {
-		if err := add(a, fromA); err != nil {
-			return nil, err
-		}
-	}
-	var order []*walkItem
-	slop := 5
-	for q.Len() > 0 {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		it := flags[heap.Pop(q).(*walkItem).c.Hash]
-		if it.flags&fromB != 0 && it.flags&fromA == 0 {
-			order = append(order, it)
-		}
-		for _, p := range it.c.ParentHashes {
-			if err := add(p, it.flags); err != nil {
-				return nil, err
-			}
-		}
-		if onlyExcluded(q, flags) {
-			if slop--; slop <= 0 {
-				break
-			}
-		} else {
-			slop = 5
-		}
-	}
-	var out []*object.Commit
 	seen := map[plumbing.Hash]bool{}
-	for _, it := range order {
-		if it.flags&fromA == 0 && !seen[it.c.Hash] {
-			seen[it.c.Hash] = true
-			out = append(out, it.c)
+	var post []plumbing.Hash
+	var stack []frame
+	visit := func(h plumbing.Hash) {
+		seen[h] = true
+		if c, ok := s.tr.commits[h]; ok {
+			stack = append(stack, frame{h: h, parents: c.Parents})
+		} else {
+			boundary = append(boundary, h)
 		}
 	}
-	return out, nil
+	visit(tip)
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if top.next == len(top.parents) {
+			post = append(post, top.h)
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		p := top.parents[top.next]
+		top.next++
+		if !seen[p] {
+			visit(p)
+		}
+	}
+	for i := len(post) - 1; i >= 0; i-- { // reversed post-order: children first
+		commits = append(commits, post[i])
+	}
+	return commits, boundary
 }
 
-func onlyExcluded(q *commitQueue, flags map[plumbing.Hash]*walkItem) bool {
-	for _, x := range *q {
-		if flags[x.c.Hash].flags&fromA == 0 {
-			return false
+// rangeCommits lists the commits reachable from b but not from the host commit
+// a (`git rev-list a..b`), children before parents, and how many of them
+// arrive with this sync.
+func (s *syncer) rangeCommits(ctx context.Context, a, b plumbing.Hash) ([]Commit, int, error) {
+	news, boundary := s.incomingFrom(b)
+	out := make([]Commit, 0, len(news))
+	for _, h := range news {
+		out = append(out, Commit{Hash: h.String()[:7], Subject: s.tr.commits[h].Subject})
+	}
+	old, err := s.hostRange(ctx, boundary, a)
+	return append(out, old...), len(news), err
+}
+
+// hostRange lists the host commits reachable from tips but not from a, asking
+// the host's git (nothing when every tip is a).
+func (s *syncer) hostRange(ctx context.Context, tips []plumbing.Hash, a plumbing.Hash) ([]Commit, error) {
+	args := []string{"rev-list", "--topo-order", "--no-commit-header", "--format=%H%x00%s"}
+	for _, h := range tips {
+		if h != a {
+			args = append(args, h.String())
 		}
 	}
-	return true
+	if len(args) == 4 {
+		return nil, nil
+	}
+	if !a.IsZero() {
+		args = append(args, "--not", a.String())
+	}
+	out, err := s.git.run(ctx, nil, args...)
+	if err != nil {
+		return nil, err
+	}
+	var commits []Commit
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		if h, subj, ok := strings.Cut(line, "\x00"); ok {
+			commits = append(commits, Commit{Hash: h[:min(len(h), 7)], Subject: subj})
+		}
+	}
+	return commits, nil
+}
+
+// isAncestor reports whether the host commit a is reachable from b.
+func (s *syncer) isAncestor(ctx context.Context, a, b plumbing.Hash) (bool, error) {
+	if a.IsZero() || a == b {
+		return true, nil
+	}
+	if b.IsZero() {
+		return false, nil
+	}
+	_, boundary := s.incomingFrom(b)
+	return s.git.reaches(ctx, boundary, a)
+}
+
+// reaches reports whether the host commit a is reachable from one of tips, in
+// the host repository.
+func (g hostGit) reaches(ctx context.Context, tips []plumbing.Hash, a plumbing.Hash) (bool, error) {
+	args := []string{"rev-list", "--count", a.String(), "--not"}
+	for _, h := range tips {
+		if h == a {
+			return true, nil
+		}
+		args = append(args, h.String())
+	}
+	if len(tips) == 0 {
+		return false, nil
+	}
+	out, err := g.run(ctx, nil, args...)
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(string(out)) == "0", nil
 }

@@ -54,14 +54,20 @@ func (g hostGit) env() []string {
 	return append(env, "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0")
 }
 
-// run runs git with args and stdin; a failure carries git's own stderr.
-func (g hostGit) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+// command prepares git with args in the host repository.
+func (g hostGit) command(ctx context.Context, args ...string) *exec.Cmd {
 	// No automatic gc or maintenance from keystone's own commands: a detached
 	// `gc --auto` after a merge would repack while the next sync reads the
 	// repository in-process, and it is the user's git that should decide when.
 	pre := []string{"-C", g.dir, "-c", "gc.auto=0", "-c", "maintenance.auto=false"}
 	cmd := exec.CommandContext(ctx, g.bin, append(pre, args...)...)
 	cmd.Env = g.env()
+	return cmd
+}
+
+// run runs git with args and stdin; a failure carries git's own stderr.
+func (g hostGit) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+	cmd := g.command(ctx, args...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -83,6 +89,21 @@ func (g hostGit) run(ctx context.Context, stdin []byte, args ...string) ([]byte,
 	return out, nil
 }
 
+// ErrNotWorkTree says a directory is not inside a git working tree.
+var ErrNotWorkTree = errors.New("not a git working tree")
+
+// RepoRoot returns the top of the working tree containing dir, resolved by
+// the trusted git as clone and sync resolve the host repository, so that all
+// three agree on which repository it is.
+func RepoRoot(ctx context.Context, dir string) (string, error) {
+	bin, err := TrustedGit()
+	if err != nil {
+		return "", err
+	}
+	d, err := hostGit{bin: bin, dir: dir}.dirs(ctx)
+	return d.top, err
+}
+
 // hostDirs are the resolved directories of the host repository.
 type hostDirs struct {
 	top    string // working tree
@@ -93,7 +114,7 @@ type hostDirs struct {
 func (g hostGit) dirs(ctx context.Context) (hostDirs, error) {
 	out, err := g.run(ctx, nil, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-dir", "--git-common-dir")
 	if err != nil {
-		return hostDirs{}, fmt.Errorf("%q is not a git working tree: %w", g.dir, err)
+		return hostDirs{}, fmt.Errorf("%q is %w: %v", g.dir, ErrNotWorkTree, err)
 	}
 	f := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 	if len(f) != 3 {

@@ -3,13 +3,15 @@ package gitsync
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/utils/diff"
+
+	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
 )
 
 // binarySniff is how much of a file git looks at for a NUL byte to call it binary.
@@ -21,8 +23,7 @@ type blobStat struct {
 	binary bool
 }
 
-// lineCounter learns a blobStat from a stream, so that blobs are counted while
-// they are verified or packed instead of being read once more.
+// lineCounter learns a blobStat from a stream.
 type lineCounter struct {
 	n, lines int
 	binary   bool
@@ -50,16 +51,54 @@ func (c *lineCounter) stat() blobStat {
 	return blobStat{lines: lines, binary: c.binary}
 }
 
+// blobSource opens a blob's content: its size and a reader.
+type blobSource func(h plumbing.Hash) (int64, io.ReadCloser, error)
+
+// blob opens a blob arriving with this sync from the workspace (bounded, see
+// sandboxgit), any other from the host. A blob too large to rebuild from its
+// delta in memory is not opened: it counts as binary (errTooLarge).
+func (s *syncer) blob(h plumbing.Hash) (int64, io.ReadCloser, error) {
+	if s.tr.has(h) {
+		typ, size, r, err := s.ws.OpenObject(h)
+		var limit *sandboxgit.LimitError
+		if errors.As(err, &limit) {
+			return 0, nil, errTooLarge
+		}
+		if err == nil && typ != plumbing.BlobObject {
+			r.Close()
+			err = hostile("object %s is a %s, expected a blob", h, typ)
+		}
+		return size, r, err
+	}
+	o, err := s.host.EncodedObject(plumbing.BlobObject, h)
+	if err != nil {
+		return 0, nil, err
+	}
+	r, err := o.Reader()
+	return o.Size(), r, err
+}
+
+// diffMax is the largest modified file diffed line by line for the summary; a
+// larger one counts as changed with no lines, as binary files do.
+const diffMax = 16 << 20
+
+var errTooLarge = errors.New("too large to count its lines")
+
 // lineStats adds up inserted and deleted lines over changes like `git diff
 // --shortstat`: added and removed files count all their lines, binary files
 // none; modified text files are diffed line by line.
-func lineStats(ctx context.Context, s storer.EncodedObjectStorer, known map[plumbing.Hash]blobStat, changes object.Changes) (ins, del int, err error) {
+func lineStats(ctx context.Context, blob blobSource, changes object.Changes) (ins, del int, err error) {
 	stat := func(h plumbing.Hash) (blobStat, error) {
-		if st, ok := known[h]; ok {
-			return st, nil
-		}
 		var c lineCounter
-		err := readBlob(s, h, &c)
+		_, r, err := blob(h)
+		if errors.Is(err, errTooLarge) {
+			return blobStat{binary: true}, nil
+		}
+		if err != nil {
+			return blobStat{}, err
+		}
+		defer r.Close()
+		_, err = io.Copy(&c, r)
 		return c.stat(), err
 	}
 	for _, ch := range changes {
@@ -86,7 +125,7 @@ func lineStats(ctx context.Context, s storer.EncodedObjectStorer, known map[plum
 				del += st.lines
 			}
 		default:
-			i, d, err := modified(s, from, to)
+			i, d, err := modified(blob, from, to)
 			if err != nil {
 				return 0, 0, err
 			}
@@ -104,34 +143,40 @@ func blobOf(e object.ChangeEntry) plumbing.Hash {
 	return e.TreeEntry.Hash
 }
 
-func readBlob(s storer.EncodedObjectStorer, h plumbing.Hash, w io.Writer) error {
-	o, err := s.EncodedObject(plumbing.BlobObject, h)
-	if err != nil {
-		return err
+// readSmallBlob reads a blob of at most diffMax bytes; ok is false for a larger one.
+func readSmallBlob(blob blobSource, h plumbing.Hash) (data []byte, ok bool, err error) {
+	size, r, err := blob(h)
+	if errors.Is(err, errTooLarge) {
+		return nil, false, nil
 	}
-	r, err := o.Reader()
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	defer r.Close()
-	_, err = io.Copy(w, r)
-	return err
+	if size > diffMax {
+		return nil, false, nil
+	}
+	var b bytes.Buffer
+	b.Grow(int(size))
+	_, err = io.Copy(&b, r)
+	return b.Bytes(), true, err
 }
 
-func modified(s storer.EncodedObjectStorer, from, to plumbing.Hash) (ins, del int, err error) {
-	var a, b bytes.Buffer
-	if err := readBlob(s, from, &a); err != nil {
+func modified(blob blobSource, from, to plumbing.Hash) (ins, del int, err error) {
+	a, okA, err := readSmallBlob(blob, from)
+	if err != nil || !okA {
 		return 0, 0, err
 	}
-	if err := readBlob(s, to, &b); err != nil {
+	b, okB, err := readSmallBlob(blob, to)
+	if err != nil || !okB {
 		return 0, 0, err
 	}
-	for _, x := range [][]byte{a.Bytes(), b.Bytes()} {
+	for _, x := range [][]byte{a, b} {
 		if bytes.IndexByte(x[:min(len(x), binarySniff)], 0) >= 0 {
 			return 0, 0, nil
 		}
 	}
-	for _, d := range diff.Do(a.String(), b.String()) {
+	for _, d := range diff.Do(string(a), string(b)) {
 		n := countLines(d.Text)
 		// diffmatchpatch's operations: -1 delete, 0 equal, 1 insert (its
 		// package is go-git's dependency, not ours).

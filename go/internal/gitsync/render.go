@@ -5,11 +5,14 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 )
 
 // Render writes the report for people: what arrived (or would), the summary line
 // git prints, the paths to review, the sandbox's uncommitted files, and what
 // happened to the host branch, with the commands to run when it is up to the user.
+// Every text that comes from the sandbox (subjects, paths, git's messages about
+// them) goes through Printable: the sandbox cannot write to the user's terminal.
 func Render(w io.Writer, r *Report) {
 	would := func(done, dry string) string {
 		if r.DryRun {
@@ -20,7 +23,7 @@ func Render(w io.Writer, r *Report) {
 	if n := len(r.Commits); n > 0 {
 		fmt.Fprintf(w, "%s %s from sandbox %q (%s):\n", would("Synced", "Would sync"), plural(n, "commit"), r.Sandbox, r.Ref)
 		for _, c := range r.Commits {
-			fmt.Fprintf(w, "  %s %s\n", c.Hash, c.Subject)
+			fmt.Fprintf(w, "  %s %s\n", c.Hash, Printable(c.Subject))
 		}
 		fmt.Fprintf(w, " %s, %s(+), %s(-)\n", plural(r.FilesChanged, "file")+" changed",
 			plural(r.Insertions, "insertion"), plural(r.Deletions, "deletion"))
@@ -29,13 +32,16 @@ func Render(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "\nREVIEW BEFORE RUNNING ANYTHING: these incoming paths run code on your host or in CI:\n")
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, p := range r.Review {
-			fmt.Fprintf(tw, "  ! %s\t%s\t(branch %s)\n", p.Path, p.Reason, p.Branch)
+			fmt.Fprintf(tw, "  ! %s\t%s\t(branch %s)\n", Printable(p.Path), p.Reason, p.Branch)
 		}
 		tw.Flush()
 	}
-	var others []RefUpdate
+	var others, pruned []RefUpdate
 	for _, u := range r.Refs {
-		if u.Ref != r.Ref && (u.Commits > 0 || u.Forced) {
+		switch {
+		case u.Deleted:
+			pruned = append(pruned, u)
+		case u.Ref != r.Ref && (u.Commits > 0 || u.Forced):
 			others = append(others, u)
 		}
 	}
@@ -49,10 +55,17 @@ func Render(w io.Writer, r *Report) {
 			fmt.Fprintf(w, "  %s (%s): git merge %s\n", u.Branch, note, u.Ref)
 		}
 	}
+	if len(pruned) > 0 {
+		fmt.Fprintf(w, "\nBranches deleted in the sandbox, their refs %s (the commits stay until git gc; keep one with `git branch <name> <commit>`):\n",
+			would("pruned", "to prune"))
+		for _, u := range pruned {
+			fmt.Fprintf(w, "  %s (was %.7s)\n", u.Ref, u.Old)
+		}
+	}
 	if len(r.Uncommitted) > 0 {
 		fmt.Fprintf(w, "\nUncommitted in the sandbox (not synced; commit them inside the sandbox):\n")
 		for _, u := range r.Uncommitted {
-			fmt.Fprintf(w, "  %s %s\n", u.Status, u.Path)
+			fmt.Fprintf(w, "  %s %s\n", Printable(u.Status), Printable(u.Path))
 		}
 	}
 	fmt.Fprintln(w)
@@ -66,6 +79,55 @@ func Render(w io.Writer, r *Report) {
 	case ResultManual:
 		renderManual(w, r)
 	}
+}
+
+// RenderWarnings writes what went wrong after the sync itself succeeded, one
+// line each, for stderr.
+func RenderWarnings(w io.Writer, r *Report) {
+	for _, m := range r.Warnings {
+		fmt.Fprintf(w, "keystone: warning: %s\n", Printable(m))
+	}
+}
+
+// Printable makes text from the sandbox safe to print to a terminal: control
+// characters (C0, DEL, C1: cursor movement, OSC sequences such as a clipboard
+// write), the bidirectional overrides that reorder what is shown, and invalid
+// UTF-8 are written as Go escapes (\x1b, \u202e). Anything else is kept.
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if !printableRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case printableRune(r):
+			b.WriteRune(r)
+		case r < 0x80:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
+}
+
+func printableRune(r rune) bool {
+	switch {
+	case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError:
+		return false
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f:
+		return false
+	}
+	return true
 }
 
 func branchNote(r *Report) string {
@@ -84,13 +146,13 @@ func renderManual(w io.Writer, r *Report) {
 	case KindDirty:
 		fmt.Fprintf(w, "Not fast-forwarding %s: it would overwrite uncommitted changes in:\n", m.Branch)
 		for _, f := range m.Files {
-			fmt.Fprintf(w, "  %s\n", f)
+			fmt.Fprintf(w, "  %s\n", Printable(f))
 		}
 		fmt.Fprintf(w, "Nothing changed. Commit, stash or move them, then sync again, or run:\n  %s\n", strings.Join(m.Commands, "\n  "))
 	case KindDetached:
 		fmt.Fprintf(w, "HEAD is detached: nothing changed. The sandbox's commits are in %s. Run:\n  %s\n", m.Ref, strings.Join(m.Commands, "\n  "))
 	default:
-		fmt.Fprintf(w, "git refused the fast-forward of %s: %s\nThe sandbox's commits are in %s. Run:\n  %s\n", m.Branch, m.Detail, m.Ref, strings.Join(m.Commands, "\n  "))
+		fmt.Fprintf(w, "git refused the fast-forward of %s: %s\nThe sandbox's commits are in %s. Run:\n  %s\n", m.Branch, Printable(m.Detail), m.Ref, strings.Join(m.Commands, "\n  "))
 	}
 }
 

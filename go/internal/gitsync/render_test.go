@@ -46,3 +46,54 @@ func TestRenderSaysWhatHappenedAndWhatToRun(t *testing.T) {
 		}
 	}
 }
+
+// Text from the sandbox reaches a terminal escaped (issue 14 item 9).
+func TestRenderEscapesSandboxText(t *testing.T) {
+	host, ws := newPair(t)
+	evil := "fix\x1b]52;c;ZWNobyBvd25lZA==\x07 \x1b[2Aup\u202etxt.exe"
+	commit(t, ws, evil, map[string]string{"odd\x1b[31mname/Makefile": "all:\n"})
+	write(t, ws+"/wip\x07.txt", "wip\n")
+	o := opts(host, ws)
+	o.DryRun = true
+	out := render(mustSync(t, o))
+	if strings.ContainsAny(out, "\x1b\x07\u202e") {
+		t.Errorf("raw control characters in the output:\n%q", out)
+	}
+	for _, want := range []string{`fix\x1b]52;c;ZWNobyBvd25lZA==\x07 \x1b[2Aup\u202etxt.exe`, `odd\x1b[31mname/Makefile`, `wip\x07.txt`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text, ünïcode ✓": "plain text, ünïcode ✓",
+		"tab\there":             `tab\x09here`,
+		"del\x7f c1\u0085":      `del\x7f c1\u0085`,
+		"bad\xffutf8":           `bad\xffutf8`,
+		"rtl\u2067x\u2069":      `rtl\u2067x\u2069`,
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The review gate names build entry points at any depth (issue 14 item 11,
+// issue 11 item 3).
+func TestGateReason(t *testing.T) {
+	for p, want := range map[string]bool{
+		"gradlew": true, "sub/mvnw": true, "a/b/.yarnrc.yml": true, ".pnpmfile.cjs": true,
+		"tests/conftest.py": true, "setup.py": true, "pkg/pyproject.toml": true, "Gemfile": true,
+		"Rakefile": true, ".tool-versions": true, "mise.toml": true, "CMakeLists.txt": true,
+		"docker/Dockerfile": true, ".lfsconfig": true, ".github/workflows/ci.yml": true,
+		"services/api/.github/workflows/ci.yml": true, "sub/.claude/settings.json": true,
+		"sub/.vscode/tasks.json": true, "gradle/wrapper/gradle-wrapper.properties": true,
+		"src/main.go": false, "docs/github.md": false, "my.github/x": false, "README.md": false,
+	} {
+		if got := gateReason(p, false) != ""; got != want {
+			t.Errorf("gateReason(%q) = %q, want review %v", p, gateReason(p, false), want)
+		}
+	}
+}

@@ -23,6 +23,10 @@ type Report struct {
 
 	Refs   []RefUpdate       `json:"refs"`             // remote-tracking refs moved (or to move)
 	Manual *ManualMergeError `json:"manual,omitempty"` // Result "manual": why and what to run
+
+	// Warnings are what failed after the sync itself succeeded (the status
+	// file could not be written): the result stands, the user should know.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Uncommitted is a file the sandbox changed without committing; Status is the
@@ -37,7 +41,10 @@ type RefUpdate struct {
 	Branch  string `json:"branch"`
 	Ref     string `json:"ref"`
 	Old     string `json:"old,omitempty"`
-	New     string `json:"new"`
+	New     string `json:"new,omitempty"`
 	Commits int    `json:"commits"` // commits the host did not have
 	Forced  bool   `json:"forced"`  // the sandbox rewrote the branch; the old value stays in the ref's reflog
+	// Deleted: the sandbox deleted the branch, so its ref was pruned (like
+	// `git fetch --prune`); Old is where it pointed, New is empty.
+	Deleted bool `json:"deleted,omitempty"`
 }

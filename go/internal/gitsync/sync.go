@@ -3,11 +3,12 @@
 // Sync brings the workspace's branches back into refs/remotes/keystone/<name>/
 // and fast-forwards the host's branch when nothing can be lost.
 //
-// The workspace is written by the agent and is read as hostile: only in-process,
-// through go-git's storage on an os.Root, never with a git binary, hook, config,
-// attribute or filter of its own; every object is hashed again and every tree
-// entry checked before anything reaches the host. The host's own git (TrustedGit)
-// runs only in the host repository. docs/sync.md has the whole contract.
+// The workspace is written by the agent and is read as hostile, in-process,
+// only through package sandboxgit (confined, bounded, checked; never a git
+// binary, hook, config, attribute or filter of its own). What travels is
+// written by package packwrite and verified by the host's own `git index-pack
+// --strict` before any ref can point at it (install.go). The host's git
+// (TrustedGit) runs only in the host repository. docs/sync.md has the contract.
 package gitsync
 
 import (
@@ -18,19 +19,30 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
-	"github.com/go-git/go-billy/v5/osfs"
-	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/keystone-agent/keystone/internal/gitsync/packwrite"
+	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
 )
 
 // RefPrefix is where the sandbox's branches land in the host repository:
 // refs/remotes/keystone/<sandbox>/<branch>, readable with plain git
 // (`git log keystone/<sandbox>/main`).
 const RefPrefix = "refs/remotes/keystone/"
+
+// ErrHostile wraps every refusal caused by content of the workspace that no
+// honest git would produce (crafted tree entries, corrupt objects, bad ref
+// names) or that is over a limit (*sandboxgit.LimitError).
+var ErrHostile = sandboxgit.ErrHostile
+
+func hostile(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrHostile}, args...)...)
+}
 
 // Options says what to sync.
 type Options struct {
@@ -39,7 +51,7 @@ type Options struct {
 	Workspace string // the sandbox's clone, read in-process only
 	Git       string // the trusted git binary for the host repository; "" means TrustedGit()
 
-	DryRun          bool // change nothing at all, not even refs or objects
+	DryRun          bool // change nothing in the host repository
 	SkipUncommitted bool // do not list the sandbox's uncommitted files (the watcher)
 }
 
@@ -56,45 +68,57 @@ const (
 // name when that is a fast-forward that overwrites nothing. It returns the report
 // together with ErrNoChanges or a *ManualMergeError when those apply.
 //
-// Order, so that a kill at any point leaves consistent state: validate every
-// incoming object, install them as one pack (rename), move all remote-tracking refs
-// in one `git update-ref` transaction, then `git merge --ff-only` in the host.
-func Sync(ctx context.Context, o Options) (*Report, error) {
+// Order, so that a kill at any point leaves consistent state: check every
+// incoming commit, tree and tag; have the host's index-pack verify the pack and
+// install it (rename); prune the refs of deleted branches, then move all
+// remote-tracking refs in one `git update-ref` transaction; then `git merge
+// --ff-only` in the host.
+func Sync(ctx context.Context, o Options) (rep *Report, err error) {
+	defer func() {
+		// Nothing here should panic; if a parser does anyway, the caller (the
+		// watcher, above all) gets an error and carries on.
+		if p := recover(); p != nil {
+			rep, err = nil, fmt.Errorf("%w: sync stopped on an internal error: %v", ErrHostile, p)
+		}
+	}()
 	trace("start")
-	defer trace("end")
 	s, err := prepare(ctx, o)
-	trace("prepared")
 	if s != nil {
 		defer s.close()
 	}
 	if err != nil {
 		return nil, err
 	}
-	rep := s.rep
+	trace("prepared")
+	rep = s.rep
 	if len(rep.Commits) > 0 && rep.Branch != "" {
 		// The host's status does not depend on the incoming objects: ask for it
-		// while they are checked and written.
+		// while they are written and verified.
 		s.dirty = make(chan dirtyResult, 1)
 		go func() {
 			paths, err := s.dirtyPaths(ctx)
 			s.dirty <- dirtyResult{paths, err}
 		}()
 	}
-	if o.DryRun {
-		if err := s.tr.verifyBlobs(ctx); err != nil {
-			return nil, err
-		}
-	} else {
-		if _, err := s.tr.writePack(ctx, filepath.Join(s.dirs.common, "objects")); err != nil {
-			return nil, fmt.Errorf("cannot store the sandbox's objects in %q: %w", o.HostRepo, err)
-		}
-		trace("packed")
+	// The changed lines are counted while the objects are written.
+	counted := make(chan error, 1)
+	go func() {
+		var err error
+		rep.Insertions, rep.Deletions, err = lineStats(ctx, s.blob, s.changes)
+		counted <- err
+	}()
+	if err := s.storeObjects(ctx); err != nil {
+		<-counted
+		return nil, fmt.Errorf("cannot store the sandbox's objects in %q: %w", o.HostRepo, err)
+	}
+	trace("stored")
+	if err := <-counted; err != nil {
+		return nil, fmt.Errorf("cannot count the changed lines: %w", err)
+	}
+	if !o.DryRun {
 		if err := s.updateRefs(ctx); err != nil {
 			return nil, err
 		}
-	}
-	if rep.Insertions, rep.Deletions, err = lineStats(ctx, s.u, s.tr.stats, s.changes); err != nil {
-		return nil, fmt.Errorf("cannot count the changed lines: %w", err)
 	}
 	if len(rep.Commits) == 0 {
 		if s.tr.count() == 0 && newCommits(rep.Refs) == 0 {
@@ -126,13 +150,14 @@ type syncer struct {
 	git     hostGit
 	dirs    hostDirs
 	host    *filesystem.Storage
-	ws      *filesystem.Storage
+	have    *objectSet
+	ws      *sandboxgit.Repo
 	u       *union
 	tr      *transfer
 	rep     *Report
 	dirty   chan dirtyResult // the host's git status, asked for early
 	paths   []string         // paths changed on the current branch
-	changes object.Changes   // the same changes, counted into lines once blobs were read
+	changes object.Changes   // the same changes, counted into lines at the end
 	head    plumbing.Hash
 }
 
@@ -141,15 +166,7 @@ func (s *syncer) close() {
 		s.host.Close()
 	}
 	if s.ws != nil {
-		closeWorkspace(s.ws)
-	}
-}
-
-// closeWorkspace closes a storage from openWorkspace and its os.Root.
-func closeWorkspace(st *filesystem.Storage) {
-	st.Close()
-	if r, ok := st.Filesystem().(*rootFS); ok {
-		r.Close()
+		s.ws.Close()
 	}
 }
 
@@ -166,31 +183,15 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 	if s.dirs, err = s.git.dirs(ctx); err != nil {
 		return s, err
 	}
-	ws, _, err := openWorkspace(o.Workspace)
-	if err != nil {
+	if s.ws, err = sandboxgit.Open(o.Workspace); err != nil {
 		return s, err
 	}
-	s.ws = ws
-	// The sandbox's uncommitted files are listed meanwhile, through a storage of
-	// their own: go-git's is not safe for concurrent use.
-	type listing struct {
-		files []Uncommitted
-		err   error
-	}
+	// The sandbox's uncommitted files are listed meanwhile.
 	listed := make(chan listing, 1)
 	if !o.SkipUncommitted {
-		go func() {
-			st, _, err := openWorkspace(o.Workspace)
-			if err != nil {
-				listed <- listing{[]Uncommitted{}, err}
-				return
-			}
-			defer closeWorkspace(st)
-			files, err := uncommitted(st, o.Workspace)
-			listed <- listing{files, err}
-		}()
+		go func() { listed <- listUncommitted(o.Workspace) }()
 	}
-	branches, wsHead, err := workspaceBranches(ws)
+	branches, err := s.ws.Branches()
 	if err != nil {
 		return s, err
 	}
@@ -198,26 +199,24 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 	if _, err := os.Stat(filepath.Join(s.dirs.common, "shallow")); err == nil {
 		return s, fmt.Errorf("%q is a shallow clone: sync needs its whole history (`git fetch --unshallow`)", o.HostRepo)
 	}
-	have, err := newObjectSet(filepath.Join(s.dirs.common, "objects"))
-	if err != nil {
+	if s.have, err = newObjectSet(filepath.Join(s.dirs.common, "objects")); err != nil {
 		return s, fmt.Errorf("cannot read the objects of %q: %w", o.HostRepo, err)
 	}
-	s.tr = newTransfer(ws, have.has, true)
+	s.tr = newTransfer(s.ws, s.have.has)
 	var tips []want
 	for _, b := range branches {
-		tips = append(tips, want{hash: b.hash, typ: plumbing.CommitObject})
+		tips = append(tips, want{hash: b.Hash, typ: plumbing.CommitObject})
 	}
 	if err := s.tr.walk(ctx, tips); err != nil {
 		return s, err
 	}
 	trace("walked")
-	s.u = &union{EncodedObjectStorer: s.host, ws: ws, incoming: s.tr}
+	s.u = &union{EncodedObjectStorer: s.host, incoming: s.tr}
 	s.rep = &Report{Sandbox: o.Name, DryRun: o.DryRun, Commits: []Commit{}, Review: []ReviewPath{},
 		Uncommitted: []Uncommitted{}, Refs: []RefUpdate{}}
-	if err := s.current(ctx, branches, wsHead); err != nil {
+	if err := s.current(ctx, branches, s.ws.HeadBranch()); err != nil {
 		return s, err
 	}
-	trace("current")
 	if err := s.refUpdates(ctx, branches); err != nil {
 		return s, err
 	}
@@ -243,7 +242,7 @@ func trace(what string) {
 
 // current finds the host's branch, its counterpart in the sandbox and the commits
 // and changes a fast-forward would bring.
-func (s *syncer) current(ctx context.Context, branches []branch, wsHead string) error {
+func (s *syncer) current(ctx context.Context, branches []sandboxgit.Branch, wsHead string) error {
 	headFile, err := os.ReadFile(filepath.Join(s.dirs.gitDir, "HEAD"))
 	if err != nil {
 		return fmt.Errorf("cannot read the HEAD of %q: %w", s.o.HostRepo, err)
@@ -260,8 +259,8 @@ func (s *syncer) current(ctx context.Context, branches []branch, wsHead string) 
 	}
 	var tip plumbing.Hash
 	for _, b := range branches {
-		if b.name == want {
-			tip = b.hash
+		if b.Name == want {
+			tip = b.Hash
 		}
 	}
 	if tip.IsZero() {
@@ -272,13 +271,11 @@ func (s *syncer) current(ctx context.Context, branches []branch, wsHead string) 
 	if s.head.IsZero() {
 		s.rep.From = ""
 	}
-	commits, err := rangeCommits(ctx, s.u, s.head, tip)
+	commits, _, err := s.rangeCommits(ctx, s.head, tip)
 	if err != nil {
 		return fmt.Errorf("cannot compare %q with the sandbox: %w", s.o.HostRepo, err)
 	}
-	for _, c := range commits {
-		s.rep.Commits = append(s.rep.Commits, Commit{Hash: c.Hash.String()[:7], Subject: subject(c)})
-	}
+	s.rep.Commits = append(s.rep.Commits, commits...)
 	if len(commits) == 0 {
 		return nil
 	}
@@ -292,43 +289,38 @@ func (s *syncer) current(ctx context.Context, branches []branch, wsHead string) 
 	return nil
 }
 
-func subject(c *object.Commit) string {
-	line, _, _ := strings.Cut(c.Message, "\n")
-	return line
-}
-
-// refUpdates works out how each remote-tracking ref moves.
-func (s *syncer) refUpdates(ctx context.Context, branches []branch) error {
+// refUpdates works out how each remote-tracking ref moves, and which are pruned
+// because the sandbox deleted their branch.
+func (s *syncer) refUpdates(ctx context.Context, branches []sandboxgit.Branch) error {
+	prefix := RefPrefix + s.o.Name + "/"
+	existing, err := s.trackingRefs(prefix)
+	if err != nil {
+		return err
+	}
 	for _, b := range branches {
-		ref := RefPrefix + s.o.Name + "/" + b.name
-		var old plumbing.Hash
-		if r, err := s.host.Reference(plumbing.ReferenceName(ref)); err == nil {
-			old = r.Hash()
-		}
-		if old == b.hash {
+		ref := prefix + b.Name
+		old := existing[ref]
+		delete(existing, ref)
+		if old == b.Hash {
 			continue
 		}
-		u := RefUpdate{Branch: b.name, Ref: ref, New: b.hash.String()}
+		u := RefUpdate{Branch: b.Name, Ref: ref, New: b.Hash.String()}
 		base := s.head
 		if !old.IsZero() {
 			u.Old, base = old.String(), old
-			ok, err := s.isAncestor(ctx, old, b.hash)
+			ok, err := s.isAncestor(ctx, old, b.Hash)
 			if err != nil {
 				return err
 			}
 			u.Forced = !ok
 		}
-		news, err := rangeCommits(ctx, s.u, base, b.hash)
+		_, news, err := s.rangeCommits(ctx, base, b.Hash)
 		if err != nil {
 			return err
 		}
-		for _, c := range news {
-			if s.tr.has(c.Hash) {
-				u.Commits++
-			}
-		}
+		u.Commits = news
 		if ref != s.rep.Ref && u.Commits > 0 {
-			d, err := summarize(ctx, s.u, base, b.hash, b.name)
+			d, err := summarize(ctx, s.u, base, b.Hash, b.Name)
 			if err != nil {
 				return err
 			}
@@ -336,7 +328,32 @@ func (s *syncer) refUpdates(ctx context.Context, branches []branch) error {
 		}
 		s.rep.Refs = append(s.rep.Refs, u)
 	}
+	var gone []string
+	for ref := range existing {
+		gone = append(gone, ref)
+	}
+	sort.Strings(gone)
+	for _, ref := range gone {
+		s.rep.Refs = append(s.rep.Refs, RefUpdate{Branch: strings.TrimPrefix(ref, prefix), Ref: ref,
+			Old: existing[ref].String(), Deleted: true})
+	}
 	return nil
+}
+
+// trackingRefs lists the host's refs under prefix.
+func (s *syncer) trackingRefs(prefix string) (map[string]plumbing.Hash, error) {
+	it, err := s.host.IterReferences()
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the refs of %q: %w", s.o.HostRepo, err)
+	}
+	refs := map[string]plumbing.Hash{}
+	err = it.ForEach(func(r *plumbing.Reference) error {
+		if r.Type() == plumbing.HashReference && strings.HasPrefix(r.Name().String(), prefix) {
+			refs[r.Name().String()] = r.Hash()
+		}
+		return nil
+	})
+	return refs, err
 }
 
 func newCommits(refs []RefUpdate) int {
@@ -347,27 +364,85 @@ func newCommits(refs []RefUpdate) int {
 	return n
 }
 
-// updateRefs moves every remote-tracking ref in one transaction of the host's git,
-// with a reflog entry, so a rewritten sandbox branch leaves its old value findable.
-func (s *syncer) updateRefs(ctx context.Context) error {
-	if len(s.rep.Refs) == 0 {
+// storeObjects writes the arriving objects as one pack through the host's
+// index-pack and installs it; a dry run has it verified in a temporary
+// directory outside the repository and removed.
+func (s *syncer) storeObjects(ctx context.Context) error {
+	if s.tr.count() == 0 {
 		return nil
 	}
-	var in strings.Builder
-	in.WriteString("start\n")
+	objects := filepath.Join(s.dirs.common, "objects")
+	parent := objects
+	if s.o.DryRun {
+		parent = os.TempDir()
+	}
+	in, err := startIncoming(ctx, s.git, parent, true, nil)
+	if err != nil {
+		return err
+	}
+	werr := s.writePack(ctx, in)
+	trace("pack written")
+	if werr != nil {
+		// index-pack stopping first (it refused the pack) breaks the pipe: its
+		// reason is the one to give.
+		if _, gerr := in.finish(nil); gerr != nil && errors.Is(werr, syscall.EPIPE) {
+			werr = fmt.Errorf("%w: %w", ErrHostile, gerr)
+		}
+		in.abort()
+		return werr
+	}
+	sum, err := in.finish(s.tr.hashes())
+	if err != nil {
+		in.abort()
+		return fmt.Errorf("%w: %w", ErrHostile, err)
+	}
+	if s.o.DryRun {
+		in.remove()
+		return nil
+	}
+	return in.install(objects, sum)
+}
+
+func (s *syncer) writePack(ctx context.Context, in *incoming) error {
+	p, err := packwrite.New(in.stdin, uint32(s.tr.count()))
+	if err != nil {
+		return err
+	}
+	if err := s.tr.writePack(ctx, p); err != nil {
+		return err
+	}
+	_, err = p.Close()
+	return err
+}
+
+// updateRefs prunes the refs of deleted branches, then moves every
+// remote-tracking ref in one transaction of the host's git, with a reflog
+// entry, so a rewritten sandbox branch leaves its old value findable. Pruning
+// comes first and apart: a deleted `feature` and a new `feature/x` cannot both
+// be in one transaction.
+func (s *syncer) updateRefs(ctx context.Context) error {
+	var prune, update strings.Builder
 	for _, r := range s.rep.Refs {
+		if r.Deleted {
+			fmt.Fprintf(&prune, "delete %s %s\n", r.Ref, r.Old)
+			continue
+		}
 		old := r.Old
 		if old == "" {
 			old = plumbing.ZeroHash.String()
 		}
-		fmt.Fprintf(&in, "update %s %s %s\n", r.Ref, r.New, old)
+		fmt.Fprintf(&update, "update %s %s %s\n", r.Ref, r.New, old)
 	}
-	in.WriteString("prepare\ncommit\n")
-	// Not cancelled with ctx: a git killed inside its transaction leaves lock files.
-	_, err := s.git.run(context.WithoutCancel(ctx), []byte(in.String()), "update-ref", "--create-reflog",
-		"-m", "keystone agent sync "+s.o.Name, "--stdin")
-	if err != nil {
-		return fmt.Errorf("cannot update the remote-tracking refs of %q: %w", s.o.Name, err)
+	for _, ops := range []string{prune.String(), update.String()} {
+		if ops == "" {
+			continue
+		}
+		// Not cancelled with ctx: a git killed inside its transaction leaves lock files.
+		_, err := s.git.run(context.WithoutCancel(ctx), []byte("start\n"+ops+"prepare\ncommit\n"), "update-ref",
+			"--create-reflog", "-m", "keystone agent sync "+s.o.Name, "--stdin")
+		if err != nil {
+			return fmt.Errorf("cannot update the remote-tracking refs of %q: %w", s.o.Name, err)
+		}
 	}
 	return nil
 }
@@ -444,73 +519,4 @@ func overlap(incoming, dirty []string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// uncommitted lists what the sandbox has not committed, read in-process.
-func uncommitted(ws *filesystem.Storage, workspace string) ([]Uncommitted, error) {
-	r, err := git.Open(ws, osfs.New(workspace, osfs.WithBoundOS()))
-	if err != nil {
-		return []Uncommitted{}, err
-	}
-	wt, err := r.Worktree()
-	if err != nil {
-		return []Uncommitted{}, err
-	}
-	st, err := wt.Status()
-	if err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
-		return []Uncommitted{}, err
-	}
-	out := []Uncommitted{}
-	for p, fs := range st {
-		if fs.Staging == git.Unmodified && fs.Worktree == git.Unmodified {
-			continue
-		}
-		out = append(out, Uncommitted{Path: p, Status: string([]byte{byte(fs.Staging), byte(fs.Worktree)})})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out, nil
-}
-
-// isAncestor reports whether the host-known commit a is reachable from b, exactly
-// (a date-ordered walk can be fooled by skewed clocks, which a hostile sandbox
-// can set at will). It walks b's history through the commits arriving with this
-// sync; the host-known commits where that walk stops are handed to the host's
-// git, which answers from its own repository (and commit-graph) alone.
-func (s *syncer) isAncestor(ctx context.Context, a, b plumbing.Hash) (bool, error) {
-	if a.IsZero() || a == b {
-		return true, nil
-	}
-	if b.IsZero() {
-		return false, nil
-	}
-	args := []string{"rev-list", "--count", a.String(), "--not"}
-	seen := map[plumbing.Hash]bool{}
-	for stack := []plumbing.Hash{b}; len(stack) > 0; {
-		h := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if h == a {
-			return true, nil
-		}
-		if seen[h] {
-			continue
-		}
-		seen[h] = true
-		if !s.tr.has(h) {
-			args = append(args, h.String())
-			continue
-		}
-		c, err := object.GetCommit(s.u, h)
-		if err != nil {
-			return false, err
-		}
-		stack = append(stack, c.ParentHashes...)
-	}
-	if len(args) == 4 {
-		return false, nil
-	}
-	out, err := s.git.run(ctx, nil, args...)
-	if err != nil {
-		return false, err
-	}
-	return strings.TrimSpace(string(out)) == "0", nil
 }

@@ -378,3 +378,101 @@ func TestSyncPackWithTreeDeltasIsValid(t *testing.T) {
 		t.Error("trees differ between host and workspace")
 	}
 }
+
+// The sandbox deletes a synced branch and makes one named inside it: the old
+// tracking ref is pruned and said so, and syncs go on (issue 14 item 8).
+func TestSyncPrunesRefsOfDeletedBranches(t *testing.T) {
+	host, ws := newPair(t)
+	gitIn(t, ws, "checkout", "-q", "-b", "feature")
+	old := commit(t, ws, "feature work", map[string]string{"f.txt": "f\n"})
+	mustSync(t, opts(host, ws))
+	gitIn(t, ws, "checkout", "-q", "main")
+	gitIn(t, ws, "branch", "-q", "-D", "feature")
+	gitIn(t, ws, "checkout", "-q", "-b", "feature/x")
+	nu := commit(t, ws, "more", map[string]string{"x.txt": "x\n"})
+	for i := 0; i < 2; i++ {
+		r, err := Sync(context.Background(), opts(host, ws))
+		if i == 1 {
+			if !errors.Is(err, ErrNoChanges) {
+				t.Fatalf("second sync: %v, want ErrNoChanges", err)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+		var pruned []RefUpdate
+		for _, u := range r.Refs {
+			if u.Deleted {
+				pruned = append(pruned, u)
+			}
+		}
+		if len(pruned) != 1 || pruned[0].Ref != "refs/remotes/keystone/demo/feature" || pruned[0].Old != old {
+			t.Fatalf("pruned: %+v", pruned)
+		}
+		if out := render(r); !strings.Contains(out, "Branches deleted in the sandbox") || !strings.Contains(out, "refs/remotes/keystone/demo/feature (was "+old[:7]) {
+			t.Errorf("output does not say what was pruned:\n%s", out)
+		}
+	}
+	if got := gitIn(t, host, "rev-parse", "refs/remotes/keystone/demo/feature/x"); got != nu {
+		t.Errorf("feature/x = %s, want %s", got, nu)
+	}
+	gitIn(t, host, "cat-file", "-e", old) // the pruned commit stays until gc
+}
+
+// A SHA-256 workspace is refused with a message that says so (issue 14 item 12).
+func TestSyncRefusesSHA256Workspaces(t *testing.T) {
+	host := newHost(t)
+	ws := filepath.Join(t.TempDir(), "ws")
+	gitIn(t, t.TempDir(), "init", "-q", "--object-format=sha256", "-b", "main", ws)
+	commit(t, ws, "sha256", map[string]string{"a.txt": "a\n"})
+	_, err := Sync(context.Background(), opts(host, ws))
+	if !errors.Is(err, ErrHostile) || !strings.Contains(err.Error(), "SHA-1 repositories only") {
+		t.Fatalf("sync: %v, want a refusal naming SHA-1", err)
+	}
+	if _, err := Pending(context.Background(), opts(host, ws)); err == nil || !strings.Contains(err.Error(), "SHA-1") {
+		t.Fatalf("pending: %v, want a refusal naming SHA-1", err)
+	}
+}
+
+// Pending counts what a sync would bring, exactly, without the sync's work.
+func TestPendingCountsWhatASyncWouldBring(t *testing.T) {
+	host, ws := newPair(t)
+	pending := func() int {
+		t.Helper()
+		n, err := Pending(context.Background(), opts(host, ws))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := opts(host, ws)
+		o.DryRun = true
+		r, err := Sync(context.Background(), o)
+		if r != nil && len(r.Commits) != n {
+			t.Errorf("pending %d, a dry run lists %d commits", n, len(r.Commits))
+		}
+		return n
+	}
+	if n := pending(); n != 0 {
+		t.Fatalf("fresh clone: %d pending", n)
+	}
+	for i := 0; i < 3; i++ {
+		commit(t, ws, fmt.Sprint("c", i), map[string]string{"c.txt": fmt.Sprint(i)})
+	}
+	gitIn(t, ws, "checkout", "-q", "-b", "side", "HEAD~2")
+	commit(t, ws, "side", map[string]string{"s.txt": "s"})
+	gitIn(t, ws, "checkout", "-q", "main")
+	gitIn(t, ws, "merge", "-q", "--no-edit", "side")
+	if n := pending(); n != 5 {
+		t.Fatalf("3 commits, a side branch and a merge: %d pending, want 5", n)
+	}
+	// The host diverges: the commits arrive in the tracking ref only, and stay pending.
+	commit(t, host, "host", map[string]string{"h.txt": "h"})
+	Sync(context.Background(), opts(host, ws))
+	if n := pending(); n != 5 {
+		t.Fatalf("after a paused sync: %d pending, want 5", n)
+	}
+	gitIn(t, host, "merge", "-q", "--no-edit", "refs/remotes/keystone/demo/main")
+	if n := pending(); n != 0 {
+		t.Fatalf("after the user's merge: %d pending", n)
+	}
+}

@@ -1,16 +1,19 @@
 package gitsync
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
 )
 
 // storageOptions keep pack files open between reads (the caller closes the
@@ -25,72 +28,66 @@ func openStorage(dir string) *filesystem.Storage {
 	return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRUDefault(), storageOptions)
 }
 
-// openWorkspace opens the workspace's repository for reading, refusing the layouts
-// that would make go-git read outside it: a .git that is a file or a link (gitdir:
-// pointers), alternates, a common dir, or an object format go-git cannot verify.
-func openWorkspace(workspace string) (*filesystem.Storage, string, error) {
-	gitDir := filepath.Join(workspace, ".git")
-	fi, err := os.Lstat(gitDir)
-	if err != nil {
-		return nil, "", fmt.Errorf("workspace %q has no git repository: %w", workspace, err)
-	}
-	if !fi.IsDir() {
-		return nil, "", hostile("%q is not a directory", gitDir)
-	}
-	for _, p := range []string{"objects/info/alternates", "objects/info/http-alternates", "commondir"} {
-		if _, err := os.Lstat(filepath.Join(gitDir, p)); err == nil {
-			return nil, "", hostile("%q exists: the workspace must not borrow objects from elsewhere", filepath.Join(gitDir, p))
+// maxIndexFile bounds the workspace's .git/index, which go-git parses to list
+// uncommitted files.
+const maxIndexFile = 256 << 20
+
+type listing struct {
+	files []Uncommitted
+	err   error
+}
+
+// listUncommitted lists what the sandbox has not committed, with go-git's
+// worktree status: the index is read through an os.Root after a size check,
+// working files through osfs's bound mode (no link leads out), and a panic of
+// go-git's parsers becomes the listing's error.
+func listUncommitted(workspace string) (l listing) {
+	l.files = []Uncommitted{}
+	defer func() {
+		if p := recover(); p != nil {
+			l.err = fmt.Errorf("cannot list the sandbox's uncommitted files: %v", p)
 		}
+	}()
+	ws, err := sandboxgit.Open(workspace) // the same layout checks
+	if err != nil {
+		l.err = err
+		return l
 	}
-	// Every read goes through an os.Root: a symbolic link inside .git cannot lead
-	// go-git out of it.
+	ws.Close()
+	gitDir := filepath.Join(workspace, ".git")
+	if fi, err := os.Lstat(filepath.Join(gitDir, "index")); err == nil && fi.Size() > maxIndexFile {
+		l.err = &sandboxgit.LimitError{What: ".git/index", Size: fi.Size(), Limit: maxIndexFile}
+		return l
+	}
 	root, err := openRootFS(gitDir)
 	if err != nil {
-		return nil, "", err
+		l.err = err
+		return l
 	}
+	defer root.Close()
 	st := filesystem.NewStorageWithOptions(root, cache.NewObjectLRUDefault(), storageOptions)
-	cfg, err := st.Config()
+	defer st.Close()
+	r, err := git.Open(st, osfs.New(workspace, osfs.WithBoundOS()))
 	if err != nil {
-		return nil, "", hostile("cannot read the workspace's git config: %v", err)
+		l.err = err
+		return l
 	}
-	if f := cfg.Extensions.ObjectFormat; f != "" && !strings.EqualFold(string(f), "sha1") {
-		return nil, "", hostile("workspace uses object format %q; only sha1 is supported", f)
-	}
-	return st, gitDir, nil
-}
-
-// branch is one local branch of the workspace.
-type branch struct {
-	name string // without refs/heads/
-	hash plumbing.Hash
-}
-
-// workspaceBranches lists refs/heads/* of the workspace (sorted), refusing names the
-// host's git could not store, and its HEAD branch ("" when detached or unreadable).
-func workspaceBranches(st *filesystem.Storage) ([]branch, string, error) {
-	it, err := st.IterReferences()
+	wt, err := r.Worktree()
 	if err != nil {
-		return nil, "", hostile("cannot list the workspace's branches: %v", err)
+		l.err = err
+		return l
 	}
-	var out []branch
-	err = it.ForEach(func(r *plumbing.Reference) error {
-		if !r.Name().IsBranch() || r.Type() != plumbing.HashReference {
-			return nil
+	status, err := wt.Status()
+	if err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
+		l.err = err
+		return l
+	}
+	for p, fs := range status {
+		if fs.Staging == git.Unmodified && fs.Worktree == git.Unmodified {
+			continue
 		}
-		b := strings.TrimPrefix(r.Name().String(), "refs/heads/")
-		if err := checkBranchName(b); err != nil {
-			return err
-		}
-		out = append(out, branch{b, r.Hash()})
-		return nil
-	})
-	if err != nil {
-		return nil, "", err
+		l.files = append(l.files, Uncommitted{Path: p, Status: string([]byte{byte(fs.Staging), byte(fs.Worktree)})})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	head := ""
-	if r, err := st.Reference(plumbing.HEAD); err == nil && r.Type() == plumbing.SymbolicReference && r.Target().IsBranch() {
-		head = strings.TrimPrefix(r.Target().String(), "refs/heads/")
-	}
-	return out, head, nil
+	sort.Slice(l.files, func(i, j int) bool { return l.files[i].Path < l.files[j].Path })
+	return l
 }

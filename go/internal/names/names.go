@@ -52,7 +52,7 @@ func FromPath(project string) (string, error) {
 		name = strings.TrimRight(name[:MaxLen], "-")
 	}
 	if err := Validate(name); err != nil {
-		return "", fmt.Errorf("cannot derive a sandbox name from %q (use --name)", project)
+		return "", fmt.Errorf("cannot derive a sandbox name from %q", project)
 	}
 	return name, nil
 }

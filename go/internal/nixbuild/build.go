@@ -36,17 +36,35 @@ func (e *BuildError) Error() string {
 
 func (e *BuildError) Unwrap() error { return e.Err }
 
-// Build runs `nix build` of the runner of the flake in stateDir (rendered
-// there by the caller), leaving the result at stateDir/runner. nix's output
-// streams to progress (may be nil) and, whole, into stateDir/build.log. It
-// returns the runner link's path.
+// ErrForeignSource means the build source holds something besides the flake:
+// `nix build` would copy it into the world-readable store, so it is refused.
+var ErrForeignSource = errors.New("the build source holds more than flake.nix and flake.lock")
+
+// Build runs `nix build` of the runner of the flake in stateDir/flake (the
+// caller writes flake.nix there), leaving the result at stateDir/runner.
+// nix's output streams to progress (may be nil) and, whole, into
+// stateDir/build.log. It returns the runner link's path.
 //
-// The flake is addressed as `path:.` from stateDir, so no character of the
-// directory's name is ever parsed as part of a flake URL.
+// The source is a directory of its own because nix copies a `path:` flake
+// whole into the store, which every user can read: built from state/, it
+// would take the client key, the guest's host key and var.img with it, and
+// fail on a qmp.sock left by a killed VM. Build refuses to run when the
+// source holds anything but flake.nix and flake.lock (ErrForeignSource).
+//
+// The flake is addressed as `path:.` from its directory, so no character of
+// the directory's name is ever parsed as part of a flake URL.
 func Build(ctx context.Context, stateDir string, progress io.Writer) (string, error) {
 	nix, err := exec.LookPath("nix")
 	if err != nil {
 		return "", fmt.Errorf("cannot build the sandbox runner: %w", ErrNixNotFound)
+	}
+	stateDir, err = filepath.Abs(stateDir)
+	if err != nil {
+		return "", fmt.Errorf("cannot build the sandbox runner: %w", err)
+	}
+	source := filepath.Join(stateDir, statedir.FlakeDir)
+	if err := checkSource(source); err != nil {
+		return "", fmt.Errorf("cannot build the sandbox runner: %w", err)
 	}
 	logPath := filepath.Join(stateDir, statedir.BuildLog)
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -60,12 +78,13 @@ func Build(ctx context.Context, stateDir string, progress io.Writer) (string, er
 	}
 	tail := &tailWriter{max: TailLines}
 	out := &lockedWriter{w: io.MultiWriter(logFile, tail, progress)}
+	link := filepath.Join(stateDir, statedir.RunnerLink)
 	cmd := exec.CommandContext(ctx, nix,
 		"--extra-experimental-features", "nix-command flakes",
 		"build", "--print-build-logs",
-		"--out-link", statedir.RunnerLink,
+		"--out-link", link,
 		"path:.#runner")
-	cmd.Dir = stateDir
+	cmd.Dir = source
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
@@ -73,7 +92,29 @@ func Build(ctx context.Context, stateDir string, progress io.Writer) (string, er
 		}
 		return "", &BuildError{Log: logPath, Tail: tail.lines(), Err: err}
 	}
-	return filepath.Join(stateDir, statedir.RunnerLink), nil
+	return link, nil
+}
+
+// checkSource verifies that dir holds flake.nix, perhaps flake.lock, and
+// nothing else, each a regular file.
+func checkSource(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	hasFlake := false
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case (name == statedir.FlakeFile || name == statedir.FlakeLock) && e.Type().IsRegular():
+			hasFlake = hasFlake || name == statedir.FlakeFile
+		default:
+			return fmt.Errorf("%w: %q is in %q (move it away)", ErrForeignSource, name, dir)
+		}
+	}
+	if !hasFlake {
+		return fmt.Errorf("no %s in %q", statedir.FlakeFile, dir)
+	}
+	return nil
 }
 
 // lockedWriter serialises writes: exec copies stdout and stderr from two goroutines.

@@ -1,8 +1,10 @@
 package nixbuild
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,8 +39,9 @@ func copyKeystoneFlake(t *testing.T) string {
 }
 
 // isolateNix gives nix a private HOME and store, and a proxy on a closed
-// loopback port: every download fails at once, and no traffic leaves the machine.
-func isolateNix(t *testing.T) {
+// loopback port: every download fails at once, and no traffic leaves the
+// machine. It returns the private store's directory of store paths.
+func isolateNix(t *testing.T) string {
 	home := t.TempDir()
 	t.Setenv("HOME", home)
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(home, ".cache"))
@@ -48,6 +51,45 @@ func isolateNix(t *testing.T) {
 	}
 	// a private chroot store: no root needed, nothing left in /nix/store
 	t.Setenv("NIX_CONFIG", "download-attempts = 1\nsubstituters =\nflake-registry =\nstore = "+filepath.Join(home, "store"))
+	return filepath.Join(home, "store", "nix", "store")
+}
+
+// sandboxState makes a state directory as a sandbox that ran and was killed
+// leaves it: secrets, the /var image, a pid file and a live QMP socket, with
+// flake as state/flake/flake.nix.
+func sandboxState(t *testing.T, flake []byte) string {
+	t.Helper()
+	state := t.TempDir()
+	for name, data := range map[string]string{
+		statedir.ClientKey: "CLIENT-PRIVATE-KEY",
+		filepath.Join(statedir.GuestDir, statedir.HostKey): "HOST-PRIVATE-KEY",
+		"var.img":          "VAR-IMAGE",
+		statedir.PIDFile:   "4242\n",
+		statedir.FlakeFile: "an old flake.nix of the layout before state/flake",
+		statedir.FlakeLock: "{}",
+	} {
+		path := filepath.Join(state, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a socket nix cannot copy, as a SIGKILLed qemu leaves it
+	ln, err := net.Listen("unix", filepath.Join(state, statedir.QMPSocket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	src := filepath.Join(state, statedir.FlakeDir)
+	if err := os.Mkdir(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, statedir.FlakeFile), flake, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return state
 }
 
 // A real `nix build` of a rendered flake, on a machine that cannot fetch
@@ -57,15 +99,12 @@ func TestBuildFailureIsTyped(t *testing.T) {
 	if _, err := exec.LookPath("nix"); err != nil {
 		t.Skip("nix not in PATH (Debian: apt-get install nix-bin)")
 	}
-	isolateNix(t)
-	state := t.TempDir()
+	store := isolateNix(t)
 	flake, err := Render(Params{Name: "demo", Flake: "path:" + copyKeystoneFlake(t), System: "x86_64-linux"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(state, statedir.FlakeFile), flake, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	state := sandboxState(t, flake)
 	var progress strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -106,6 +145,40 @@ func TestBuildFailureIsTyped(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(state, statedir.RunnerLink)); !os.IsNotExist(err) {
 		t.Errorf("a failed build left %s: %v", statedir.RunnerLink, err)
 	}
+	assertStoreHoldsOnlyFlake(t, store, flake)
+}
+
+// assertStoreHoldsOnlyFlake finds the copy nix made of the build source and
+// checks that it is the flake alone: no key, no disk image, no socket.
+func assertStoreHoldsOnlyFlake(t *testing.T, store string, flake []byte) {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(store, "*-source"))
+	found := 0
+	for _, p := range paths {
+		data, err := os.ReadFile(filepath.Join(p, statedir.FlakeFile))
+		if err != nil || !bytes.Equal(data, flake) {
+			continue
+		}
+		found++
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if got := strings.Join(names, " "); got != statedir.FlakeFile && got != statedir.FlakeLock+" "+statedir.FlakeFile {
+			t.Errorf("the store copy of the build source %s holds %q; want only flake.nix (and flake.lock)", p, got)
+		}
+	}
+	if found == 0 {
+		t.Fatalf("nix copied no build source holding the rendered flake into %s (%d *-source paths)", store, len(paths))
+	}
+	out, _ := exec.Command("grep", "-rl", "-e", "PRIVATE-KEY", "-e", "VAR-IMAGE", store).CombinedOutput()
+	if len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("secrets of the state directory reached the store:\n%s", out)
+	}
 }
 
 func TestBuildWithoutNix(t *testing.T) {
@@ -130,7 +203,7 @@ func TestBuildCancelled(t *testing.T) {
 	isolateNix(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := Build(ctx, t.TempDir(), nil)
+	_, err := Build(ctx, sandboxState(t, []byte("{ }\n")), nil)
 	var be *BuildError
 	if !errors.As(err, &be) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Build error = %v; want a *BuildError wrapping context.Canceled", err)
@@ -146,4 +219,85 @@ func TestTailWriter(t *testing.T) {
 	if want := "four|five|six (partial)"; got != want {
 		t.Errorf("tail = %q; want %q", got, want)
 	}
+}
+
+// fakeNix puts a `nix` first on PATH that records its working directory,
+// what that directory holds, and its arguments, then makes the out-link.
+func fakeNix(t *testing.T) (record string) {
+	t.Helper()
+	bin := t.TempDir()
+	record = filepath.Join(t.TempDir(), "record")
+	script := `#!/bin/sh
+{ echo "cwd=$(pwd -P)"; echo "ls=$(ls -A | tr '\n' ' ')"; printf 'arg=%s\n' "$@"; } >` + record + `
+while [ $# -gt 0 ]; do [ "$1" = --out-link ] && ln -s /nix/store/fake-runner "$2"; shift; done
+`
+	if err := os.WriteFile(filepath.Join(bin, "nix"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return record
+}
+
+// nix is given state/flake, which holds the flake alone, whatever else the
+// state directory holds (keys, var.img, a socket left by a killed VM).
+func TestBuildSourceIsTheFlakeAlone(t *testing.T) {
+	record := fakeNix(t)
+	state := sandboxState(t, []byte("{ outputs = _: { }; }\n"))
+	link, err := Build(context.Background(), state, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := filepath.EvalSymlinks(filepath.Join(state, statedir.FlakeDir))
+	for _, want := range []string{
+		"cwd=" + src + "\n",
+		"ls=flake.nix \n",
+		"arg=--out-link\narg=" + filepath.Join(state, statedir.RunnerLink) + "\n",
+		"arg=path:.#runner\n",
+	} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("nix was run with\n%s\nwant %q in it", got, want)
+		}
+	}
+	if link != filepath.Join(state, statedir.RunnerLink) {
+		t.Errorf("Build returned %q; want the runner link in state/", link)
+	}
+}
+
+// Anything else in state/flake stops the build before nix runs: it would
+// land in the store.
+func TestBuildRefusesAForeignSource(t *testing.T) {
+	for _, tc := range []struct{ name, file string }{
+		{"a key", statedir.ClientKey},
+		{"a temp file", statedir.FlakeFile + ".tmp"},
+		{"a directory", "sub/x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			record := fakeNix(t)
+			state := sandboxState(t, []byte("{ }\n"))
+			stray := filepath.Join(state, statedir.FlakeDir, tc.file)
+			os.MkdirAll(filepath.Dir(stray), 0o700)
+			if err := os.WriteFile(stray, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Build(context.Background(), state, nil)
+			if !errors.Is(err, ErrForeignSource) {
+				t.Fatalf("Build error = %v; want ErrForeignSource", err)
+			}
+			if _, err := os.Stat(record); !os.IsNotExist(err) {
+				t.Errorf("nix ran although the source held %s", tc.file)
+			}
+		})
+	}
+	t.Run("no flake", func(t *testing.T) {
+		fakeNix(t)
+		state := sandboxState(t, []byte("{ }\n"))
+		os.Remove(filepath.Join(state, statedir.FlakeDir, statedir.FlakeFile))
+		if _, err := Build(context.Background(), state, nil); err == nil || !strings.Contains(err.Error(), "no flake.nix") {
+			t.Fatalf("Build error = %v; want one saying there is no flake.nix", err)
+		}
+	})
 }

@@ -28,7 +28,8 @@ func TestRenderGolden(t *testing.T) {
 		{"good_default.flake.nix", Params{Name: "my-app", Flake: storeFlake, System: "x86_64-linux"}},
 		{"good_agents.flake.nix", Params{Name: "api", Flake: storeFlake, System: "x86_64-linux", Agent: "claude"}},
 		{"good_free_agent.flake.nix", Params{Name: "api", Flake: storeFlake, System: "x86_64-linux", Agent: "codex"}},
-		{"good_bridge.flake.nix", Params{Name: "web", Flake: "github:keystone-agent/keystone", System: "aarch64-linux", Network: "bridge", Bridge: "br-lan"}},
+		{"good_bridge.flake.nix", Params{Name: "web", Flake: "github:keystone-agent/keystone", Network: "bridge"}},
+		{"good_tap.flake.nix", Params{Name: "lan", Flake: storeFlake, Network: "tap"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			got, err := Render(tc.p)
@@ -78,14 +79,12 @@ func TestRenderImportsGuestFromPinnedFlake(t *testing.T) {
 }
 
 func TestRenderDefaults(t *testing.T) {
-	old := KeystoneFlake
-	KeystoneFlake = "path:/nix/store/abc-source"
-	t.Cleanup(func() { KeystoneFlake = old })
+	t.Setenv(FlakeEnv, "path:/nix/store/abc-source")
 	got, err := Render(Params{Name: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"path:/nix/store/abc-source"`, `keystone.guest.network.mode = "user";`, `system = "` + hostSystem() + `";`} {
+	for _, want := range []string{`"path:/nix/store/abc-source"`, `keystone.guest.network.mode = "user";`, `system = "x86_64-linux";`} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("rendered flake lacks %q:\n%s", want, got)
 		}
@@ -98,18 +97,16 @@ func TestRenderRejects(t *testing.T) {
 		p    Params
 		want string
 	}{
-		{"empty name", Params{}, `invalid sandbox name ""`},
+		{"empty name", Params{}, `sandbox name is empty`},
 		{"bad name", Params{Name: "My_App"}, `invalid sandbox name "My_App"`},
 		{"quote in flake", Params{Name: "a", Flake: `github:x/y"; evil = "`}, "invalid keystone flake reference"},
 		{"interpolation in flake", Params{Name: "a", Flake: "path:/${builtins.exec}"}, "invalid keystone flake reference"},
-		{"tap", Params{Name: "a", Network: "tap"}, `network mode "tap" needs a declared sandbox`},
 		{"macvtap", Params{Name: "a", Network: "macvtap"}, `network mode "macvtap" needs a declared sandbox`},
 		{"unknown network", Params{Name: "a", Network: "nat"}, `network mode "nat"`},
 		{"unknown agent", Params{Name: "a", Agent: "copilot"}, `unknown agent "copilot"`},
 		{"quote in agent", Params{Name: "a", Agent: `codex"; x = "`}, `unknown agent`},
-		{"bad bridge", Params{Name: "a", Network: "bridge", Bridge: `br0"`}, `invalid bridge name`},
-		{"bridge without bridge mode", Params{Name: "a", Bridge: "br0"}, `only used with network mode "bridge"`},
 		{"system", Params{Name: "a", System: "x86_64-darwin"}, `unsupported system "x86_64-darwin"`},
+		{"aarch64", Params{Name: "a", System: "aarch64-linux"}, `unsupported system "aarch64-linux": keystone builds x86_64-linux guests only`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Render(tc.p)
@@ -117,6 +114,18 @@ func TestRenderRejects(t *testing.T) {
 				t.Fatalf("Render(%+v) error = %v; want %q", tc.p, err, tc.want)
 			}
 		})
+	}
+}
+
+// On an arm64 machine the helper refuses to render rather than build an
+// x86_64 guest it cannot run.
+func TestRenderRefusesAnotherArchitecture(t *testing.T) {
+	old := testOnlyGOARCH
+	testOnlyGOARCH = "arm64"
+	t.Cleanup(func() { testOnlyGOARCH = old })
+	_, err := Render(Params{Name: "a"})
+	if err == nil || !strings.Contains(err.Error(), "this machine is arm64: keystone builds x86_64-linux guests only") {
+		t.Fatalf("Render on arm64 error = %v; want a refusal naming both", err)
 	}
 }
 

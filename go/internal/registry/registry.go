@@ -60,8 +60,11 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("registry %q is corrupt: %v (move it aside to start over; it was not changed)", e.Path, e.Err)
+	return fmt.Sprintf("registry %q is corrupt: %v", e.Path, e.Err)
 }
+
+// Hint says what to do; the file was left as it was.
+func (e *CorruptError) Hint() string { return "it was not changed; move it aside to start over" }
 
 func (e *CorruptError) Unwrap() error { return e.Err }
 

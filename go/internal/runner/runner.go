@@ -24,6 +24,18 @@ import (
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
+// Network modes, as a runner receives them in KEYSTONE_NETWORK
+// (docs/runner-contract.md), the default first.
+const (
+	NetworkUser    = "user"    // qemu user networking: no host setup, SSH by port forward
+	NetworkTap     = "tap"     // a tap interface the host created
+	NetworkMacvtap = "macvtap" // a macvtap on a host interface
+	NetworkBridge  = "bridge"  // a tap on a host bridge
+)
+
+// Networks are every network mode.
+var Networks = []string{NetworkUser, NetworkTap, NetworkMacvtap, NetworkBridge}
+
 // Paths inside a runner directory.
 const (
 	RunBin      = "bin/microvm-run"

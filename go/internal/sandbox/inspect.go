@@ -40,7 +40,10 @@ type Status struct {
 	Declared    bool      `json:"declared"`
 	Runner      string    `json:"runner,omitempty"`
 	Created     time.Time `json:"created,omitzero"`
-	Agent       string    `json:"agent,omitempty"`
+	// PasswordLogin: the guest accepts the password "sandbox" (the user had
+	// no SSH key at the last start), so any local user can log in.
+	PasswordLogin bool   `json:"passwordLogin"`
+	Agent         string `json:"agent,omitempty"`
 	// AgentSession is "running" or "stopped": the agent's tmux session.
 	AgentSession string              `json:"agentSession,omitempty"`
 	GitIdentity  *guestconf.Identity `json:"gitIdentity,omitempty"`
@@ -53,7 +56,7 @@ func (e *Env) Inspect(sb *Sandbox) Status {
 		Name: sb.Name, ProjectPath: sb.ProjectPath, Workspace: sb.Dir.Workspace(),
 		SSHPort: sb.SSHPort, MemoryMB: sb.MemoryMB, VCPUs: sb.VCPUs, Nested: sb.Nested,
 		Network: sb.Network, SyncMode: sb.SyncMode, Declared: sb.Declared,
-		Runner: sb.Runner, Created: sb.Created,
+		Runner: sb.Runner, Created: sb.Created, PasswordLogin: sb.PasswordLogin(),
 	}
 	st.State, st.PID, st.Reason = evidence(sb)
 	inspectSession(sb, &st)

@@ -28,6 +28,13 @@ func (e *Env) userPublicKey() ([]byte, string) {
 	return nil, ""
 }
 
+// PasswordLogin tells whether the guest was booted with password login: the
+// marker ensureKeys writes when the user has no SSH key.
+func (sb *Sandbox) PasswordLogin() bool {
+	_, err := os.Lstat(filepath.Join(sb.Dir.Guest(), statedir.PasswordAuth))
+	return err == nil
+}
+
 // ensureKeys creates the sandbox's client key and guest host key when they
 // are missing, and (re)writes authorized_keys and the password marker: the
 // user may have created a key since the last start. It returns the pinned

@@ -160,7 +160,7 @@ func (e *Env) ForProject(dir string) (*Sandbox, error) {
 		}
 	}
 	if best == nil {
-		return nil, fmt.Errorf("%w: no sandbox for %q (give a name; `keystone agent list` shows them)", registry.ErrNotFound, abs)
+		return nil, withHint(fmt.Errorf("%w: no sandbox for %q", registry.ErrNotFound, abs), "give a name; `keystone agent list` shows them")
 	}
 	return best, nil
 }
@@ -176,7 +176,16 @@ func (sb *Sandbox) runnerEnv() []string {
 	if sb.Nested {
 		nested = "1"
 	}
-	return append(os.Environ(),
+	env := os.Environ()
+	switch sb.Network {
+	case "tap":
+		if tap, err := TapInterface(sb.Name); err == nil {
+			env = append(env, "KEYSTONE_TAP_INTERFACE="+tap)
+		}
+	case "bridge":
+		env = append(env, "KEYSTONE_BRIDGE="+DefaultBridge)
+	}
+	return append(env,
 		"KEYSTONE_SANDBOX_NAME="+sb.Name,
 		"KEYSTONE_STATE_DIR="+sb.Dir.State(),
 		"KEYSTONE_WORKSPACE="+sb.Dir.Workspace(),

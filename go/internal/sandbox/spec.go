@@ -3,10 +3,13 @@ package sandbox
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/keystone-agent/keystone/internal/agents"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/registry"
+	"github.com/keystone-agent/keystone/internal/runner"
+	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
 // Defaults and minimums from the user guide ("Default Resources").
@@ -22,11 +25,26 @@ const (
 	FirstPort   = 2223
 )
 
-// Network modes and sync modes the guide lists.
-var (
-	NetworkModes = []string{"user", "tap", "macvtap", "bridge"}
-	SyncModes    = []string{"manual", "auto-commit", "auto-idle"}
+// Run-time network values of the runner contract (docs/runner-contract.md).
+const (
+	// DefaultBridge is the host bridge of `--network bridge`
+	// (KEYSTONE_BRIDGE); another bridge needs a declared sandbox.
+	DefaultBridge = "br0"
+	// tapPrefix starts a sandbox's tap device name, as lib/default.nix ifName does.
+	tapPrefix = "ks-"
+	// maxIfName is the kernel's limit on interface names (IFNAMSIZ - 1).
+	maxIfName = 15
 )
+
+// TapInterface is the tap device `--network tap` uses (KEYSTONE_TAP_INTERFACE):
+// "ks-<name>", made by the user for themselves before the start.
+func TapInterface(name string) (string, error) {
+	tap := tapPrefix + name
+	if len(tap) > maxIfName {
+		return "", usagef("network mode \"tap\" uses the tap device %q, longer than the kernel's %d characters: choose a shorter --name", tap, maxIfName)
+	}
+	return tap, nil
+}
 
 // Spec is what `keystone agent start` asks for.
 type Spec struct {
@@ -48,9 +66,29 @@ type Spec struct {
 const NoAgent = "none"
 
 // UsageError is bad input caught before anything is created.
-type UsageError struct{ Msg string }
+type UsageError struct {
+	Msg  string
+	hint string
+}
 
 func (e *UsageError) Error() string { return e.Msg }
+
+// Hint says how to give a good value, when there is more to say than Msg.
+func (e *UsageError) Hint() string { return e.hint }
+
+// HintError is an error with a line that says what to do about it.
+type HintError struct {
+	Err  error
+	hint string
+}
+
+func (e *HintError) Error() string { return e.Err.Error() }
+func (e *HintError) Unwrap() error { return e.Err }
+func (e *HintError) Hint() string  { return e.hint }
+
+func withHint(err error, hint string, a ...any) error {
+	return &HintError{Err: err, hint: fmt.Sprintf(hint, a...)}
+}
 
 func usagef(format string, a ...any) error { return &UsageError{Msg: fmt.Sprintf(format, a...)} }
 
@@ -70,10 +108,10 @@ func (s Spec) Validate() error {
 		return usagef("--vcpus %d is below the minimum of %d", s.VCPUs, MinVCPUs)
 	case s.VCPUs > MaxVCPUs:
 		return usagef("--vcpus %d is more than %d", s.VCPUs, MaxVCPUs)
-	case !slices.Contains(NetworkModes, s.Network):
-		return usagef("unknown network mode %q (choose user, tap, macvtap or bridge)", s.Network)
-	case !slices.Contains(SyncModes, s.SyncMode):
-		return usagef("unknown sync mode %q (choose manual, auto-commit or auto-idle)", s.SyncMode)
+	case !slices.Contains(runner.Networks, s.Network):
+		return usagef("unknown network mode %q (choose %s)", s.Network, strings.Join(runner.Networks, ", "))
+	case !slices.Contains(syncwatch.Modes, s.SyncMode):
+		return usagef("unknown sync mode %q (choose %s)", s.SyncMode, strings.Join(syncwatch.Modes, ", "))
 	}
 	if s.Agent != "" && s.Agent != NoAgent {
 		m, err := agents.Load()

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-git/go-git/v5"
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 
@@ -50,14 +49,14 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	project, err := repoRoot(spec.Project)
+	project, err := repoRoot(ctx, spec.Project)
 	if err != nil {
 		return nil, err
 	}
 	name := spec.Name
 	if name == "" {
 		if name, err = names.FromPath(project); err != nil {
-			return nil, &UsageError{Msg: err.Error()}
+			return nil, &UsageError{Msg: err.Error(), hint: "give one with --name"}
 		}
 	}
 	// Every refusal comes before anything is created; the checks run again
@@ -147,7 +146,7 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 	}
 	if p.existed && !spec.Fresh {
 		if state, _, _ := evidence(&Sandbox{Entry: old, Dir: e.Root.Sandbox(name)}); state == Running {
-			return p, fmt.Errorf("%w: %q (use `keystone agent attach %s`, or --fresh to start over)", ErrAlreadyRunning, name, name)
+			return p, withHint(fmt.Errorf("%w: %q", ErrAlreadyRunning, name), "`keystone agent attach %s` opens a shell; --fresh starts over", name)
 		}
 	}
 	if spec.Runner != "" {
@@ -167,7 +166,12 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 			return p, usagef("the runner %q supports network modes %s, not %q", p.runnerDir, strings.Join(meta.Networks, ", "), spec.Network)
 		}
 	} else if !slices.Contains(nixbuild.Networks, spec.Network) {
-		return p, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, " and "))
+		return p, usagef("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); `keystone agent start` supports %s", spec.Network, strings.Join(nixbuild.Networks, ", "))
+	}
+	if spec.Network == "tap" {
+		if _, err := TapInterface(name); err != nil {
+			return p, err
+		}
 	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
@@ -298,7 +302,25 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := atomicfile.Write(sb.Dir.Path(statedir.FlakeFile), flake, 0o644); err != nil {
+	// state/flake holds the flake alone (nixbuild.Build says why), not
+	// even what a start killed while writing it left; state/flake.nix,
+	// where the guide shows it, links there.
+	src := sb.Dir.FlakeSource()
+	file := filepath.Join(src, statedir.FlakeFile)
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		return "", err
+	}
+	if err := atomicfile.RemoveLeftovers(file); err != nil {
+		return "", err
+	}
+	if err := atomicfile.Write(file, flake, 0o644); err != nil {
+		return "", err
+	}
+	if err := atomicfile.Symlink(filepath.Join(statedir.FlakeDir, statedir.FlakeFile), sb.Dir.Path(statedir.FlakeFile)); err != nil {
+		return "", err
+	}
+	// a flake.lock of the layout before state/flake
+	if err := os.Remove(sb.Dir.Path(statedir.FlakeLock)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
 	e.progressf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name)
@@ -366,7 +388,7 @@ func (e *Env) launch(ctx context.Context, sb *Sandbox, runnerDir string, reserve
 
 // repoRoot returns the top directory of the git repository containing path.
 // The host repository is the user's own and trusted; it is only read.
-func repoRoot(path string) (string, error) {
+func repoRoot(ctx context.Context, path string) (string, error) {
 	if path == "" {
 		path = "."
 	}
@@ -377,15 +399,13 @@ func repoRoot(path string) (string, error) {
 	if st, err := os.Stat(abs); err != nil || !st.IsDir() {
 		return "", fmt.Errorf("%w: %q is not a directory", ErrNotRepo, abs)
 	}
-	repo, err := git.PlainOpenWithOptions(abs, &git.PlainOpenOptions{DetectDotGit: true})
-	if err != nil {
+	root, err := gitsync.RepoRoot(ctx, abs)
+	if errors.Is(err, gitsync.ErrNotWorkTree) {
 		return "", fmt.Errorf("%w: %q", ErrNotRepo, abs)
 	}
-	wt, err := repo.Worktree()
 	if err != nil {
-		return "", fmt.Errorf("%w: %q has no working tree", ErrNotRepo, abs)
+		return "", err
 	}
-	root := wt.Filesystem.Root()
 	if r, err := filepath.EvalSymlinks(root); err == nil {
 		root = r
 	}

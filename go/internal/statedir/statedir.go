@@ -36,8 +36,14 @@ const (
 	// StateDir holds everything else of a sandbox; it is the runner's working directory.
 	StateDir = "state"
 
-	// FlakeFile is the generated per-sandbox flake (state/).
+	// FlakeDir is the build source of a nix-built runner (state/): it holds
+	// FlakeFile and FlakeLock and nothing else, because `nix build path:.`
+	// copies the whole directory into the world-readable Nix store.
+	FlakeDir = "flake"
+	// FlakeFile is the generated per-sandbox flake (state/flake/; state/flake.nix links to it).
 	FlakeFile = "flake.nix"
+	// FlakeLock pins the flake's inputs; nix writes it (state/flake/).
+	FlakeLock = "flake.lock"
 	// RunnerLink points at the runner directory: the `nix build` result or --runner DIR (state/).
 	RunnerLink = "runner"
 	// PIDFile holds the runner's process id while it runs (state/).
@@ -74,11 +80,9 @@ const (
 	// SyncLock serialises the syncs of one sandbox: sync, stop --sync, the watcher (state/).
 	SyncLock = "sync.lock"
 
-	// The Debian test guest's runner keeps two more directories in state/:
-	// GuestHome is shared as the guest's /home/sandbox, so it survives restarts;
-	// GuestControl carries host-to-guest requests such as poweroff during boot.
-	GuestHome    = "home"
-	GuestControl = "control"
+	// The Debian test guest's runner keeps two more directories in state/,
+	// which no Go code touches: home/ (the guest's /home/sandbox, kept across
+	// restarts) and control/ (host-to-guest requests such as poweroff).
 )
 
 // Root is the state directory: $XDG_CONFIG_HOME/keystone/agent, else ~/.config/keystone/agent.
@@ -130,3 +134,6 @@ func (s Sandbox) Path(name string) string { return filepath.Join(s.State(), name
 
 // Guest is the directory shared read-only into the guest.
 func (s Sandbox) Guest() string { return s.Path(GuestDir) }
+
+// FlakeSource is the directory `nix build` copies into the store: state/flake.
+func (s Sandbox) FlakeSource() string { return s.Path(FlakeDir) }

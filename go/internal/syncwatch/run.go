@@ -10,12 +10,19 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/keystone-agent/keystone/internal/gitsync"
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 // RunOnce runs one sync under the sandbox's sync lock and records its outcome in
 // state/sync.json (a dry run records nothing). It returns what gitsync.Sync returns.
-func RunOnce(ctx context.Context, stateDir, mode string, o gitsync.Options) (*gitsync.Report, error) {
-	lock := flock.New(filepath.Join(stateDir, LockFile))
+func RunOnce(ctx context.Context, stateDir string, o gitsync.Options) (*gitsync.Report, error) {
+	return runOnce(ctx, stateDir, "", o)
+}
+
+// runOnce is RunOnce for the watcher of mode, which it records in sync.json;
+// a manual sync (mode "") keeps the mode recorded there.
+func runOnce(ctx context.Context, stateDir, mode string, o gitsync.Options) (*gitsync.Report, error) {
+	lock := flock.New(filepath.Join(stateDir, statedir.SyncLock))
 	ok, err := lock.TryLockContext(ctx, 100*time.Millisecond)
 	if err != nil || !ok {
 		return nil, fmt.Errorf("cannot take the sync lock of %q: %w", o.Name, err)
@@ -30,8 +37,15 @@ func RunOnce(ctx context.Context, stateDir, mode string, o gitsync.Options) (*gi
 	if mode != "" {
 		st.Mode = mode
 	}
-	if werr := writeStatus(stateDir, st); werr != nil && err == nil {
-		err = fmt.Errorf("cannot record the sync status: %w", werr)
+	// The sync happened whether or not its record can be written: a failure
+	// here is a warning on the report, not the sync's result.
+	if werr := writeStatus(stateDir, st); werr != nil {
+		msg := fmt.Sprintf("the sync's outcome could not be recorded (%v): `keystone agent status` shows the previous sync", werr)
+		if rep != nil {
+			rep.Warnings = append(rep.Warnings, msg)
+		} else {
+			err = fmt.Errorf("%w; %s", err, msg)
+		}
 	}
 	return rep, err
 }
@@ -57,13 +71,8 @@ func record(prev Status, rep *gitsync.Report, err error) Status {
 	return st
 }
 
-// Pending counts the commits on the sandbox's branch that the host's branch lacks,
-// without changing anything (a dry run): `status` shows it live.
+// Pending counts the commits on the sandbox's branch that the host's branch
+// lacks, without changing anything: `status` shows it live.
 func Pending(ctx context.Context, o gitsync.Options) (int, error) {
-	o.DryRun, o.SkipUncommitted = true, true
-	rep, err := gitsync.Sync(ctx, o)
-	if rep == nil {
-		return 0, err
-	}
-	return len(rep.Commits), nil
+	return gitsync.Pending(ctx, o)
 }

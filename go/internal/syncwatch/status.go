@@ -23,14 +23,6 @@ import (
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
-// Files in the sandbox's state/ directory.
-const (
-	// StatusFile records the last sync (Status as JSON).
-	StatusFile = statedir.SyncStatus
-	// LockFile serialises syncs of one sandbox (flock).
-	LockFile = statedir.SyncLock
-)
-
 // Status is the content of state/sync.json.
 type Status struct {
 	Mode           string    `json:"mode,omitempty"` // the watcher's sync mode; "" when only manual syncs ran
@@ -52,7 +44,7 @@ type Status struct {
 // ReadStatus reads state/sync.json; a sandbox that never synced has a zero Status.
 func ReadStatus(stateDir string) (Status, error) {
 	var st Status
-	b, err := os.ReadFile(filepath.Join(stateDir, StatusFile))
+	b, err := os.ReadFile(filepath.Join(stateDir, statedir.SyncStatus))
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
 	}
@@ -60,7 +52,7 @@ func ReadStatus(stateDir string) (Status, error) {
 		return st, err
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("corrupt sync status %q: %w", filepath.Join(stateDir, StatusFile), err)
+		return st, fmt.Errorf("corrupt sync status %q: %w", filepath.Join(stateDir, statedir.SyncStatus), err)
 	}
 	return st, nil
 }
@@ -71,5 +63,5 @@ func writeStatus(stateDir string, st Status) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(stateDir, StatusFile), append(b, '\n'), 0o600)
+	return atomicfile.Write(filepath.Join(stateDir, statedir.SyncStatus), append(b, '\n'), 0o600)
 }

@@ -14,11 +14,18 @@ import (
 	"github.com/keystone-agent/keystone/internal/gitsync"
 )
 
-// Sync modes that need a watcher.
+// Sync modes (the guide's "Sync Modes"); the auto modes run a watcher.
 const (
+	ModeManual     = "manual"      // only `keystone agent sync` syncs: no watcher
 	ModeAutoCommit = "auto-commit" // sync each new sandbox commit as it appears
 	ModeAutoIdle   = "auto-idle"   // sync once the workspace has been quiet for Idle
 )
+
+// Modes are the guide's sync modes, the default first.
+var Modes = []string{ModeManual, ModeAutoCommit, ModeAutoIdle}
+
+// Watched tells whether a sandbox of sync mode mode runs a watcher.
+func Watched(mode string) bool { return mode == ModeAutoCommit || mode == ModeAutoIdle }
 
 // Defaults of Options.
 const (
@@ -52,7 +59,7 @@ type Event struct {
 // the status says the fast-forward is paused, and it is retried every Idle: it
 // resumes by itself once the user has merged or cleaned up.
 func Watch(ctx context.Context, o Options, onEvent func(Event)) error {
-	if o.Mode != ModeAutoCommit && o.Mode != ModeAutoIdle {
+	if !Watched(o.Mode) {
 		return fmt.Errorf("unknown sync mode %q (choose auto-commit or auto-idle)", o.Mode)
 	}
 	if o.Idle <= 0 {
@@ -110,7 +117,7 @@ func (w *watcher) step(ctx context.Context, final bool) {
 		return
 	}
 	w.synced, w.lastTry = refs, now
-	rep, err := RunOnce(ctx, w.o.StateDir, w.o.Mode, w.o.Sync)
+	rep, err := runOnce(ctx, w.o.StateDir, w.o.Mode, w.o.Sync)
 	if errors.Is(err, gitsync.ErrNoChanges) {
 		err = nil
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keystone-agent/keystone/internal/gitsync"
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 var realGit, _ = exec.LookPath("git")
@@ -228,7 +229,7 @@ func TestWatchSurvivesKills(t *testing.T) {
 			t.Fatalf("status after kill %d: %v (%+v)", round, err, st)
 		}
 	}
-	if _, err := RunOnce(context.Background(), f.state, "", gitsync.Options{Name: "demo", HostRepo: f.host, Workspace: f.ws}); err != nil && !errors.Is(err, gitsync.ErrNoChanges) {
+	if _, err := RunOnce(context.Background(), f.state, gitsync.Options{Name: "demo", HostRepo: f.host, Workspace: f.ws}); err != nil && !errors.Is(err, gitsync.ErrNoChanges) {
 		t.Fatal(err)
 	}
 	if got := gitIn(t, f.host, "rev-parse", "main"); got != last {
@@ -237,4 +238,59 @@ func TestWatchSurvivesKills(t *testing.T) {
 	if out := gitIn(t, f.host, "status", "--porcelain"); out != "" {
 		t.Errorf("host working tree not clean:\n%s", out)
 	}
+	// What the killed syncs left behind was removed by the last one.
+	for _, pattern := range []string{"objects/keystone-incoming-*", "objects/pack/tmp_*", "objects/pack/*.keep"} {
+		if left, _ := filepath.Glob(filepath.Join(f.host, ".git", pattern)); len(left) > 0 {
+			t.Errorf("left behind in the host repository: %v", left)
+		}
+	}
+}
+
+// A sync whose outcome cannot be recorded still happened: it succeeds, with a
+// warning on its report (issue 14 item 7).
+func TestRunOnceWarnsWhenTheStatusCannotBeWritten(t *testing.T) {
+	f := newFixture(t)
+	c := commit(t, f.ws, "a.txt", "a\n")
+	os.MkdirAll(filepath.Join(f.state, statedir.SyncStatus, "blocked"), 0o755) // rename over a full directory fails
+	rep, err := RunOnce(context.Background(), f.state, gitsync.Options{Name: "demo", HostRepo: f.host, Workspace: f.ws})
+	if err != nil {
+		t.Fatalf("sync: %v, want success with a warning", err)
+	}
+	if rep.Result != gitsync.ResultFastForwarded || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "could not be recorded") {
+		t.Fatalf("report: %s, warnings %q", rep.Result, rep.Warnings)
+	}
+	if got := gitIn(t, f.host, "rev-parse", "main"); got != c {
+		t.Fatalf("host main = %s, want %s", got, c)
+	}
+}
+
+// A workspace that crashed the watcher before (a pack index with an offset
+// outside its pack) is refused and recorded; the watcher carries on and syncs
+// once it is fixed.
+func TestWatchSurvivesAHostileWorkspace(t *testing.T) {
+	f := newFixture(t)
+	startWatch(t, f.options(ModeAutoCommit))
+	// A pack of one object nothing needs, so that the sandbox's own git never
+	// reads it, with its index's only offset pointing into the large-offset
+	// table, at an entry that does not exist.
+	junk := gitIn(t, f.ws, "hash-object", "-w", "--stdin", "--path=junk")
+	cmd := exec.Command(realGit, "-C", f.ws, "pack-objects", "-q", ".git/objects/pack/pack")
+	cmd.Stdin = strings.NewReader(junk + "\n")
+	name, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := filepath.Join(f.ws, ".git", "objects", "pack", "pack-"+strings.TrimSpace(string(name))+".idx")
+	b, _ := os.ReadFile(idx)
+	copy(b[8+1024+1*24:], []byte{0x80, 0, 0, 9})
+	os.Chmod(idx, 0o644)
+	os.WriteFile(idx, b, 0o644)
+	commit(t, f.ws, "b.txt", "b\n")
+	await(t, "recorded refusal", 3*time.Second, func() (string, bool) {
+		st, _ := ReadStatus(f.state)
+		return fmt.Sprintf("%+v", st), st.LastResult == "error" && strings.Contains(st.LastError, "rejected")
+	})
+	os.Remove(idx)
+	c := commit(t, f.ws, "c.txt", "c\n")
+	await(t, "host main after the fix", 3*time.Second, hostAt(t, f.host, "main", c))
 }

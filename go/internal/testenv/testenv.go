@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/keystone-agent/keystone/internal/registry"
+	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/statedir"
+	"github.com/keystone-agent/keystone/internal/syncwatch"
 	"github.com/keystone-agent/keystone/internal/testguest"
 )
 
@@ -132,7 +134,7 @@ func Git(t testing.TB, dir string, args ...string) string {
 func (e *Env) Start(t testing.TB, name string) *sandbox.Sandbox {
 	t.Helper()
 	spec := sandbox.Spec{Project: e.Repo(t, name), MemoryMB: sandbox.MinMemoryMB, VCPUs: 1,
-		Network: "user", SyncMode: "manual", Runner: Guest(t)}
+		Network: runner.NetworkUser, SyncMode: syncwatch.ModeManual, Runner: Guest(t)}
 	sb, err := e.Env.Start(context.Background(), spec)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)

@@ -3,7 +3,9 @@ package testguest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"debug/elf"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -103,7 +105,7 @@ func TestScriptsSyntax(t *testing.T) {
 	}
 	for _, m := range []map[string][]byte{guest, plain, runner} {
 		for name, data := range m {
-			if name == "etc/profile" {
+			if name == "etc/profile" || name == networkSh {
 				data = append([]byte("#!/bin/sh\n"), data...) // sourced, not run
 			}
 			if bytes.HasPrefix(data, []byte("#!/bin/sh")) {
@@ -280,11 +282,13 @@ func TestRunnerScripts(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	for _, name := range []string{runBin, shutdownBin} {
-		os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	for _, name := range []string{runBin, shutdownBin, networkSh} {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
 		os.WriteFile(filepath.Join(dir, name), runner[name], 0o755)
 	}
 	env := contractEnv(t, dir, 2222, 1000, 1000)
+	os.WriteFile(filepath.Join(dir, "state/guest/ssh_host_ed25519_key"), []byte("key"), 0o600)
+	os.WriteFile(filepath.Join(dir, "state/guest/authorized_keys"), []byte("key"), 0o644)
 	for _, tc := range []struct {
 		name string
 		prog string
@@ -296,7 +300,11 @@ func TestRunnerScripts(t *testing.T) {
 		{"bad number", runBin, "", "KEYSTONE_MEMORY_MB=lots", `KEYSTONE_MEMORY_MB="lots" is not a number`},
 		{"bad name", runBin, "", "KEYSTONE_SANDBOX_NAME=a b", "is not a valid sandbox name"},
 		{"bad nested", runBin, "", "KEYSTONE_NESTED=yes", "is not 0 or 1"},
-		{"tap network", runBin, "", "KEYSTONE_NETWORK=tap", "user networking only"},
+		{"macvtap network", runBin, "", "KEYSTONE_NETWORK=macvtap", "the test guest has user, tap and bridge networking"},
+		{"tap without a device name", runBin, "", "KEYSTONE_NETWORK=tap", `KEYSTONE_TAP_INTERFACE="" is not a network interface name`},
+		{"tap device name with a comma", runBin, "", "KEYSTONE_NETWORK=tap\nKEYSTONE_TAP_INTERFACE=a,b", "is not a network interface name"},
+		{"no tap device", runBin, "", "KEYSTONE_NETWORK=tap\nKEYSTONE_TAP_INTERFACE=ks-nonexistent", `no tap device "ks-nonexistent": create it first`},
+		{"bridge without a bridge", runBin, "", "KEYSTONE_NETWORK=bridge", `KEYSTONE_BRIDGE="" is not a network interface name`},
 		{"no host key", runBin, "", "KEYSTONE_GUEST_DIR=" + dir, "no host key in"},
 		{"no QMP socket", shutdownBin, "", "", `no QMP socket at "qmp.sock"`},
 	} {
@@ -308,7 +316,7 @@ func TestRunnerScripts(t *testing.T) {
 				}
 			}
 			if tc.set != "" {
-				e = append(e, tc.set)
+				e = append(e, strings.Split(tc.set, "\n")...)
 			}
 			cmd := exec.Command(filepath.Join(dir, tc.prog))
 			cmd.Dir = t.TempDir()
@@ -395,7 +403,7 @@ func TestBuildCache(t *testing.T) {
 	f, _ := os.Open(filepath.Join(out, runnerJSON))
 	data, _ := io.ReadAll(f)
 	f.Close()
-	if strings.TrimSpace(string(data)) != `{"accel":"auto","networks":["user"]}` {
+	if strings.TrimSpace(string(data)) != `{"accel":"auto","networks":["user","tap","bridge"]}` {
 		t.Errorf("runner.json = %s", data)
 	}
 }
@@ -420,6 +428,7 @@ func TestRunnerArgs(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
 	os.MkdirAll(filepath.Join(dir, shareDir), 0o755)
 	os.WriteFile(filepath.Join(dir, runBin), runner[runBin], 0o755)
+	os.WriteFile(filepath.Join(dir, networkSh), runner[networkSh], 0o644)
 	agentTree := filepath.Join(t.TempDir(), "agents,tree")
 	os.MkdirAll(agentTree, 0o755)
 	os.Symlink(agentTree, filepath.Join(dir, agentsDir))
@@ -440,14 +449,15 @@ func TestRunnerArgs(t *testing.T) {
 	for _, want := range []string{
 		"\n-M\nmicrovm,",
 		"\n-m\n2048\n-smp\n2\n",
-		"\nuser,id=net0,hostfwd=tcp:127.0.0.1:2299-:22\n",
+		"\nuser,id=net0,hostfwd=tcp:127.0.0.1:2299-10.0.2.15:22\n",
+		"\nvirtio-net-device,netdev=net0,mac=" + nameMAC("test-guest") + "\n",
 		"\nlocal,id=workspace,path=" + esc + "/workspace,security_model=none\n",
 		"\nlocal,id=keystone,path=" + esc + "/state/guest,security_model=none,readonly=on\n",
 		"\nlocal,id=home,path=" + esc + "/state/home,security_model=none\n",
 		"\nlocal,id=control,path=" + esc + "/state/control,security_model=none,readonly=on\n",
 		"\nlocal,id=agents,path=" + strings.ReplaceAll(agentTree, ",", ",,") + ",security_model=none,readonly=on\n",
 		"\nunix:qmp.sock,server=on,wait=off\n",
-		" keystone.uid=1000 keystone.gid=1001 keystone.name=test-guest\n",
+		" keystone.uid=1000 keystone.gid=1001 keystone.name=test-guest keystone.network=user\n",
 		",-vmx,-svm\n",
 		"\n-kernel\n" + dir + "/share/keystone/vmlinux\n",
 	} {
@@ -469,4 +479,46 @@ func TestRunnerArgs(t *testing.T) {
 			t.Errorf("microvm-run did not create %s: %v", d, err)
 		}
 	}
+	if strings.Contains(args, "restrict=on") {
+		t.Errorf("user mode has a control NIC:%s", args)
+	}
+
+	// Issue 10: tap and bridge keep the guest's traffic on their NIC and
+	// add the restricted control NIC carrying only the SSH forward.
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"KEYSTONE_NETWORK=tap", "KEYSTONE_TAP_INTERFACE=lo"}, "\ntap,id=net0,ifname=lo,script=no,downscript=no\n"},
+		{[]string{"KEYSTONE_NETWORK=bridge", "KEYSTONE_BRIDGE=br-test"}, "\nbridge,id=net0,br=br-test,helper=/"},
+	} {
+		cmd := exec.Command(filepath.Join(dir, runBin))
+		cmd.Dir = filepath.Join(dir, "state")
+		cmd.Env = append(append(env, "PATH="+fake+":"+os.Getenv("PATH")), tc.env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("microvm-run with %v: %v: %s", tc.env, err, out)
+		}
+		args := "\n" + string(out)
+		for _, want := range []string{
+			tc.want,
+			"\nvirtio-net-device,netdev=net0,mac=" + nameMAC("test-guest") + "\n",
+			"\nuser,id=ctl,restrict=on,hostfwd=tcp:127.0.0.1:2299-10.0.2.15:22\n",
+			"\nvirtio-net-device,netdev=ctl,mac=02:6b:73:00:00:01\n",
+		} {
+			if !strings.Contains(args, want) {
+				t.Errorf("%v: qemu arguments lack %q:%s", tc.env, want, args)
+			}
+		}
+		if n := strings.Count(args, "hostfwd="); n != 1 {
+			t.Errorf("%v: %d port forwards; want 1, on the control NIC", tc.env, n)
+		}
+	}
+}
+
+// nameMAC is the guest NIC's MAC the runners derive from a sandbox name:
+// 02 and the first five bytes of its SHA-256 (lib/default.nix macFor).
+func nameMAC(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3], h[4])
 }

@@ -63,6 +63,7 @@ const (
 	shutdownBin = "bin/microvm-shutdown"
 	shareDir    = "share/keystone"
 	runnerJSON  = shareDir + "/runner.json"
+	networkSh   = shareDir + "/network" // sourced by microvm-run: the NICs
 	vmlinuxFile = shareDir + "/vmlinux"
 	initrdFile  = shareDir + "/initrd"
 	// agentsDir is the agent tree, shared read-only into the guest: a link
@@ -166,6 +167,8 @@ func guestScripts(ag agentTree) (map[string][]byte, error) {
 		"etc/inittab":            "inittab",
 		"etc/keystone/sshd":      "sshd",
 		"etc/keystone/poweroff":  "poweroff",
+		"etc/keystone/network":   "network",
+		"etc/keystone/udhcpc":    "udhcpc",
 		"etc/acpi/PWRF/00000080": "acpi-power",
 		"etc/gitconfig":          "gitconfig.tmpl",
 		"etc/profile":            "profile.tmpl",
@@ -199,8 +202,8 @@ func renderGuestFile(name string, d guestData) ([]byte, error) {
 // runnerFiles returns the runner's scripts and runner.json, keyed by path
 // in the runner directory.
 func runnerFiles() (map[string][]byte, error) {
-	m := map[string][]byte{runnerJSON: []byte(`{"accel":"auto","networks":["user"]}` + "\n")}
-	for dst, src := range map[string]string{runBin: "microvm-run", shutdownBin: "microvm-shutdown"} {
+	m := map[string][]byte{runnerJSON: []byte(`{"accel":"auto","networks":["user","tap","bridge"]}` + "\n")}
+	for dst, src := range map[string]string{runBin: "microvm-run", shutdownBin: "microvm-shutdown", networkSh: "network"} {
 		data, err := files.ReadFile("files/runner/" + src)
 		if err != nil {
 			return nil, err
@@ -222,7 +225,7 @@ func inputHash(h host, t tree, runner map[string][]byte, ag agentTree) (string, 
 	if err := t.hash(d); err != nil {
 		return "", err
 	}
-	for _, name := range []string{runBin, shutdownBin, runnerJSON} {
+	for _, name := range []string{runBin, shutdownBin, runnerJSON, networkSh} {
 		fmt.Fprintf(d, "runner %s %x\n", name, sha256.Sum256(runner[name]))
 	}
 	return hex.EncodeToString(d.Sum(nil))[:32], nil
@@ -346,7 +349,7 @@ func export(dir, out string) (err error) {
 			os.RemoveAll(tmp)
 		}
 	}()
-	for _, name := range []string{runBin, shutdownBin, runnerJSON, vmlinuxFile, initrdFile, markerFile} {
+	for _, name := range []string{runBin, shutdownBin, runnerJSON, networkSh, vmlinuxFile, initrdFile, markerFile} {
 		if err := linkOrCopy(filepath.Join(dir, name), filepath.Join(tmp, name)); err != nil {
 			return fmt.Errorf("failed to write %q: %w", filepath.Join(out, name), err)
 		}

@@ -9,18 +9,17 @@
   outputs = { keystone, ... }:
     let
       sandbox = keystone.lib.mkSandbox {
-        system = "aarch64-linux";
+        system = "x86_64-linux";
         modules = [
           keystone.nixosModules.guest
           {
             keystone.guest.network.mode = "bridge";
-            keystone.guest.network.bridge = "br-lan";
           }
         ];
       };
     in
     {
       nixosConfigurations.sandbox = sandbox;
-      packages.aarch64-linux.runner = keystone.lib.mkRunner sandbox;
+      packages.x86_64-linux.runner = keystone.lib.mkRunner sandbox;
     };
 }

@@ -1,0 +1,202 @@
+package gitsync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"golang.org/x/sys/unix"
+
+	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
+)
+
+// Every pack keystone writes into a repository (the host's at sync, a new
+// workspace's at clone) goes through incoming: it is streamed into the host's
+// own `git index-pack --stdin --strict`, which runs nothing of the sandbox's and
+// checks every object as git's fetch does with transfer.fsckObjects (inflates and
+// hashes it, resolves its delta, runs fsck's checks on it, and checks that
+// every object it names exists with the right type), and writes the pack and its
+// index into a temporary directory of keystone's own. Only a pack that passed,
+// holding every object the sync needs, moves into objects/pack; no ref can point
+// at anything before. On failure the directory is removed: nothing is left.
+//
+// The directory, objects/keystone-incoming-*, is invisible to git (it reads
+// objects/pack/*.idx and the two-hex-digit directories only) and is locked
+// (flock) while in use: a sync killed with -9 leaves it unlocked, and the next
+// sync into that repository removes it.
+
+const incomingPrefix = "keystone-incoming-"
+
+// staleAfter is how old an incoming directory without a lock file must be to
+// be removed: one is created and locked in the same instant.
+const staleAfter = 10 * time.Minute
+
+type incoming struct {
+	dir    string
+	lock   *os.File
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+}
+
+// startIncoming creates the temporary directory in parent and starts the host's
+// index-pack reading a pack from src, or when src is nil from in.stdin; thin
+// lets the pack's deltas name bases that only the host has (git appends them).
+func startIncoming(ctx context.Context, g hostGit, parent string, thin bool, src *os.File) (*incoming, error) {
+	removeStale(parent)
+	dir, err := os.MkdirTemp(parent, incomingPrefix)
+	if err != nil {
+		return nil, err
+	}
+	in := &incoming{dir: dir}
+	if in.lock, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		err = unix.Flock(int(in.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err != nil {
+		in.remove()
+		return nil, fmt.Errorf("cannot lock %q: %w", dir, err)
+	}
+	args := []string{"index-pack", "--stdin", "--strict"}
+	if thin {
+		args = append(args, "--fix-thin")
+	}
+	in.cmd = g.command(ctx, append(args, filepath.Join(dir, "incoming.pack"))...)
+	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
+	if src != nil {
+		in.cmd.Stdin, in.stdin = src, nopWriteCloser{}
+	} else {
+		in.stdin, err = in.cmd.StdinPipe()
+	}
+	if err == nil {
+		err = in.cmd.Start()
+	}
+	if err != nil {
+		in.remove()
+		return nil, fmt.Errorf("cannot run git index-pack: %w", err)
+	}
+	return in, nil
+}
+
+// finish waits for index-pack and checks that the pack it indexed holds every
+// object of want; it returns the pack's name.
+func (in *incoming) finish(want []plumbing.Hash) (plumbing.Hash, error) {
+	var sum plumbing.Hash
+	in.stdin.Close()
+	if err := in.cmd.Wait(); err != nil {
+		msg := strings.TrimSpace(in.stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return sum, fmt.Errorf("git index-pack refused the pack: %s", lastLines(msg, 3))
+	}
+	kind, hex, _ := strings.Cut(strings.TrimSpace(in.stdout.String()), "\t")
+	if kind != "pack" || len(hex) != 40 {
+		return sum, fmt.Errorf("unexpected output of git index-pack: %q", in.stdout.String())
+	}
+	sum = plumbing.NewHash(hex)
+	idx, err := readIndex(filepath.Join(in.dir, "incoming"))
+	if err != nil {
+		return sum, fmt.Errorf("cannot read the index git index-pack wrote: %w", err)
+	}
+	for _, h := range want {
+		if !idx.Contains(h) {
+			return sum, fmt.Errorf("object %s is corrupt: its content does not match its name", h)
+		}
+	}
+	return sum, nil
+}
+
+// abort stops index-pack (if running) and removes everything.
+func (in *incoming) abort() {
+	if in.cmd != nil && in.cmd.Process != nil && in.cmd.ProcessState == nil {
+		in.stdin.Close()
+		in.cmd.Process.Kill()
+		in.cmd.Wait()
+	}
+	in.remove()
+}
+
+// install moves the verified pack into objectsDir/pack as pack-<sum>: the pack
+// and its reverse index first, the index last, since git finds a pack by its
+// index. A pack of that name already there is kept.
+func (in *incoming) install(objectsDir string, sum plumbing.Hash) error {
+	defer in.remove()
+	final := filepath.Join(objectsDir, "pack", "pack-"+sum.String())
+	if _, err := os.Stat(final + ".idx"); err == nil {
+		return nil
+	}
+	for _, ext := range []string{".pack", ".rev", ".idx"} {
+		err := os.Rename(filepath.Join(in.dir, "incoming"+ext), final+ext)
+		if err != nil && !(ext == ".rev" && errors.Is(err, os.ErrNotExist)) {
+			return fmt.Errorf("cannot install the sandbox's objects: %w", err)
+		}
+	}
+	return nil
+}
+
+func (in *incoming) remove() {
+	os.RemoveAll(in.dir)
+	if in.lock != nil {
+		in.lock.Close() // releases the flock
+	}
+}
+
+// removeStale removes incoming directories in parent that no sync holds: their
+// lock is free (the sync that made them was killed), or they have no lock file
+// and are old.
+func removeStale(parent string) {
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), incomingPrefix) {
+			continue
+		}
+		dir := filepath.Join(parent, e.Name())
+		f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+		if err != nil {
+			if fi, serr := os.Stat(dir); serr == nil && time.Since(fi.ModTime()) > staleAfter {
+				os.RemoveAll(dir)
+			}
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.RemoveAll(dir)
+		}
+		f.Close()
+	}
+}
+
+// readIndex reads base.idx, for base.pack, with the bounded parser.
+func readIndex(base string) (*sandboxgit.Index, error) {
+	fi, err := os.Stat(base + ".pack")
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(base + ".idx")
+	if err != nil {
+		return nil, err
+	}
+	return sandboxgit.ParseIndex(data, fi.Size())
+}
+
+type nopWriteCloser struct{}
+
+func (nopWriteCloser) Write(p []byte) (int, error) { return 0, os.ErrClosed }
+func (nopWriteCloser) Close() error                { return nil }
+
+// lastLines keeps the last n lines of git's message: the reason comes last.
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "; ")
+}
