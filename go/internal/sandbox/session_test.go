@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/testenv"
@@ -13,7 +15,8 @@ import (
 
 // A declared sandbox's VM is booted by systemd, so its host daemon starts the
 // agent's session once SSH answers; run on a real VM, the service starts
-// the session once and leaves a running one alone.
+// the session once and leaves a running one alone; a client whose terminal
+// closes detaches and leaves the agent running.
 func TestSessionServiceStartsTheAgent(t *testing.T) {
 	env := testenv.New(t)
 	testenv.Guest(t)
@@ -66,5 +69,38 @@ func TestSessionServiceStartsTheAgent(t *testing.T) {
 	<-done
 	if again := execOut(t, sb, "tmux", "list-panes", "-t", "keystone-agent", "-F", "#{pane_pid}"); again != pid {
 		t.Fatalf("pane pid %s after a second run; want %s", again, pid)
+	}
+
+	// Closing the terminal detaches: a client attached through a PTY whose
+	// SSH connection is dropped leaves the agent running.
+	c, err := sb.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.RequestPty("xterm-256color", 24, 80, ssh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Start("tmux -u attach -t keystone-agent"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Await(t, "the client to attach", 2*time.Minute, func() string {
+		if n := strings.TrimSpace(execOut(t, sb, "sh", "-c", "tmux list-clients -t keystone-agent | wc -l")); n != "1" {
+			return "clients " + n + "; want 1"
+		}
+		return ""
+	})
+	c.Close() // the terminal goes away without a detach key
+	testenv.Await(t, "the client to go", 2*time.Minute, func() string {
+		if n := strings.TrimSpace(execOut(t, sb, "sh", "-c", "tmux list-clients -t keystone-agent | wc -l")); n != "0" {
+			return "clients " + n + "; want 0"
+		}
+		return ""
+	})
+	if again := execOut(t, sb, "tmux", "list-panes", "-t", "keystone-agent", "-F", "#{pane_pid}"); again != pid {
+		t.Fatalf("pane pid %s after the terminal closed; want %s", again, pid)
 	}
 }
