@@ -1,6 +1,6 @@
 # The keystone helper (go/cmd/keystone): the Go build of go/ alone, so that it
 # changes only with go/. lib/wrapper.nix makes the package users install.
-{ lib, buildGoModule, version ? "0.1.0" }:
+{ lib, stdenv, buildGoModule, installShellFiles, version ? "0.1.0" }:
 buildGoModule {
   pname = "keystone-unwrapped";
   inherit version;
@@ -17,6 +17,14 @@ buildGoModule {
     # alone does not make every change of the repository a new build
     "-X github.com/keystone-agent/keystone/internal/cli.Version=${version}"
   ];
+  # shell completion, written by the program itself (`keystone completion SHELL`)
+  nativeBuildInputs = [ installShellFiles ];
+  postInstall = lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+    installShellCompletion --cmd keystone \
+      --bash <($out/bin/keystone completion bash) \
+      --zsh <($out/bin/keystone completion zsh) \
+      --fish <($out/bin/keystone completion fish)
+  '';
   # the VM tiers need KVM and a test guest; checks.go-test runs `go test -short`
   doCheck = false;
   meta = {

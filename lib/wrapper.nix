@@ -18,4 +18,6 @@ runCommand "keystone-${keystone-unwrapped.version}" {
     --suffix PATH : ${lib.makeBinPath [ nix git ]} \
     --set-default KEYSTONE_AGENT_GIT ${git}/bin/git \
     ${lib.optionalString (keystoneFlake != null) "--set-default KEYSTONE_AGENT_FLAKE ${lib.escapeShellArg keystoneFlake}"}
+  # the shell completions (share/{bash-completion,zsh,fish}) of the Go build
+  if [ -d ${keystone-unwrapped}/share ]; then ln -s ${keystone-unwrapped}/share $out/share; fi
 ''

@@ -43,7 +43,7 @@ type row struct{ metric, ours, base, ratio, target string }
 
 func run(boots, builds int) error {
 	ctx := context.Background()
-	withAgents := testguest.Options{Progress: os.Stderr}
+	withAgents := testguest.Options{Step: func(s string) { fmt.Fprintln(os.Stderr, s) }}
 	without := testguest.Options{NoAgents: true}
 
 	// The first build may download the agents (once per agent cache).

@@ -14,7 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,8 +46,9 @@ type Options struct {
 	// Client downloads the tarballs; nil means http.DefaultClient (which
 	// honours HTTPS_PROXY).
 	Client *http.Client
-	// Progress receives one line per download; nil discards.
-	Progress io.Writer
+	// Step, when set, is told of each download as it begins (a progress
+	// line); a tree found in the cache reports none.
+	Step func(phase string)
 }
 
 // Key names the tree of m: it covers every package's integrity hash and
@@ -119,8 +120,8 @@ func build(ctx context.Context, m *agents.Manifest, opts Options, key, dir strin
 	}
 	for _, id := range m.PackageIDs() {
 		p := m.Packages[id]
-		if opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, "Downloading %s %s (once; cached in %s)\n", p.NPM, p.Version, opts.CacheDir)
+		if opts.Step != nil {
+			opts.Step(fmt.Sprintf("downloading %s %s (once; cached in %s)", p.NPM, p.Version, opts.CacheDir))
 		}
 		if err := fetch(ctx, client, p, filepath.Join(tmp, PkgDir, id), tmp); err != nil {
 			return fmt.Errorf("agent package %s %s: %w", p.NPM, p.Version, err)

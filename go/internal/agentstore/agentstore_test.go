@@ -106,16 +106,16 @@ func TestEnsure(t *testing.T) {
 	reg := newRegistry(t, files)
 	m := manifest(reg, map[string]string{"tool": sri(files["/tool.tgz"]), "runtime": sri(files["/runtime.tgz"])})
 	cache := t.TempDir()
-	var progress bytes.Buffer
-	dir, err := Ensure(context.Background(), m, Options{CacheDir: cache, Progress: &progress})
+	var progress []string
+	dir, err := Ensure(context.Background(), m, Options{CacheDir: cache, Step: func(s string) { progress = append(progress, s) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if dir != filepath.Join(cache, Key(m)) {
 		t.Errorf("tree at %q; want it named by the key", dir)
 	}
-	if !strings.Contains(progress.String(), "Downloading tool 1") {
-		t.Errorf("progress: %q", progress.String())
+	if len(progress) != 2 || !strings.HasPrefix(progress[1], "downloading tool 1") {
+		t.Errorf("progress: %q; want a step per download", progress)
 	}
 	for name, want := range map[string]string{"tool": "#!/bin/sh\necho tool\n", "tool-helper": "#!/usr/bin/env runtime\n", "runtime": "\x7fELF"} {
 		p := filepath.Join(dir, BinDir, name)

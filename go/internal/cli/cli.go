@@ -53,7 +53,8 @@ type verb struct {
 func verbs() []*verb {
 	return []*verb{
 		newStartCmd(), newStopCmd(), newAttachCmd("attach"), newAttachCmd("ssh"), newExecCmd(),
-		newSyncCmd(), newStatusCmd(), newListCmd(), newDestroyCmd(), newHostdCmd(), newPrepareGuestCmd(),
+		newSyncCmd(), newStatusCmd(), newListCmd(), newDestroyCmd(), newForwardCmd(), newSSHConfigCmd(),
+		newAllowCmd(), newCompletionCmd(), newHostdCmd(), newPrepareGuestCmd(), newProxyRelayCmd(), newNamesCmd(),
 	}
 }
 
@@ -149,7 +150,7 @@ func mainUsage() string {
 	b.WriteString("Usage: keystone agent <command> [arguments]\n\nRun AI coding agents in isolated microVM sandboxes.\n\nCommands:\n")
 	for _, v := range verbs() {
 		if !v.hidden {
-			fmt.Fprintf(&b, "  %-9s %s\n", v.name, v.summary)
+			fmt.Fprintf(&b, "  %-10s %s\n", v.name, v.summary)
 		}
 	}
 	b.WriteString("\nRun `keystone agent help <command>` for its options.\n")
@@ -172,7 +173,7 @@ func parse(fs *pflag.FlagSet, v *verb, args []string) error {
 			if fs.HasAvailableFlags() {
 				usage += "\nOptions:\n" + flagUsages(fs)
 			}
-			return &helpRequest{usage: usage}
+			return &helpRequest{usage: usage, flags: fs}
 		}
 		return &ExitError{Code: ExitUsage, Err: err, Hint: fmt.Sprintf("`keystone agent help %s` shows the options", v.name)}
 	}
@@ -194,7 +195,11 @@ func flagUsages(fs *pflag.FlagSet) string {
 // names no value; its NoOptDefVal ("true") still lets it stand alone.
 type switchValue struct{ pflag.Value }
 
-type helpRequest struct{ usage string }
+// helpRequest is --help: the verb's usage and, for completion, its flags.
+type helpRequest struct {
+	usage string
+	flags *pflag.FlagSet
+}
 
 func (h *helpRequest) Error() string { return h.usage }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,6 +35,7 @@ func TestMain(m *testing.M) {
 func TestScripts(t *testing.T) {
 	runnerDir, guestErr := buildGuest(t)
 	runtimeDir := testenv.RuntimeDir(t)
+	cache, _ := os.UserCacheDir() // the test guest's cache, shared with the scripts' HOMEs
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -42,6 +44,7 @@ func TestScripts(t *testing.T) {
 			e.Setenv("HOME", home)
 			e.Setenv("XDG_CONFIG_HOME", "")
 			e.Setenv("XDG_RUNTIME_DIR", runtimeDir)
+			e.Setenv("XDG_CACHE_HOME", cache)
 			e.Setenv("STATE", filepath.Join(home, ".config", "keystone", "agent"))
 			e.Setenv("KEYSTONE_AGENT_DECLARED", filepath.Join(e.WorkDir, "no-declared.json"))
 			e.Setenv("KEYSTONE_AGENT_RUNNER", "")
@@ -70,8 +73,10 @@ func TestScripts(t *testing.T) {
 			return false, errors.New("unknown condition " + cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits":  cmdExits,
-			"mkrepo": cmdMkrepo,
+			"exits":   cmdExits,
+			"mkrepo":  cmdMkrepo,
+			"hidenix": cmdHideNix,
+			"portof":  cmdPortof,
 		},
 	})
 }
@@ -165,4 +170,39 @@ func cmdMkrepo(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("git %s: %v", strings.Join(argv, " "), err)
 		}
 	}
+}
+
+// hidenix: from here on the script's PATH offers every program it did
+// before except nix, as on a machine where Nix is not installed.
+func cmdHideNix(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: hidenix")
+	}
+	bin := ts.MkAbs("nonix-bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		ts.Fatalf("%v", err)
+	}
+	for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+		ents, _ := os.ReadDir(dir)
+		for _, ent := range ents {
+			if strings.HasPrefix(ent.Name(), "nix") {
+				continue
+			}
+			os.Symlink(filepath.Join(dir, ent.Name()), filepath.Join(bin, ent.Name())) // the first on PATH wins
+		}
+	}
+	ts.Setenv("PATH", bin)
+}
+
+// portof VAR: set $VAR to the host port of the first forward the last
+// command printed ("127.0.0.1:PORT -> GUEST").
+func cmdPortof(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: portof VAR")
+	}
+	m := regexp.MustCompile(`(?m)^127\.0\.0\.1:(\d+) -> \d+$`).FindStringSubmatch(ts.ReadFile("stdout"))
+	if m == nil {
+		ts.Fatalf("portof: no forward in stdout")
+	}
+	ts.Setenv(args[0], m[1])
 }

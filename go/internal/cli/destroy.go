@@ -45,7 +45,8 @@ func runDestroy(ctx context.Context, env *Env, v *verb, args []string) error {
 	if !*force {
 		// The guide's --force: "force destroy if running"; without it a
 		// running sandbox is refused, so a stray destroy cannot cut an agent off.
-		if st := sbe.Inspect(sb); st.State == sandbox.Running {
+		// The VM process decides, not SSH: a VM too busy to answer still runs.
+		if sandbox.VMAlive(sb) {
 			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("sandbox %q is running", sb.Name),
 				Hint: fmt.Sprintf("stop it first (`keystone agent stop %s`), or use --force", sb.Name)}
 		}
@@ -62,6 +63,7 @@ func runDestroy(ctx context.Context, env *Env, v *verb, args []string) error {
 	if err := sbe.Destroy(sb); err != nil {
 		return err
 	}
+	refreshSSHConfig(env, sbe)
 	fmt.Fprintf(env.Stderr, "Sandbox %q destroyed.\n", sb.Name)
 	return nil
 }

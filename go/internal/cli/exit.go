@@ -103,7 +103,7 @@ func exitError(err error) *ExitError {
 			Hint: "the whole build log is in " + be.Log + "; the first build needs network access to fetch nixpkgs and microvm.nix"}
 	case errors.Is(err, nixbuild.ErrNixNotFound):
 		return &ExitError{Code: ExitBuildFailed, Err: fmt.Errorf("Failed to build MicroVM: %w", err),
-			Hint: "install Nix with flakes enabled, or boot the Debian test guest: `go run ./cmd/testguest -out DIR` (in go/), then `keystone agent start --runner DIR`"}
+			Hint: "install the Debian packages the portable guest is made of (`./setup` in the keystone repository does), or install Nix with flakes enabled"}
 	case errors.Is(err, nixbuild.ErrForeignSource):
 		return &ExitError{Code: ExitBuildFailed, Err: fmt.Errorf("Failed to build MicroVM: %w", err),
 			Hint: "state/flake is the build source nix copies into the store: move the other files away"}

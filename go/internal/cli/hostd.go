@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/keystone-agent/keystone/internal/forward"
 	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -21,13 +24,16 @@ func newHostdCmd() *verb {
 		name:    "hostd",
 		hidden:  true,
 		summary: "run the host daemon of a sandbox (its host-side services)",
-		usage: `Usage: keystone agent hostd <name> [--idle DURATION] [--interval DURATION] [--state-dir DIR]
+		usage: `Usage: keystone agent hostd <name> [--idle DURATION] [--interval DURATION] [--state-dir DIR] [--credentials FILE]
 
 Started by ` + "`start`" + ` for every sandbox, detached, and stopped by ` + "`stop`" + `;
 declared sandboxes run it as the unit keystone-agent-hostd-<name>. It runs the
-sandbox's host-side services (the sync watcher of the auto-commit and
-auto-idle sync modes) and ends by itself, after a last sync, once the
-sandbox's VM is gone. The idle time defaults to $` + IdleEnv + ` or 30s.
+sandbox's host-side services (the proxy that is the guest's way out and adds
+its API keys, the sync watcher of the auto-commit and auto-idle sync modes,
+background port forwards) and ends by itself, after a last sync, once the
+sandbox's VM is gone. The
+idle time defaults to $` + IdleEnv + ` or 30s. Credentials come from the
+` + "`start`" + ` that launched it (a pipe) and from --credentials FILE.
 `,
 		run: runHostd,
 	}
@@ -46,11 +52,15 @@ func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs.DurationVar(&idle, "idle", idle, "auto-idle: quiet time before a sync")
 	interval := fs.Duration("interval", syncwatch.DefaultInterval, "how often the workspace is looked at")
 	stateDir := fs.String("state-dir", "", "the state directory (default: the user's)")
+	credsFile := fs.String("credentials", "", "a credentials file (NAME=value lines, mode 0600 or stricter)")
 	if err := parse(fs, v, args); err != nil {
 		return err
 	}
 	if *stateDir != "" {
 		env.sandboxes = sandbox.NewEnvAt(statedir.Dir(*stateDir), env.Stderr)
+	}
+	if _, err := env.Sandboxes(); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("hostd: a sandbox name is required")}
@@ -62,8 +72,16 @@ func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(env.Stderr, "%s %s\n", time.Now().Format(time.RFC3339), fmt.Sprintf(format, args...))
 	}
+	creds, err := daemonCredentials(*credsFile, logf)
+	if err != nil {
+		return err
+	}
+	egressProxy, err := proxyService(env.sandboxes, sb, creds, logf)
+	if err != nil {
+		return err
+	}
 	// Each service of the sandbox, one line each.
-	var services []hostd.Service
+	services := []hostd.Service{egressProxy}
 	if syncwatch.Watched(sb.SyncMode) {
 		services = append(services, &syncwatch.Service{
 			Options: syncwatch.Options{Sync: sb.GitSync(), StateDir: sb.Dir.State(),
@@ -78,6 +96,12 @@ func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 			},
 		})
 	}
+	// Background port forwards (`forward --background`): every sandbox.
+	services = append(services, &forward.Service{
+		Socket: sb.Dir.Path(statedir.ForwardSocket),
+		Conn:   &forward.Conn{Dial: func(ctx context.Context) (*ssh.Client, error) { return sb.Dial(ctx) }},
+		Logf:   func(format string, args ...any) { logf("forward: "+format, args...) },
+	})
 	if sb.Declared && sb.Agent != "" { // `start` starts an imperative sandbox's session itself
 		services = append(services, &sandbox.SessionService{Sandbox: sb, Logf: logf})
 	}

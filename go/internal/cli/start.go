@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sandbox"
@@ -31,6 +32,8 @@ Exit codes: 0 success, 1 not a git repository, 2 sandbox already running,
 }
 
 func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
+	// First: nothing this process starts (nix, the VM, git) may inherit a key.
+	creds := credentials.TakeEnv()
 	fs := newFlags(v)
 	spec := sandbox.Spec{}
 	fs.StringVar(&spec.Name, "name", "", "custom sandbox name (default: directory name)")
@@ -43,11 +46,16 @@ func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs.StringVar(&spec.SyncMode, "sync-mode", syncwatch.ModeManual, "sync mode: "+strings.Join(syncwatch.Modes, ", "))
 	fs.StringVar(&spec.Agent, "agent", "", "run this agent in the sandbox's session: claude, codex, gemini; none drops it (default: the sandbox's last choice)")
 	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
+	egressFlags := addEgressFlags(fs, &spec.Egress)
 	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
 	}
 	if fs.Changed("name") && spec.Name == "" {
 		return &ExitError{Code: ExitUsage, Err: names.Validate(""), Hint: "leave --name out to name the sandbox after the project directory"}
+	}
+	spec.Credentials = creds
+	if err := egressFlags(); err != nil {
+		return err
 	}
 	spec.Nested = !*noNested
 	if fs.NArg() == 1 {
@@ -64,6 +72,7 @@ func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
 	if sb.PasswordLogin() {
 		fmt.Fprintf(env.Stderr, "keystone: warning: password login is on for %q (no SSH key in ~/.ssh): %s\n", sb.Name, passwordLoginRisk)
 	}
+	refreshSSHConfig(env, sbe)
 	if *noAttach {
 		fmt.Fprintf(env.Stderr, "Sandbox %q is running (SSH on 127.0.0.1:%d).\n", sb.Name, sb.SSHPort)
 		if sb.Agent != "" {

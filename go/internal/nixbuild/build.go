@@ -40,6 +40,13 @@ func (e *BuildError) Unwrap() error { return e.Err }
 // `nix build` would copy it into the world-readable store, so it is refused.
 var ErrForeignSource = errors.New("the build source holds more than flake.nix and flake.lock")
 
+// Available tells whether the nix program is on PATH: without it, start
+// uses the portable guest.
+func Available() bool {
+	_, err := exec.LookPath("nix")
+	return err == nil
+}
+
 // Build runs `nix build` of the runner of the flake in stateDir/flake (the
 // caller writes flake.nix there), leaving the result at stateDir/runner.
 // nix's output streams to progress (may be nil) and, whole, into

@@ -301,3 +301,29 @@ func TestBuildRefusesAForeignSource(t *testing.T) {
 		}
 	})
 }
+
+// nix's own words and a builder's log lines become one short status line.
+func TestStatus(t *testing.T) {
+	var got []string
+	s := NewStatus(func(line string) { got = append(got, line) })
+	out := "warning: Git tree is dirty\r\n" +
+		"these 2 derivations will be built:\n" +
+		"  /nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-linux-6.6.drv\n" +
+		"copying path '/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-gcc-13.2.0' from 'https://cache.nixos.org'...\n" +
+		"building '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-linux-6.6.drv'...\n" +
+		"linux> CC kernel/fo"
+	s.Write([]byte(out))
+	s.Write([]byte("rk.o\n" + strings.Repeat("x", 3*maxStatusLine) + "\n"))
+	want := []string{
+		"warning: Git tree is dirty",
+		"warning: Git tree is dirty",
+		"/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-linux-6.6.drv",
+		"fetching gcc-13.2.0 · /nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-linux-6.6.drv",
+		"building linux-6.6 (1 of 2) · /nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-linux-6.6.drv",
+		"building linux-6.6 (1 of 2) · linux> CC kernel/fork.o",
+		"building linux-6.6 (1 of 2) · " + strings.Repeat("x", maxStatusLine),
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("statuses:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

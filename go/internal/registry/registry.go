@@ -23,6 +23,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/names"
 )
 
@@ -43,6 +44,8 @@ type Entry struct {
 	Runner      string    `json:"runner,omitempty"` // prebuilt runner dir; empty: built with nix
 	Agent       string    `json:"agent,omitempty"`  // the agent of the session (start --agent); empty: none
 	Created     time.Time `json:"created"`
+	// Egress is the proxy's policy and upstreams (zero: allowlist, defaults).
+	Egress egress.Settings `json:"egress,omitzero"`
 }
 
 type file struct {

@@ -39,25 +39,53 @@ func (o StopOptions) withDefaults() StopOptions {
 func Stop(dir, stateDir string, env []string, pid int, done <-chan struct{}, o StopOptions) (how string, err error) {
 	o = o.withDefaults()
 	gone := func(d time.Duration) bool { return waitGone(pid, stateDir, done, d) }
-	if err := requestPowerdown(dir, stateDir, env); err == nil && gone(o.Grace) {
-		how = "shut down"
-	} else if signalGroup(pid, syscall.SIGTERM); gone(o.Term) {
-		how = "terminated"
+	// why the graceful way did not work, said with the outcome
+	why := fmt.Sprintf("the guest did not power off within %v", o.Grace)
+	if err := requestPowerdown(dir, stateDir, env); err != nil {
+		why = err.Error()
+	} else if gone(o.Grace) || shuttingDown(stateDir, gone, o.Grace) {
+		return "shut down", cleanUp(pid, stateDir)
+	}
+	if signalGroup(pid, syscall.SIGTERM); gone(o.Term) {
+		how = "terminated (" + why + ")"
 	} else {
 		signalGroup(pid, syscall.SIGKILL)
 		if !gone(5 * time.Second) {
 			return "", fmt.Errorf("runner process %d is still alive after SIGKILL", pid)
 		}
-		how = "killed"
+		how = "killed (" + why + "; SIGTERM did not end it)"
 	}
-	// The runner is gone; take the rest of its group with it (virtiofsd,
-	// helpers) and give init a moment to reap them.
+	return how, cleanUp(pid, stateDir)
+}
+
+// cleanUp takes the rest of the gone runner's group with it (virtiofsd,
+// helpers), gives init a moment to reap them, and removes the pid file.
+func cleanUp(pid int, stateDir string) error {
 	if syscall.Kill(-pid, syscall.SIGKILL) == nil {
 		for i := 0; i < 40 && syscall.Kill(-pid, 0) == nil; i++ {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return how, RemovePID(stateDir)
+	return RemovePID(stateDir)
+}
+
+// shuttingDown gives a guest that is still printing on its console after
+// Grace (a shutdown slowed down by a loaded host: software emulation gets
+// what CPU is left) more time, as long as it keeps printing, up to twice
+// Grace more; it reports whether the runner was gone by then.
+func shuttingDown(stateDir string, gone func(time.Duration) bool, grace time.Duration) bool {
+	const quiet = 5 * time.Second // no console output for this long: not making progress
+	console := filepath.Join(stateDir, statedir.ConsoleLog)
+	for deadline := time.Now().Add(2 * grace); time.Now().Before(deadline); {
+		fi, err := os.Stat(console)
+		if err != nil || time.Since(fi.ModTime()) > quiet {
+			return false
+		}
+		if gone(quiet) {
+			return true
+		}
+	}
+	return false
 }
 
 func signalGroup(pid int, sig syscall.Signal) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -25,22 +26,18 @@ import (
 // DaemonReadyTimeout bounds the wait for the daemon's services to be ready.
 const DaemonReadyTimeout = 30 * time.Second
 
-// StartDaemon starts the sandbox's host daemon unless one runs, and waits
-// until it reports every service ready.
-func (e *Env) StartDaemon(sb *Sandbox) error {
+// StartDaemon starts the sandbox's host daemon, replacing one that still
+// runs (it holds an earlier start's credentials and runner), and waits until
+// it reports every service ready. creds reach the daemon over a pipe only:
+// never argv, its environment or a file.
+func (e *Env) StartDaemon(sb *Sandbox, creds credentials.Set) error {
 	if sb.Declared {
 		return nil
 	}
-	if pid, _ := e.daemonPID(sb); pid != 0 {
-		return nil
+	if err := e.StopDaemon(sb); err != nil {
+		return err
 	}
-	self := e.Keystone
-	if self == "" {
-		var err error
-		if self, err = os.Executable(); err != nil {
-			return fmt.Errorf("cannot start the host daemon: %w", err)
-		}
-	}
+	self := e.keystone()
 	logPath := sb.Dir.Path(statedir.DaemonLog)
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -52,17 +49,27 @@ func (e *Env) StartDaemon(sb *Sandbox) error {
 		return err
 	}
 	defer r.Close()
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(self, "agent", "hostd", "--state-dir", string(e.Root), sb.Name)
 	cmd.Dir = sb.Dir.State()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{w} // fd 3
-	cmd.Env = append(os.Environ(), hostd.ReadyFDEnv+"=3", DeclaredEnv+"="+e.Declared)
+	cmd.ExtraFiles = []*os.File{w, cr} // fd 3, fd 4
+	cmd.Env = append(credentials.Scrub(os.Environ()), hostd.ReadyFDEnv+"=3", hostd.CredentialsFDEnv+"=4", DeclaredEnv+"="+e.Declared)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	w.Close()
+	cr.Close()
 	if err != nil {
+		cw.Close()
 		return fmt.Errorf("cannot start the host daemon: %w", err)
 	}
+	go func() { // a pipe holds 64 KiB; the daemon reads it while starting
+		cw.Write(credentials.Encode(creds))
+		cw.Close()
+	}()
 	pid := cmd.Process.Pid
 	// Reaped by whoever outlives it: start returns long before it ends.
 	_ = cmd.Process.Release()

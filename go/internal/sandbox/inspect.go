@@ -114,13 +114,16 @@ func VMAlive(sb *Sandbox) bool {
 // sshAnswers reads the server's identification line: qemu's port forward
 // accepts connections before the guest's sshd is up, so a TCP connect proves
 // nothing, while the "SSH-2.0-" banner comes only from a live sshd.
+// The bounds are generous: the connect is local and a live sshd answers at
+// once, but a guest under software emulation on a loaded machine can take
+// seconds, and calling it broken then would be wrong.
 func sshAnswers(port int) bool {
-	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 2*time.Second)
 	if err != nil {
 		return false
 	}
 	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(8 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && strings.HasPrefix(line, "SSH-")
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -80,6 +81,14 @@ func (e *Env) portLock() string {
 		return e.PortLock
 	}
 	return PortLockPath(e.Root)
+}
+
+// progressWriter is where progress goes: Progress, or nowhere.
+func (e *Env) progressWriter() io.Writer {
+	if e.Progress == nil {
+		return io.Discard
+	}
+	return e.Progress
 }
 
 func (e *Env) progressf(format string, a ...any) {
@@ -166,8 +175,9 @@ func (e *Env) ForProject(dir string) (*Sandbox, error) {
 }
 
 // runnerEnv is the contract's per-sandbox environment (docs/runner-contract.md),
-// on top of this process's environment so PATH and friends still reach nix-built scripts.
-func (sb *Sandbox) runnerEnv() []string {
+// on top of this process's environment so PATH and friends still reach nix-built scripts,
+// without any credential: the VM and what qemu starts never hold a key.
+func (sb *Sandbox) runnerEnv(keystone string) []string {
 	uid, gid := os.Getuid(), os.Getgid()
 	if st, err := os.Stat(sb.Dir.Workspace()); err == nil {
 		uid, gid = ownerOf(st)
@@ -176,7 +186,7 @@ func (sb *Sandbox) runnerEnv() []string {
 	if sb.Nested {
 		nested = "1"
 	}
-	env := os.Environ()
+	env := append(credentials.Scrub(os.Environ()), sb.proxyEnv(keystone)...)
 	switch sb.Network {
 	case "tap":
 		if tap, err := TapInterface(sb.Name); err == nil {

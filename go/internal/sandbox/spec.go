@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/keystone-agent/keystone/internal/agents"
+	"github.com/keystone-agent/keystone/internal/credentials"
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
@@ -57,6 +59,11 @@ type Spec struct {
 	SyncMode string
 	Runner   string // prebuilt runner directory; empty: the registry's, else nix build
 	Fresh    bool
+	// Egress changes the remembered egress settings (docs/egress.md).
+	Egress egress.Changes
+	// Credentials are the keys from the environment of `start`; the
+	// credentials file adds the others. Only the host daemon gets them.
+	Credentials credentials.Set
 	// Agent runs in the sandbox's session (package agents); empty keeps the
 	// sandbox's choice, NoAgent drops it.
 	Agent string
@@ -121,6 +128,14 @@ func (s Spec) Validate() error {
 		if _, err := m.Agent(s.Agent); err != nil {
 			return usagef("--agent: %v", err)
 		}
+	}
+	if s.Egress.Mode != "" {
+		if err := egress.ValidateMode(s.Egress.Mode); err != nil {
+			return &UsageError{Msg: err.Error()}
+		}
+	}
+	if err := s.Egress.Apply(egress.Settings{}).Validate(); err != nil {
+		return &UsageError{Msg: err.Error()}
 	}
 	return nil
 }

@@ -15,14 +15,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/credentials"
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/kvm"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/nixbuild"
+	"github.com/keystone-agent/keystone/internal/progress"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
+	"github.com/keystone-agent/keystone/internal/testguest"
 )
 
 // Errors start maps to the guide's exit codes.
@@ -35,9 +39,12 @@ var (
 type BootError struct {
 	Msg string
 	Log string
+	Err error // why: sshconn.ErrVMExited, the context's error…
 }
 
 func (e *BootError) Error() string { return e.Msg }
+
+func (e *BootError) Unwrap() error { return e.Err }
 
 // Detail is the console's tail, printed under the error line.
 func (e *BootError) Detail() string { return e.Log }
@@ -61,7 +68,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	}
 	// Every refusal comes before anything is created; the checks run again
 	// under the sandbox's lock, since another command may have acted between.
-	if _, err := e.plan(spec, project, name); err != nil {
+	if _, err := e.plan(ctx, spec, project, name); err != nil {
 		return nil, err
 	}
 	sb := &Sandbox{Dir: e.Root.Sandbox(name)}
@@ -71,11 +78,18 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		return nil, err
 	}
 	defer lk.Unlock()
-	pl, err := e.plan(spec, project, name)
+	pl, err := e.plan(ctx, spec, project, name)
 	if err != nil {
+		if !pl.existed {
+			os.Remove(sb.Dir.Lock()) // a refused new sandbox leaves nothing
+		}
 		return nil, err
 	}
+	if pl.portable {
+		e.progressf("nix is not installed: using the portable Debian guest %s (docs/testguest.md)", pl.runnerDir)
+	}
 	old, existed, runnerDir := pl.old, pl.existed, pl.runnerDir
+	e.reportCredentials(pl.creds)
 	keep := existed && !spec.Fresh
 	sb.Entry = old
 	if existed {
@@ -99,7 +113,8 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		Name: name, ProjectPath: project, MemoryMB: spec.MemoryMB, VCPUs: spec.VCPUs,
 		Nested: spec.Nested, Network: spec.Network, SyncMode: spec.SyncMode,
 		SSHPort: old.SSHPort, HostKey: old.HostKey, Runner: runnerDir, Created: old.Created,
-		Agent: spec.agentFor(old),
+		Egress: pl.egress,
+		Agent:  spec.agentFor(old),
 	}
 	if !keep || sb.Created.IsZero() {
 		sb.Created = time.Now().UTC().Truncate(time.Second)
@@ -119,7 +134,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if err := e.startSession(ctx, sb); err != nil {
 		return nil, e.undo(sb, proc, keep, err)
 	}
-	if err := e.StartDaemon(sb); err != nil {
+	if err := e.StartDaemon(sb, pl.creds); err != nil {
 		return nil, e.undo(sb, proc, keep, err)
 	}
 	return sb, nil
@@ -130,12 +145,15 @@ type plan struct {
 	old       registry.Entry
 	existed   bool
 	runnerDir string // absolute; empty: build with nix
+	portable  bool   // runnerDir is the portable guest, chosen because nix is absent
+	egress    egress.Settings
+	creds     credentials.Set // the environment's and the credentials file's
 }
 
 // plan reads the registry and checks everything that can refuse a start:
 // the project owning the name, a running sandbox, the runner, the network
 // mode, KVM. It changes nothing.
-func (e *Env) plan(spec Spec, project, name string) (plan, error) {
+func (e *Env) plan(ctx context.Context, spec Spec, project, name string) (plan, error) {
 	old, err := e.Registry.Get(name)
 	p := plan{old: old, existed: err == nil, runnerDir: old.Runner}
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
@@ -151,6 +169,12 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 	}
 	if spec.Runner != "" {
 		p.runnerDir = spec.Runner
+	}
+	if p.runnerDir == "" && !nixbuild.Available() {
+		if p.runnerDir, err = e.portableGuest(ctx); err != nil {
+			return p, err
+		}
+		p.portable = true
 	}
 	needsKVM := true
 	if p.runnerDir != "" {
@@ -173,6 +197,17 @@ func (e *Env) plan(spec Spec, project, name string) (plan, error) {
 			return p, err
 		}
 	}
+	remembered := old.Egress
+	if remembered.Mode == "" {
+		remembered.Mode = egress.DefaultModeFor(spec.Network)
+	}
+	p.egress = spec.Egress.Apply(remembered)
+	if err := egress.CheckNetwork(spec.Network, p.egress.Mode); err != nil {
+		return p, &UsageError{Msg: err.Error()}
+	}
+	if p.creds, err = e.credentials(spec.Credentials); err != nil {
+		return p, err
+	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
 			return p, err
@@ -187,7 +222,7 @@ func (e *Env) stopLeftover(sb *Sandbox) error {
 	_, pid, _ := evidence(sb)
 	if pid != 0 && runner.Inspect(pid, sb.Dir.State()) == runner.Runner {
 		e.progressf("Stopping the previous VM of %q (pid %d)", sb.Name, pid)
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, e.Timeouts.withDefaults().Stop); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(e.keystone()), pid, nil, e.Timeouts.withDefaults().Stop); err != nil {
 			return err
 		}
 	}
@@ -252,6 +287,26 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	}
 }
 
+// portableGuest is the runner used where nix is absent: the Debian test
+// guest, built from this machine's packages or reused from its
+// content-addressed cache (docs/testguest.md).
+func (e *Env) portableGuest(ctx context.Context) (string, error) {
+	var line *progress.Line // only when it is built, not found in the cache
+	dir, err := testguest.Build(ctx, testguest.Options{Step: func(phase string) {
+		if line == nil {
+			line = progress.Start(e.progressWriter(), "Building the portable Debian guest (once; it is cached)")
+		}
+		line.Set(phase)
+	}})
+	if line != nil {
+		line.Done()
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w, and the portable guest cannot be built: %v", nixbuild.ErrNixNotFound, err)
+	}
+	return dir, nil
+}
+
 // clone builds the first clone in workspace.partial and renames it into
 // place once complete and on disk: a start killed mid-clone leaves only the
 // partial clone, which the next start discards, never a half-empty workspace.
@@ -260,8 +315,10 @@ func (e *Env) clone(ctx context.Context, sb *Sandbox) error {
 	if err := os.RemoveAll(partial); err != nil {
 		return fmt.Errorf("failed to discard an interrupted clone: %w", err)
 	}
-	e.progressf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace())
-	if err := gitsync.Clone(ctx, sb.ProjectPath, partial); err != nil {
+	line := progress.Start(e.progressWriter(), fmt.Sprintf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace()))
+	err := gitsync.Clone(ctx, sb.ProjectPath, partial)
+	line.Done()
+	if err != nil {
 		return fmt.Errorf("failed to clone the project: %w", err)
 	}
 	if err := syncFS(partial); err != nil {
@@ -292,7 +349,7 @@ func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) erro
 	defer cancel()
 	if err := sshconn.WaitReady(wctx, target, p.Done()); err != nil {
 		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become reachable over SSH: %v", sb.Name, err),
-			Log: tail(consolePath(sb), 15)}
+			Log: tail(consolePath(sb), 15), Err: err}
 	}
 	return nil
 }
@@ -323,8 +380,12 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 	if err := os.Remove(sb.Dir.Path(statedir.FlakeLock)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
-	e.progressf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name)
-	return nixbuild.Build(ctx, sb.Dir.State(), e.Progress)
+	// On a terminal, one line says what nix builds and its last log line;
+	// elsewhere nix is quiet: state/build.log has it all, and a failure
+	// shows its tail.
+	line := progress.Start(e.progressWriter(), fmt.Sprintf("Building the MicroVM for %q (the first build takes a few minutes)", sb.Name))
+	defer line.Done()
+	return nixbuild.Build(ctx, sb.Dir.State(), nixbuild.NewStatus(line.Set))
 }
 
 // undo removes what a failed start created; an existing sandbox keeps its
@@ -332,7 +393,7 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) error {
 	var errs *multierror.Error
 	if proc != nil {
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), proc.Pid, proc.Done(), e.Timeouts.withDefaults().Undo); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(e.keystone()), proc.Pid, proc.Done(), e.Timeouts.withDefaults().Undo); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}
@@ -378,7 +439,7 @@ func (e *Env) launch(ctx context.Context, sb *Sandbox, runnerDir string, reserve
 		return nil, err
 	}
 	e.progressf("Booting %q (%d MB, %d vCPUs, SSH on 127.0.0.1:%d)", sb.Name, sb.MemoryMB, sb.VCPUs, sb.SSHPort)
-	p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv())
+	p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv(e.keystone()))
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 
 	"github.com/keystone-agent/keystone/internal/artifacts"
+	"github.com/keystone-agent/keystone/internal/forward"
 	"github.com/keystone-agent/keystone/internal/gitsync"
+	"github.com/keystone-agent/keystone/internal/statedir"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
@@ -55,6 +57,16 @@ func (e *Env) Sync(ctx context.Context, sb *Sandbox, o SyncOptions) (*SyncResult
 	return res, err
 }
 
+// Forwards asks the sandbox's host daemon for its background port forwards;
+// none when it does not answer.
+func (sb *Sandbox) Forwards(ctx context.Context) []forward.Spec {
+	specs, err := forward.Ask(ctx, sb.Dir.Path(statedir.ForwardSocket), forward.Request{Op: forward.OpList})
+	if err != nil {
+		return nil
+	}
+	return specs
+}
+
 // GitSync is how gitsync reaches the sandbox: its name, the host project and
 // the workspace.
 func (sb *Sandbox) GitSync() gitsync.Options {
@@ -62,15 +74,21 @@ func (sb *Sandbox) GitSync() gitsync.Options {
 }
 
 // Report is `status`: the derived state, plus the last sync with the commits
-// pending now (a dry-run sync, which is why `list` does without it).
+// pending now (a dry-run sync, which is why `list` does without it), and the
+// background port forwards its host daemon keeps.
 type Report struct {
 	Status
-	Sync *syncwatch.Status `json:"sync,omitempty"`
+	Sync     *syncwatch.Status `json:"sync,omitempty"`
+	Egress   EgressReport      `json:"egress"`
+	Forwards []forward.Spec    `json:"forwards,omitempty"`
 }
 
-// Report inspects sb and reads its sync state.
+// Report inspects sb and reads its sync and egress state and forwards.
 func (e *Env) Report(ctx context.Context, sb *Sandbox) Report {
-	r := Report{Status: e.Inspect(sb)}
+	r := Report{Status: e.Inspect(sb), Egress: egressReport(sb)}
+	if r.State == Running {
+		r.Forwards = sb.Forwards(ctx)
+	}
 	st, err := syncwatch.ReadStatus(sb.Dir.State())
 	if err != nil {
 		return r

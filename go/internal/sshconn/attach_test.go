@@ -3,7 +3,6 @@ package sshconn_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -11,62 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/ptytest"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/sshconn/sshdtest"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 )
-
-// pty is a pseudo-terminal pair opened the way posix_openpt, unlockpt and
-// ptsname do it. The user's side (slave) is what Attach gets as its terminal;
-// the test types into and reads from the master, like a terminal emulator.
-type pty struct {
-	master, slave *os.File
-	slaveFD       int
-}
-
-func openPTY(t *testing.T) *pty {
-	t.Helper()
-	m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatalf("posix_openpt: %v", err)
-	}
-	master := os.NewFile(uintptr(m), "/dev/ptmx")
-	t.Cleanup(func() { master.Close() })
-	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatalf("unlockpt: %v", err)
-	}
-	n, err := unix.IoctlGetUint32(m, unix.TIOCGPTN)
-	if err != nil {
-		t.Fatalf("ptsname: %v", err)
-	}
-	name := fmt.Sprintf("/dev/pts/%d", n)
-	// Non-blocking, so the runtime poller owns it and Attach can stop its
-	// read when the session ends.
-	s, err := unix.Open(name, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	slave := os.NewFile(uintptr(s), name)
-	t.Cleanup(func() { slave.Close() })
-	return &pty{master: master, slave: slave, slaveFD: s}
-}
-
-func (p *pty) resize(t *testing.T, rows, cols uint16) {
-	t.Helper()
-	if err := unix.IoctlSetWinsize(p.slaveFD, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
-		t.Fatalf("TIOCSWINSZ: %v", err)
-	}
-}
-
-func (p *pty) termios(t *testing.T) unix.Termios {
-	t.Helper()
-	tio, err := unix.IoctlGetTermios(p.slaveFD, unix.TCGETS)
-	if err != nil {
-		t.Fatalf("TCGETS: %v", err)
-	}
-	return *tio
-}
 
 // screen collects everything written to the terminal.
 type screen struct {
@@ -112,14 +61,14 @@ func TestAttachTerminal(t *testing.T) {
 		if !srv.CanPTY() {
 			t.Skipf("%s running as uid %d cannot give a session a PTY", srv.Kind, os.Geteuid())
 		}
-		p := openPTY(t)
-		p.resize(t, 30, 100)
-		before := p.termios(t)
+		p := ptytest.Open(t)
+		p.Resize(t, 30, 100)
+		before := p.Termios(t)
 		var scr screen
 		go func() {
 			buf := make([]byte, 4096)
 			for {
-				n, err := p.master.Read(buf)
+				n, err := p.Master.Read(buf)
 				scr.Write(buf[:n])
 				if err != nil {
 					return
@@ -130,7 +79,7 @@ func TestAttachTerminal(t *testing.T) {
 		defer cancel()
 		done := make(chan attachResult, 1)
 		go func() {
-			code, err := sshconn.Attach(ctx, c, sshconn.Session{Dir: dir, Term: "vt100", Stdin: p.slave, Stdout: p.slave, Stderr: p.slave})
+			code, err := sshconn.Attach(ctx, c, sshconn.Session{Dir: dir, Term: "vt100", Stdin: p.Slave, Stdout: p.Slave, Stderr: p.Slave})
 			done <- attachResult{code, err}
 		}()
 		fail := func(format string, args ...any) {
@@ -139,14 +88,14 @@ func TestAttachTerminal(t *testing.T) {
 		}
 		typeLine := func(line string) {
 			t.Helper()
-			if _, err := p.master.WriteString(line + "\r"); err != nil {
+			if _, err := p.Master.WriteString(line + "\r"); err != nil {
 				fail("typing %q: %v", line, err)
 			}
 		}
 
 		// Type only once the terminal is raw, as a person would after the
 		// prompt: earlier keys would be echoed and translated locally.
-		for start := time.Now(); p.termios(t).Lflag&(unix.ECHO|unix.ICANON) != 0; {
+		for start := time.Now(); p.Termios(t).Lflag&(unix.ECHO|unix.ICANON) != 0; {
 			if time.Since(start) > 20*time.Second {
 				fail("the local terminal was not put in raw mode")
 			}
@@ -161,7 +110,7 @@ func TestAttachTerminal(t *testing.T) {
 			fail("the remote terminal is not 30x100")
 		}
 
-		p.resize(t, 40, 120)
+		p.Resize(t, 40, 120)
 		syscall.Kill(os.Getpid(), syscall.SIGWINCH) // what the kernel sends the terminal's foreground process
 		resized := false
 		for i := 0; i < 10 && !resized; i++ {
@@ -185,15 +134,15 @@ func TestAttachTerminal(t *testing.T) {
 		if _, ok := scr.await(t, pos, "hi\r\n", time.Second); !ok {
 			fail("the shell's output did not reach the terminal")
 		}
-		if after := p.termios(t); after != before {
+		if after := p.Termios(t); after != before {
 			t.Errorf("terminal not restored:\nbefore %+v\nafter  %+v", before, after)
 		}
 		// Attach's read of the terminal must have stopped: what is typed
 		// now belongs to whoever reads the terminal next.
-		p.master.WriteString("after\n")
+		p.Master.WriteString("after\n")
 		buf := make([]byte, 16)
-		p.slave.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, err := p.slave.Read(buf)
+		p.Slave.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := p.Slave.Read(buf)
 		if err != nil || string(buf[:n]) != "after\n" {
 			t.Errorf("reading the terminal after Attach = %q, %v; want %q", buf[:n], err, "after\n")
 		}

@@ -13,9 +13,9 @@ import (
 // before its sshd became ready.
 var ErrVMExited = errors.New("the VM exited")
 
-// attemptTimeouts bound each WaitReady attempt once the server has sent its
+// attemptTimeout bounds each WaitReady attempt once the server has sent its
 // banner: a handshake under TCG on a loaded machine can take seconds.
-var attemptTimeouts = []time.Duration{15 * time.Second}
+const attemptTimeout = 15 * time.Second
 
 // bannerWait is how long an attempt waits for the server's first bytes
 // before it is abandoned as hanging in qemu's forwarder; it grows with the
@@ -98,7 +98,7 @@ func WaitReady(ctx context.Context, t Target, exited <-chan struct{}) error {
 	tick := time.NewTicker(retryPause)
 	defer tick.Stop()
 	start := func() {
-		bound := attemptTimeouts[min(attempts, len(attemptTimeouts)-1)]
+		bound := attemptTimeout
 		n := attempts
 		attempts++
 		inFlight++

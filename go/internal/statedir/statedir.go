@@ -21,8 +21,14 @@ const (
 	// PortsLock serialises the user's starts from picking a port until the
 	// hypervisor has bound it; it is in $XDG_RUNTIME_DIR when that is set.
 	PortsLock = "keystone-agent-ports.lock"
+	// SSHConfig holds a `Host keystone-<name>` block per sandbox, for the
+	// host's ssh; ~/.ssh/config includes it after `ssh-config --install`.
+	SSHConfig = "ssh_config"
 	// SandboxesDir holds one directory per sandbox.
 	SandboxesDir = "sandboxes"
+	// CredentialsFile holds the agents' API keys as NAME=value lines, mode
+	// 0600; read by `start` and handed to the host daemon's proxy only.
+	CredentialsFile = "credentials"
 	// SandboxLockSuffix names the flock next to a sandbox's directory
 	// (sandboxes/<name>.lock), held by start, stop and destroy of that sandbox;
 	// it lives outside the directory so that --fresh and destroy can remove it whole.
@@ -56,6 +62,8 @@ const (
 	QMPSocket = "qmp.sock"
 	// ClientKey is the sandbox's SSH client private key; it never leaves the host (state/).
 	ClientKey = "client_ed25519"
+	// KnownHosts holds the pinned host key alone, for the host's ssh (state/).
+	KnownHosts = "known_hosts"
 	// GuestDir is shared read-only into the guest: host key, authorized_keys (state/).
 	GuestDir = "guest"
 	// HostKey is the guest's SSH host private key (state/guest/).
@@ -75,6 +83,14 @@ const (
 	DaemonPID = "hostd.pid"
 	// DaemonLog receives the host daemon's output (state/).
 	DaemonLog = "hostd.log"
+	// ProxySocket is the host daemon's socket for the guest's proxy
+	// connections, handed over by `keystone agent proxy-relay` (state/).
+	ProxySocket = "proxy.sock"
+	// EgressStatus lists the destinations the proxy refused lately (state/).
+	EgressStatus = "egress.json"
+	// ForwardSocket is the host daemon's control socket for background
+	// port forwards, owner only (state/).
+	ForwardSocket = "forward.sock"
 	// SyncStatus is the last sync's result, written atomically by sync and the watcher (state/).
 	SyncStatus = "sync.json"
 	// SyncLock serialises the syncs of one sandbox: sync, stop --sync, the watcher (state/).
@@ -103,8 +119,14 @@ type Dir string
 // Registry is the path of sandboxes.json.
 func (d Dir) Registry() string { return filepath.Join(string(d), RegistryFile) }
 
+// Credentials is the path of the credentials file.
+func (d Dir) Credentials() string { return filepath.Join(string(d), CredentialsFile) }
+
 // Lock is the path of the registry lock file.
 func (d Dir) Lock() string { return filepath.Join(string(d), LockFile) }
+
+// SSHConfig is the path of the file ~/.ssh/config includes.
+func (d Dir) SSHConfig() string { return filepath.Join(string(d), SSHConfig) }
 
 // Sandbox returns the paths of one sandbox.
 func (d Dir) Sandbox(name string) Sandbox {

@@ -43,7 +43,22 @@ type Options struct {
 	// Alive reports whether the sandbox still runs; when it stops, the watcher
 	// syncs what is left and returns. Nil means until ctx is done.
 	Alive func() bool
+	// Clock is the watcher's time; nil is the real one. Tests drive their
+	// own, so that "quiet for Idle" never depends on how loaded the machine is.
+	Clock Clock
 }
+
+// Clock tells the time and waits.
+type Clock interface {
+	Now() time.Time
+	// After sends on the channel once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Event is one sync the watcher ran.
 type Event struct {
@@ -68,6 +83,9 @@ func Watch(ctx context.Context, o Options, onEvent func(Event)) error {
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
 	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
 	o.Sync.SkipUncommitted = true
 	w := &watcher{o: o, onEvent: onEvent}
 	return w.loop(ctx)
@@ -85,9 +103,7 @@ type watcher struct {
 }
 
 func (w *watcher) loop(ctx context.Context) error {
-	t := time.NewTicker(w.o.Interval)
-	defer t.Stop()
-	w.lastActivity = time.Now()
+	w.lastActivity = w.o.Clock.Now()
 	for {
 		stopping := w.o.Alive != nil && !w.o.Alive()
 		w.step(ctx, stopping)
@@ -97,14 +113,14 @@ func (w *watcher) loop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-w.o.Clock.After(w.o.Interval):
 		}
 	}
 }
 
 // step looks at the workspace once and syncs when it is time.
 func (w *watcher) step(ctx context.Context, final bool) {
-	now := time.Now()
+	now := w.o.Clock.Now()
 	refs := branchesFingerprint(w.o.Sync.Workspace)
 	if w.o.Mode == ModeAutoIdle {
 		if a := refs + activityFingerprint(w.o.Sync.Workspace); a != w.activity {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -84,34 +85,77 @@ func newFixture(t *testing.T) fixture {
 
 func (f fixture) options(mode string) Options {
 	return Options{Sync: gitsync.Options{Name: "demo", HostRepo: f.host, Workspace: f.ws}, StateDir: f.state,
-		Mode: mode, Idle: 400 * time.Millisecond, Interval: 20 * time.Millisecond}
+		Mode: mode, Idle: 30 * time.Second, Interval: time.Second}
 }
 
-// await polls cond until it holds or the deadline passes.
-func await(t *testing.T, what string, within time.Duration, cond func() (string, bool)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		got, ok := cond()
-		if ok {
-			return
+// fakeClock is the watchers' time in these tests: it moves only when the
+// test says, and Tick returns once the watcher has finished what the tick
+// made due, so a loaded machine cannot reorder anything.
+type fakeClock struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	now     time.Time
+	waiters []fakeTimer
+}
+
+type fakeTimer struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c.cond = sync.NewCond(&c.mu)
+	return c
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	c.waiters = append(c.waiters, fakeTimer{c.now.Add(d), ch})
+	c.cond.Broadcast()
+	return ch
+}
+
+// Tick waits until the watcher waits, moves the time on by d, and waits until
+// the watcher has done what came due and waits again.
+func (c *fakeClock) Tick(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.waiters) == 0 {
+		c.cond.Wait()
+	}
+	c.now = c.now.Add(d)
+	keep := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.at.After(c.now) {
+			keep = append(keep, w)
+		} else {
+			w.ch <- c.now
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: got %s after %v", what, got, within)
-		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	c.waiters = keep
+	for len(c.waiters) == 0 {
+		c.cond.Wait()
 	}
 }
 
-func hostAt(t *testing.T, repo, ref, want string) func() (string, bool) {
-	return func() (string, bool) {
-		out, _ := exec.Command(realGit, "-C", repo, "rev-parse", ref).Output()
-		got := strings.TrimSpace(string(out))
-		return got, got == want
-	}
+func hostAt(t *testing.T, repo, ref string) string {
+	out, _ := exec.Command(realGit, "-C", repo, "rev-parse", ref).Output()
+	return strings.TrimSpace(string(out))
 }
 
-func startWatch(t *testing.T, o Options) {
+// startWatch runs a watcher on a fake clock until the test ends.
+func startWatch(t *testing.T, o Options) *fakeClock {
+	clock := newFakeClock()
+	o.Clock = clock
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- Watch(ctx, o, nil) }()
@@ -121,66 +165,83 @@ func startWatch(t *testing.T, o Options) {
 			t.Error(err)
 		}
 	})
+	clock.Tick(0) // the first look is done
+	return clock
 }
 
 func TestWatchAutoCommitSyncsEachCommit(t *testing.T) {
 	f := newFixture(t)
-	startWatch(t, f.options(ModeAutoCommit))
+	o := f.options(ModeAutoCommit)
+	clock := startWatch(t, o)
 	for i := 0; i < 3; i++ {
 		c := commit(t, f.ws, "a.txt", fmt.Sprintf("%d\n", i))
-		await(t, "host main", 2*time.Second, hostAt(t, f.host, "main", c))
+		clock.Tick(o.Interval)
+		if got := hostAt(t, f.host, "main"); got != c {
+			t.Fatalf("host main after commit %d and one look: %s; want %s", i, got, c)
+		}
 	}
-	await(t, "status", time.Second, func() (string, bool) {
-		st, _ := ReadStatus(f.state)
-		return fmt.Sprintf("%+v", st), st.LastResult == gitsync.ResultFastForwarded && st.Mode == ModeAutoCommit && !st.Paused
-	})
+	st, _ := ReadStatus(f.state)
+	if st.LastResult != gitsync.ResultFastForwarded || st.Mode != ModeAutoCommit || st.Paused {
+		t.Fatalf("status %+v; want fast-forwarded by auto-commit, not paused", st)
+	}
 }
 
+// issue 12.6: auto-idle syncs once the workspace has been quiet for Idle,
+// never while it is busy, whatever the machine's load (the clock is the test's).
 func TestWatchAutoIdleWaitsForQuiet(t *testing.T) {
 	f := newFixture(t)
 	o := f.options(ModeAutoIdle)
-	startWatch(t, o)
+	clock := startWatch(t, o)
 	c := commit(t, f.ws, "a.txt", "work\n")
-	// Keep the workspace busy for three idle periods: nothing may sync.
-	busyUntil := time.Now().Add(3 * o.Idle)
-	var quiet time.Time
-	for i := 0; time.Now().Before(busyUntil); i++ {
-		os.WriteFile(filepath.Join(f.ws, "scratch.txt"), []byte(fmt.Sprint(i)), 0o644)
-		quiet = time.Now()
-		time.Sleep(o.Idle / 4)
-		if got, _ := hostAt(t, f.host, "main", c)(); got == c {
-			t.Fatal("synced while the workspace was busy")
+	// Busy for three idle periods: a write before every look.
+	for i := 0; i < 12; i++ {
+		os.WriteFile(filepath.Join(f.ws, "scratch.txt"), []byte(strings.Repeat("x", i+1)), 0o644)
+		clock.Tick(o.Idle / 4)
+		if hostAt(t, f.host, "main") == c {
+			t.Fatalf("synced while the workspace was busy (look %d)", i)
 		}
 	}
-	await(t, "host main after the workspace went quiet", o.Idle+time.Second, hostAt(t, f.host, "main", c))
-	if d := time.Since(quiet); d < o.Idle {
-		t.Errorf("synced %v after the last write, before the idle time %v", d, o.Idle)
+	// Quiet: the first look sees the last write; Idle later it syncs, not before.
+	for elapsed := o.Idle / 4; elapsed < o.Idle; elapsed += o.Idle / 4 {
+		clock.Tick(o.Idle / 4)
+		if hostAt(t, f.host, "main") == c {
+			t.Fatalf("synced %v after the last write seen; the idle time is %v", elapsed, o.Idle)
+		}
+	}
+	clock.Tick(o.Idle / 4)
+	if got := hostAt(t, f.host, "main"); got != c {
+		t.Fatalf("host main after %v quiet: %s; want %s", o.Idle, got, c)
 	}
 }
 
 func TestWatchKeepsFetchingWhenDiverged(t *testing.T) {
 	f := newFixture(t)
 	mine := commit(t, f.host, "host.txt", "mine\n")
-	startWatch(t, f.options(ModeAutoCommit))
+	o := f.options(ModeAutoCommit)
+	clock := startWatch(t, o)
 	for i := 0; i < 2; i++ {
 		c := commit(t, f.ws, "a.txt", fmt.Sprintf("%d\n", i))
-		await(t, "tracking ref", 2*time.Second, hostAt(t, f.host, "refs/remotes/keystone/demo/main", c))
+		clock.Tick(o.Interval)
+		if got := hostAt(t, f.host, "refs/remotes/keystone/demo/main"); got != c {
+			t.Fatalf("tracking ref after commit %d: %s; want %s", i, got, c)
+		}
 	}
-	await(t, "paused status", time.Second, func() (string, bool) {
-		st, _ := ReadStatus(f.state)
-		return fmt.Sprintf("%+v", st), st.Paused && st.PendingCommits == 2 && len(st.Commands) > 0
-	})
+	if st, _ := ReadStatus(f.state); !st.Paused || st.PendingCommits != 2 || len(st.Commands) == 0 {
+		t.Fatalf("status %+v; want paused with 2 pending commits and the commands", st)
+	}
 	if got := gitIn(t, f.host, "rev-parse", "main"); got != mine {
 		t.Fatalf("host main moved to %s", got)
 	}
 	// The user takes the sandbox's work; the watcher resumes by itself.
 	gitIn(t, f.host, "reset", "-q", "--hard", "refs/remotes/keystone/demo/main")
 	c := commit(t, f.ws, "b.txt", "after\n")
-	await(t, "host main after resuming", 2*time.Second, hostAt(t, f.host, "main", c))
-	await(t, "resumed status", time.Second, func() (string, bool) {
-		st, _ := ReadStatus(f.state)
-		return fmt.Sprintf("%+v", st), !st.Paused && st.PendingCommits == 0
-	})
+	clock.Tick(o.Interval)
+	if got := hostAt(t, f.host, "main"); got != c {
+		t.Fatalf("host main after resuming: %s; want %s", got, c)
+	}
+	if st, _ := ReadStatus(f.state); st.Paused || st.PendingCommits != 0 {
+		t.Fatalf("status %+v; want resumed", st)
+	}
 }
 
 func TestWatchReturnsWhenSandboxStops(t *testing.T) {
@@ -192,7 +253,7 @@ func TestWatchReturnsWhenSandboxStops(t *testing.T) {
 	if err := Watch(context.Background(), o, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := hostAt(t, f.host, "main", c)(); !ok {
+	if got := hostAt(t, f.host, "main"); got != c {
 		t.Fatalf("host main = %s, want the final sync's %s", got, c)
 	}
 }
@@ -215,10 +276,8 @@ func TestWatchSurvivesKills(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			last = commit(t, f.ws, fmt.Sprintf("f%d-%d.bin", round, i), blob+fmt.Sprint(rng.Int()))
 		}
-		time.Sleep(time.Duration(rng.Intn(150)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		time.Sleep(50 * time.Millisecond) // a git child of the killed watcher finishes on its own
+		time.Sleep(time.Duration(rng.Intn(150)) * time.Millisecond) // a random moment to kill at
+		killWatcher(t, cmd)
 		gitIn(t, f.host, "fsck", "--no-dangling", "--no-progress")
 		for _, ref := range []string{"main", "refs/remotes/keystone/demo/main"} {
 			if h, err := exec.Command(realGit, "-C", f.host, "rev-parse", "--verify", "-q", ref).Output(); err == nil {
@@ -269,7 +328,8 @@ func TestRunOnceWarnsWhenTheStatusCannotBeWritten(t *testing.T) {
 // once it is fixed.
 func TestWatchSurvivesAHostileWorkspace(t *testing.T) {
 	f := newFixture(t)
-	startWatch(t, f.options(ModeAutoCommit))
+	o := f.options(ModeAutoCommit)
+	clock := startWatch(t, o)
 	// A pack of one object nothing needs, so that the sandbox's own git never
 	// reads it, with its index's only offset pointing into the large-offset
 	// table, at an entry that does not exist.
@@ -286,11 +346,50 @@ func TestWatchSurvivesAHostileWorkspace(t *testing.T) {
 	os.Chmod(idx, 0o644)
 	os.WriteFile(idx, b, 0o644)
 	commit(t, f.ws, "b.txt", "b\n")
-	await(t, "recorded refusal", 3*time.Second, func() (string, bool) {
-		st, _ := ReadStatus(f.state)
-		return fmt.Sprintf("%+v", st), st.LastResult == "error" && strings.Contains(st.LastError, "rejected")
-	})
+	clock.Tick(o.Interval)
+	if st, _ := ReadStatus(f.state); st.LastResult != "error" || !strings.Contains(st.LastError, "rejected") {
+		t.Fatalf("status after the hostile commit: %+v; want the refusal recorded", st)
+	}
 	os.Remove(idx)
 	c := commit(t, f.ws, "c.txt", "c\n")
-	await(t, "host main after the fix", 3*time.Second, hostAt(t, f.host, "main", c))
+	clock.Tick(o.Interval)
+	if got := hostAt(t, f.host, "main"); got != c {
+		t.Fatalf("host main after the fix: %s; want %s", got, c)
+	}
+}
+
+// killWatcher kills the watcher as kill -9 would and waits until the git it
+// was running, which is not killed with it, has finished on its own. The
+// watcher is stopped first, so it cannot start another git in between.
+func killWatcher(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	pid := cmd.Process.Pid
+	syscall.Kill(pid, syscall.SIGSTOP)
+	var kids []string
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		kids = append(kids, strings.Fields(string(b))...)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	for _, k := range kids {
+		deadline := time.Now().Add(time.Minute)
+		for running(k) {
+			if time.Now().After(deadline) {
+				t.Fatalf("git %s of the killed watcher still runs after a minute", k)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// running: the process exists and is not a zombie waiting for its reaper.
+func running(pid string) bool {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
 }

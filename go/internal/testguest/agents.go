@@ -37,7 +37,7 @@ func ensureAgents(ctx context.Context, opts Options) (agentTree, error) {
 	if err != nil {
 		return agentTree{}, err
 	}
-	dir, err := agentstore.Ensure(ctx, m, agentstore.Options{CacheDir: cache, Progress: opts.Progress})
+	dir, err := agentstore.Ensure(ctx, m, agentstore.Options{CacheDir: cache, Step: opts.Step})
 	if err != nil {
 		return agentTree{}, fmt.Errorf("failed to get the agents for the test guest: %w", err)
 	}

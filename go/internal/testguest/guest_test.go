@@ -124,7 +124,7 @@ func TestGuestTree(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the agents are not downloaded")
 	}
-	ag, err := ensureAgents(context.Background(), Options{Progress: os.Stderr})
+	ag, err := ensureAgents(context.Background(), Options{Step: func(s string) { t.Log(s) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +449,7 @@ func TestRunnerArgs(t *testing.T) {
 	for _, want := range []string{
 		"\n-M\nmicrovm,",
 		"\n-m\n2048\n-smp\n2\n",
-		"\nuser,id=net0,hostfwd=tcp:127.0.0.1:2299-10.0.2.15:22\n",
+		"\nuser,id=net0,hostfwd=tcp:127.0.0.1:2299-10.0.2.15:22,restrict=on\n",
 		"\nvirtio-net-device,netdev=net0,mac=" + nameMAC("test-guest") + "\n",
 		"\nlocal,id=workspace,path=" + esc + "/workspace,security_model=none\n",
 		"\nlocal,id=keystone,path=" + esc + "/state/guest,security_model=none,readonly=on\n",
@@ -479,7 +479,7 @@ func TestRunnerArgs(t *testing.T) {
 			t.Errorf("microvm-run did not create %s: %v", d, err)
 		}
 	}
-	if strings.Contains(args, "restrict=on") {
+	if strings.Contains(args, "id=ctl") {
 		t.Errorf("user mode has a control NIC:%s", args)
 	}
 

@@ -49,12 +49,19 @@ type Options struct {
 	// CacheDir so that a new guest never downloads them again. Default:
 	// $XDG_CACHE_HOME/keystone/agents, else ~/.cache/keystone/agents.
 	AgentCache string
-	// Progress receives a line per agent download; nil discards.
-	Progress io.Writer
 	// NoAgents builds the guest without the agents, their libraries and
 	// their share: no download, a smaller image (the benchmark's baseline,
 	// the guest as it was before the agents).
 	NoAgents bool
+	// Step, when set, is told each phase of an actual build as it begins (a
+	// progress line); a runner found in the cache reports none.
+	Step func(phase string)
+}
+
+func (o Options) step(phase string) {
+	if o.Step != nil {
+		o.Step(phase)
+	}
 }
 
 // Runner directory layout.
@@ -110,6 +117,7 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	}
 	dir := filepath.Join(cache, sum)
 	if _, err := os.Stat(filepath.Join(dir, markerFile)); err != nil {
+		opts.step("packing the initrd")
 		if err := build(ctx, cache, dir, sum, h, t, runner, ag); err != nil {
 			return "", err
 		}
@@ -117,6 +125,7 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if opts.Out == "" {
 		return dir, nil
 	}
+	opts.step("copying the runner to " + opts.Out)
 	if err := export(dir, opts.Out); err != nil {
 		return "", err
 	}

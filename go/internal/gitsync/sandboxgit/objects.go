@@ -36,10 +36,14 @@ func (r *Repo) LoadPacks() error { return r.loadPacks() }
 
 // loadPacks opens objects/pack/pack-<name>.idx and .pack, checking each index.
 func (r *Repo) loadPacks() error {
-	if r.loaded {
-		return nil
+	if !r.loaded {
+		r.loaded = true
+		r.loadErr = r.openPacks()
 	}
-	r.loaded = true
+	return r.loadErr
+}
+
+func (r *Repo) openPacks() error {
 	d, err := r.root.Open("objects/pack")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -351,6 +355,9 @@ func (r *Repo) ObjectSize(s Stored) (int64, error) {
 // CopyStored copies the compressed bytes of a packed object (after its entry
 // header) to w. They are not checked here: the pack they go into is.
 func (r *Repo) CopyStored(w io.Writer, s Stored) error {
+	if s.pack == nil {
+		return fmt.Errorf("a loose object has no stored pack entry")
+	}
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	_, err := io.CopyBuffer(w, io.NewSectionReader(s.pack.f, s.from, s.to-s.from), *buf)

@@ -15,11 +15,12 @@ import (
 
 // Repo is a workspace repository opened for reading.
 type Repo struct {
-	gitDir string
-	root   *os.Root // the .git directory: every read goes through it
-	packs  []*Pack  // loaded by loadPacks
-	loaded bool
-	cache  *baseCache
+	gitDir  string
+	root    *os.Root // the .git directory: every read goes through it
+	packs   []*Pack  // loaded by loadPacks
+	loaded  bool
+	loadErr error
+	cache   *baseCache
 }
 
 // Open opens workspace/.git for reading, refusing the layouts that would make a

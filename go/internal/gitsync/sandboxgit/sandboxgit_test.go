@@ -1,0 +1,245 @@
+package sandboxgit
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// git runs the real git for fixtures.
+func git(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir, "GIT_AUTHOR_NAME=T",
+		"GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=T", "GIT_COMMITTER_EMAIL=t@example.com")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// historyRepo makes a repository whose files change a little in every commit,
+// so that git stores them as delta chains when it packs them.
+func historyRepo(t testing.TB, commits int) string {
+	t.Helper()
+	dir := t.TempDir()
+	git(t, dir, "init", "-q", "-b", "main")
+	rng := rand.New(rand.NewSource(1))
+	var lines []string
+	for i := 0; i < 3000; i++ {
+		lines = append(lines, fmt.Sprintf("line %d %x\n", i, rng.Int63()))
+	}
+	for c := 0; c < commits; c++ {
+		at := rng.Intn(len(lines) - 40)
+		lines = append(lines[:at], lines[at+rng.Intn(20):]...)                                     // a block goes
+		lines = append(lines[:10], append([]string{fmt.Sprintf("new %d\n", c)}, lines[10:]...)...) // a line comes
+		os.MkdirAll(filepath.Join(dir, "d", fmt.Sprint(c%3)), 0o755)
+		os.WriteFile(filepath.Join(dir, "big.txt"), []byte(strings.Join(lines, "")), 0o644)
+		os.WriteFile(filepath.Join(dir, "d", fmt.Sprint(c%3), "f.txt"), []byte(fmt.Sprint(c, "\n")), 0o644)
+		os.WriteFile(filepath.Join(dir, "empty"), nil, 0o644)
+		git(t, dir, "add", "-A")
+		git(t, dir, "commit", "-q", "-m", fmt.Sprint("commit ", c))
+	}
+	return dir
+}
+
+// allObjects lists every object of the repository with its type, as git sees it.
+func allObjects(t testing.TB, dir string) map[plumbing.Hash]string {
+	out := git(t, dir, "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)")
+	m := map[plumbing.Hash]string{}
+	for _, l := range strings.Split(out, "\n") {
+		h, typ, _ := strings.Cut(l, " ")
+		m[plumbing.NewHash(h)] = typ
+	}
+	return m
+}
+
+// TestReadsWhatGitWrote reads every object of repositories packed the ways git
+// packs them (loose, offset deltas 50 deep, deltas by name, a second pack on top)
+// and compares each with git's own reading.
+func TestReadsWhatGitWrote(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pack func(t *testing.T, dir string)
+	}{
+		{"loose", func(t *testing.T, dir string) {}},
+		{"offset deltas 50 deep", func(t *testing.T, dir string) {
+			git(t, dir, "repack", "-q", "-a", "-d", "-f", "--depth=50", "--window=50")
+		}},
+		{"deltas by name", func(t *testing.T, dir string) {
+			names := git(t, dir, "rev-list", "--objects", "--all")
+			cmd := exec.Command("git", "-C", dir, "pack-objects", "-q", "--no-delta-base-offset", "--depth=50", ".git/objects/pack/pack")
+			cmd.Stdin = strings.NewReader(names + "\n")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			git(t, dir, "prune-packed")
+		}},
+		{"two packs and loose objects", func(t *testing.T, dir string) {
+			git(t, dir, "repack", "-q", "-a", "-d", "--depth=50")
+			os.WriteFile(filepath.Join(dir, "late.txt"), []byte("late\n"), 0o644)
+			git(t, dir, "add", "-A")
+			git(t, dir, "commit", "-q", "-m", "late")
+			git(t, dir, "repack", "-q", "-d")
+			os.WriteFile(filepath.Join(dir, "later.txt"), []byte("later\n"), 0o644)
+			git(t, dir, "add", "-A")
+			git(t, dir, "commit", "-q", "-m", "later")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := historyRepo(t, 30)
+			tc.pack(t, dir)
+			r, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			objects := allObjects(t, dir)
+			for h, typ := range objects {
+				got, data, err := r.ReadObject(h, plumbing.AnyObject, MaxResolveSize)
+				if err != nil {
+					t.Fatalf("%s %s: %v", typ, h, err)
+				}
+				if got.String() != typ {
+					t.Fatalf("%s is a %s, git says %s", h, got, typ)
+				}
+				otyp, size, rc, err := r.OpenObject(h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				streamed, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil || otyp != got || size != int64(len(data)) || !bytes.Equal(streamed, data) {
+					t.Fatalf("%s streamed differently: %v", h, err)
+				}
+				s, err := r.Locate(h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, err := r.ObjectSize(s); !s.Loose && (err != nil || n != size) {
+					t.Fatalf("%s: ObjectSize %d, %v; want %d", h, n, err, size)
+				}
+			}
+			if len(objects) < 100 {
+				t.Fatalf("only %d objects", len(objects))
+			}
+			branches, err := r.Branches()
+			if err != nil || len(branches) != 1 || branches[0].Name != "main" || branches[0].Hash.String() != git(t, dir, "rev-parse", "main") {
+				t.Fatalf("branches %+v, %v", branches, err)
+			}
+			if r.HeadBranch() != "main" {
+				t.Errorf("HEAD branch %q", r.HeadBranch())
+			}
+		})
+	}
+}
+
+func TestMissingObject(t *testing.T) {
+	dir := historyRepo(t, 1)
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, _, err := r.ReadObject(plumbing.NewHash("0123456789012345678901234567890123456789"), plumbing.AnyObject, 1<<20); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing object: %v, want ErrNotFound", err)
+	}
+}
+
+func TestBranchesFromPackedRefsAndFiles(t *testing.T) {
+	dir := historyRepo(t, 2)
+	git(t, dir, "branch", "a/b")
+	git(t, dir, "branch", "packed")
+	git(t, dir, "pack-refs", "--all")
+	git(t, dir, "branch", "-f", "packed", "HEAD~1") // the loose file wins over packed-refs
+	git(t, dir, "symbolic-ref", "refs/heads/alias", "refs/heads/main")
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	branches, err := r.Branches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range branches {
+		got = append(got, b.Name+"="+b.Hash.String()[:7])
+	}
+	want := []string{"a/b=" + git(t, dir, "rev-parse", "--short=7", "main"), "main=" + git(t, dir, "rev-parse", "--short=7", "main"),
+		"packed=" + git(t, dir, "rev-parse", "--short=7", "HEAD~1")}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("branches %v, want %v", got, want)
+	}
+}
+
+func TestCheckBranchName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"main": true, "feature/x": true, "a.b": true, "v1.0-rc": true,
+		"": false, "HEAD": false, "-x": false, "a/": false, "a//b": false, "a..b": false, "a.lock": false,
+		".hidden": false, "a/.b": false, "a b": false, "a~1": false, "a^": false, "a:b": false, "a?": false,
+		"a*": false, "a[": false, "a\\b": false, "a\x7f": false, "a\x01": false, "@": false, "a@{1}": false,
+		"a.": false, "../x": false, "x/../y": false,
+	} {
+		if err := CheckBranchName(name); (err == nil) != ok {
+			t.Errorf("CheckBranchName(%q) = %v, want ok %v", name, err, ok)
+		}
+	}
+}
+
+func TestCheckEntryName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"a": true, ".gitignore": true, "git": true, ".github": true, "a\nb": true, "..a": true,
+		"": false, ".": false, "..": false, "a/b": false, ".git": false, ".GIT": false, ".git.": false,
+		".git ": false, "git~1": false, "GIT~1": false, ".g\u200cit": false, ".git\ufeff": false, "a\x00": false,
+	} {
+		if err := CheckEntryName(name); (err == nil) != ok {
+			t.Errorf("CheckEntryName(%q) = %v, want ok %v", name, err, ok)
+		}
+	}
+}
+
+func TestOpenRefusesBorrowedObjectsAndOtherFormats(t *testing.T) {
+	for name, craft := range map[string]func(dir string){
+		"alternates": func(d string) {
+			os.WriteFile(filepath.Join(d, ".git/objects/info/alternates"), []byte("/tmp\n"), 0o644)
+		},
+		"commondir": func(d string) { os.WriteFile(filepath.Join(d, ".git/commondir"), []byte("/tmp\n"), 0o644) },
+		"gitdir file": func(d string) {
+			os.RemoveAll(filepath.Join(d, ".git"))
+			os.WriteFile(filepath.Join(d, ".git"), []byte("gitdir: /etc\n"), 0o644)
+		},
+		"sha256": func(d string) {
+			f, _ := os.OpenFile(filepath.Join(d, ".git/config"), os.O_APPEND|os.O_WRONLY, 0)
+			f.WriteString("[extensions]\n\tobjectFormat = sha256\n")
+			f.Close()
+		},
+		"reftable": func(d string) {
+			f, _ := os.OpenFile(filepath.Join(d, ".git/config"), os.O_APPEND|os.O_WRONLY, 0)
+			f.WriteString("[extensions]\n\trefStorage = reftable\n")
+			f.Close()
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := historyRepo(t, 1)
+			os.MkdirAll(filepath.Join(dir, ".git/objects/info"), 0o755)
+			craft(dir)
+			if r, err := Open(dir); !errors.Is(err, ErrHostile) {
+				if r != nil {
+					r.Close()
+				}
+				t.Fatalf("Open: %v, want ErrHostile", err)
+			}
+		})
+	}
+}
