@@ -29,6 +29,9 @@ const (
 type Config struct {
 	Name     string // sandbox name
 	Identity Identity
+	// Extra are variables another package computes for this start (the
+	// egress proxy's, proxy.GuestEnvironment), after Environment's own.
+	Extra []Var
 }
 
 // Var is one session variable.
@@ -49,7 +52,7 @@ func Environment(c Config) []Var {
 func EnvironmentFile(c Config) ([]byte, error) {
 	var b strings.Builder
 	b.WriteString("# Written by keystone agent at every start; sourced by login shells, exec,\n# attach and the agent session (docs/agents.md). Changes are lost.\n")
-	for _, v := range Environment(c) {
+	for _, v := range append(Environment(c), c.Extra...) {
 		if !isShellName(v.Name) {
 			return nil, fmt.Errorf("session variable name %q is not a shell name", v.Name)
 		}

@@ -27,6 +27,16 @@ func TestEnvironmentFileIsSourceable(t *testing.T) {
 	}
 }
 
+func TestEnvironmentExtra(t *testing.T) {
+	data, err := EnvironmentFile(Config{Name: "demo", Extra: []Var{{"HTTPS_PROXY", "http://10.0.2.100:3128"}}})
+	if err != nil || !strings.HasSuffix(string(data), "export HTTPS_PROXY='http://10.0.2.100:3128'\n") {
+		t.Fatalf("got %q, %v; want the extra variable last", data, err)
+	}
+	if _, err := EnvironmentFile(Config{Name: "demo", Extra: []Var{{"BAD NAME", "x"}}}); err == nil {
+		t.Fatal("a bad extra name was accepted")
+	}
+}
+
 func TestEnvironmentQuoting(t *testing.T) {
 	// A sandbox name cannot hold a quote, but a future variable's value may.
 	data, err := EnvironmentFile(Config{Name: `it's "$HOME" \n`})
