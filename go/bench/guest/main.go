@@ -18,12 +18,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/keystone-agent/keystone/bench/measure"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/testguest"
@@ -47,12 +47,12 @@ func run(boots, builds int) error {
 	without := testguest.Options{NoAgents: true}
 
 	// The first build may download the agents (once per agent cache).
-	first, err := timeIt(func() error { _, err := testguest.Build(ctx, withAgents); return err })
+	first, err := measure.Time(func() error { _, err := testguest.Build(ctx, withAgents); return err })
 	if err != nil {
 		return err
 	}
 	var rows []row
-	rows = append(rows, row{"first build in this run (downloads the agents if their cache is empty)", ms(first), "", "", ""})
+	rows = append(rows, row{"first build in this run (downloads the agents if their cache is empty)", measure.MS(first), "", "", ""})
 
 	// Cold: a fresh guest cache, the agent cache warm.
 	coldOurs, coldBase, err := pair(func(o testguest.Options) (time.Duration, error) {
@@ -62,7 +62,7 @@ func run(boots, builds int) error {
 		}
 		defer os.RemoveAll(tmp)
 		o.CacheDir = tmp
-		return timeIt(func() error { _, err := testguest.Build(ctx, o); return err })
+		return measure.Time(func() error { _, err := testguest.Build(ctx, o); return err })
 	}, withAgents, without)
 	if err != nil {
 		return err
@@ -72,14 +72,14 @@ func run(boots, builds int) error {
 	var warmOurs, warmBase []time.Duration
 	for i := 0; i < builds; i++ {
 		o, b, err := pair(func(o testguest.Options) (time.Duration, error) {
-			return timeIt(func() error { _, err := testguest.Build(ctx, o); return err })
+			return measure.Time(func() error { _, err := testguest.Build(ctx, o); return err })
 		}, withAgents, without)
 		if err != nil {
 			return err
 		}
 		warmOurs, warmBase = append(warmOurs, o), append(warmBase, b)
 	}
-	rows = append(rows, ratioRow(fmt.Sprintf("guest build, warm cache (median of %d)", builds), median(warmOurs), median(warmBase), "≤ 10 s"))
+	rows = append(rows, ratioRow(fmt.Sprintf("guest build, warm cache (median of %d)", builds), measure.Median(warmOurs), measure.Median(warmBase), "≤ 10 s"))
 
 	dirOurs, err := testguest.Build(ctx, withAgents)
 	if err != nil {
@@ -112,10 +112,10 @@ func run(boots, builds int) error {
 		}
 		bootBase = append(bootBase, d)
 	}
-	rows = append(rows, ratioRow(fmt.Sprintf("runner start → first SSH command (median of %d)", boots), median(bootOurs), median(bootBase), "≤ 1.3×"))
+	rows = append(rows, ratioRow(fmt.Sprintf("runner start → first SSH command (median of %d)", boots), measure.Median(bootOurs), measure.Median(bootBase), "≤ 1.3×"))
 	for _, cmd := range agentCommands {
 		if ds := agentFirst[cmd]; len(ds) == 2 {
-			rows = append(rows, row{"`" + cmd + "` after boot: first, second", ms(ds[0]) + ", " + ms(ds[1]), "", "", ""})
+			rows = append(rows, row{"`" + cmd + "` after boot: first, second", measure.MS(ds[0]) + ", " + measure.MS(ds[1]), "", "", ""})
 		}
 	}
 
@@ -225,7 +225,7 @@ func boot(ctx context.Context, runnerDir string, agents bool) (time.Duration, ma
 	for _, cmd := range agentCommands {
 		for i := 0; i < 2; i++ {
 			var out bytes.Buffer
-			dt, err := timeIt(func() error {
+			dt, err := measure.Time(func() error {
 				code, err := sshconn.Exec(actx, c, sshconn.Command{Argv: []string{"sh", "-c", cmd}, Stdout: &out, Stderr: &out})
 				if err == nil && code != 0 {
 					err = fmt.Errorf("exit %d: %s", code, out.String())
@@ -282,24 +282,10 @@ func treeSize(dir string) int64 {
 }
 
 func ratioRow(metric string, ours, base time.Duration, target string) row {
-	return row{metric, ms(ours), ms(base), fmt.Sprintf("%.2f×", float64(ours)/float64(base)), target}
+	return row{metric, measure.MS(ours), measure.MS(base), fmt.Sprintf("%.2f×", float64(ours)/float64(base)), target}
 }
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
-
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func timeIt(f func() error) (time.Duration, error) {
-	t := time.Now()
-	err := f()
-	return time.Since(t), err
-}
 
 func loadavg() string {
 	data, _ := os.ReadFile("/proc/loadavg")

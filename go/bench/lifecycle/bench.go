@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keystone-agent/keystone/bench/measure"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -86,11 +87,11 @@ func (b *bench) startToSSH(boots int) (cold, restart, raw, firstExec time.Durati
 	var restarts, raws, firsts []time.Duration
 	for i := 0; i <= boots; i++ {
 		var first time.Duration
-		d, err := timeIt(func() error {
+		d, err := measure.Time(func() error {
 			if _, err := b.keystone(b.home, "start", "--no-attach", "--memory", "2048", "--vcpus", "1", b.repo); err != nil {
 				return err
 			}
-			first, err = timeIt(func() error { _, err := b.keystone(b.home, "exec", "--", "true"); return err })
+			first, err = measure.Time(func() error { _, err := b.keystone(b.home, "exec", "--", "true"); return err })
 			return err
 		})
 		if err != nil {
@@ -115,7 +116,7 @@ func (b *bench) startToSSH(boots int) (cold, restart, raw, firstExec time.Durati
 		}
 		raws = append(raws, d)
 	}
-	return cold, median(restarts), median(raws), median(firsts), nil
+	return cold, measure.Median(restarts), measure.Median(raws), measure.Median(firsts), nil
 }
 
 // rawBoot starts the stopped sandbox's runner by hand, with the same
@@ -194,18 +195,18 @@ func (b *bench) execRoundTrip(n int) (ours, base time.Duration, err error) {
 	}
 	var o, s []time.Duration
 	for i := 0; i < n; i++ {
-		d, err := timeIt(func() error { _, err := b.keystone(b.home, "exec", "app", "--", "true"); return err })
+		d, err := measure.Time(func() error { _, err := b.keystone(b.home, "exec", "app", "--", "true"); return err })
 		if err != nil {
 			return 0, 0, err
 		}
 		o = append(o, d)
-		d, err = timeIt(func() error { return b.opensshTrue(ent) })
+		d, err = measure.Time(func() error { return b.opensshTrue(ent) })
 		if err != nil {
 			return 0, 0, fmt.Errorf("ssh true: %v", err)
 		}
 		s = append(s, d)
 	}
-	return median(o), median(s), nil
+	return measure.Median(o), measure.Median(s), nil
 }
 
 // listStatus registers n stopped sandboxes in a separate state directory
@@ -229,7 +230,7 @@ func (b *bench) listStatus(n, runs int) (list, status time.Duration, rss int64, 
 	var ls, ss []time.Duration
 	for i := 0; i < runs; i++ {
 		var out string
-		d, err := timeIt(func() error {
+		d, err := measure.Time(func() error {
 			var err error
 			var r int64
 			out, r, err = b.keystoneRusage(home, "list", "--json")
@@ -244,11 +245,11 @@ func (b *bench) listStatus(n, runs int) (list, status time.Duration, rss int64, 
 			return 0, 0, 0, fmt.Errorf("list --json returned %d entries; want %d", len(arr), n)
 		}
 		ls = append(ls, d)
-		d, err = timeIt(func() error { _, err := b.keystone(home, "status", "sb050", "--json"); return err })
+		d, err = measure.Time(func() error { _, err := b.keystone(home, "status", "sb050", "--json"); return err })
 		if err != nil {
 			return 0, 0, 0, err
 		}
 		ss = append(ss, d)
 	}
-	return median(ls), median(ss), rss, nil
+	return measure.Median(ls), measure.Median(ss), rss, nil
 }

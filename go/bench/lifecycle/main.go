@@ -13,12 +13,12 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/keystone-agent/keystone/bench/measure"
 	"github.com/keystone-agent/keystone/internal/testguest"
 )
 
@@ -60,8 +60,8 @@ func run(runnerDir string, boots, execs, listN, scale int) error {
 	}
 	rows = append(rows,
 		ratioRow("start → first SSH command (restart)", restart, raw, "≤ 1.2×"),
-		row{"start → first SSH command (cold, first start)", ms(cold), "", "", ""},
-		row{"first exec after start", ms(firstExec), "", "", ""},
+		row{"start → first SSH command (cold, first start)", measure.MS(cold), "", "", ""},
+		row{"first exec after start", measure.MS(firstExec), "", "", ""},
 	)
 	for i, ph := range phaseMarks {
 		var ds []time.Duration
@@ -71,7 +71,7 @@ func run(runnerDir string, boots, execs, listN, scale int) error {
 			}
 		}
 		if len(ds) > 0 {
-			rows = append(rows, row{"boot phase (raw runner): " + ph.name, ms(median(ds)), "", "", ""})
+			rows = append(rows, row{"boot phase (raw runner): " + ph.name, measure.MS(measure.Median(ds)), "", "", ""})
 		}
 	}
 	ours, base, err := b.execRoundTrip(execs)
@@ -84,8 +84,8 @@ func run(runnerDir string, boots, execs, listN, scale int) error {
 		return err
 	}
 	rows = append(rows,
-		row{fmt.Sprintf("list --json, %d sandboxes", listN), ms(list), "", "", "≤ 50 ms"},
-		row{fmt.Sprintf("status --json, %d sandboxes", listN), ms(status), "", "", "≤ 50 ms"},
+		row{fmt.Sprintf("list --json, %d sandboxes", listN), measure.MS(list), "", "", "≤ 50 ms"},
+		row{fmt.Sprintf("status --json, %d sandboxes", listN), measure.MS(status), "", "", "≤ 50 ms"},
 		row{"helper peak RSS (list)", fmt.Sprintf("%.1f MB", float64(rss)/1024), "", "", ""},
 	)
 	if scale > 0 {
@@ -105,21 +105,7 @@ func run(runnerDir string, boots, execs, listN, scale int) error {
 }
 
 func ratioRow(metric string, ours, base time.Duration, target string) row {
-	return row{metric, ms(ours), ms(base), fmt.Sprintf("%.2f×", float64(ours)/float64(base)), target}
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
-
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func timeIt(f func() error) (time.Duration, error) {
-	t := time.Now()
-	err := f()
-	return time.Since(t), err
+	return row{metric, measure.MS(ours), measure.MS(base), fmt.Sprintf("%.2f×", float64(ours)/float64(base)), target}
 }
 
 func hostname() string { h, _ := os.Hostname(); return h }
