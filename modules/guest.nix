@@ -65,8 +65,8 @@ let
   '';
 in
 {
-  # egress; the agents, the session files and the persistent home
-  imports = [ ./guest-egress.nix ./agents.nix ];
+  # egress, readiness; the agents, the session files and the persistent home
+  imports = [ ./guest-egress.nix ./guest-ssh-ready.nix ./agents.nix ];
 
   options.keystone.guest = {
     name = mkOption {

@@ -24,6 +24,7 @@ in
   "keystone-session-files" = host.guests.demo.config.systemd.services.keystone-session-files.script;
   "keystone-home" = host.guests.demo.config.systemd.services.keystone-home.script;
   "agent-environment-init" = host.guests.demo.config.environment.extraInit;
+  "keystone-agent-ready" = host.guests.demo.config.systemd.services.keystone-agent-ready.script;
   "microvm-run" = runner.scripts.run.text;
   "microvm-run-tap" = (runnerFor "tap").scripts.run.text;
   "microvm-run-bridge" = (runnerFor "bridge").scripts.run.text;

@@ -41,7 +41,7 @@ func runAttach(ctx context.Context, env *Env, v *verb, args []string) error {
 // attach joins the agent's session, or opens a login shell when the sandbox
 // has no agent or shell is set.
 func attach(ctx context.Context, env *Env, sb *sandbox.Sandbox, shell bool) error {
-	client, err := sb.Dial(ctx)
+	client, err := sb.Connect(ctx)
 	if err != nil {
 		return notReachable(sb, err)
 	}

@@ -51,6 +51,43 @@ func TestCodexThroughTheProxy(t *testing.T) {
 	}
 }
 
+// GeminiEnv names a Gemini CLI (its bundle's gemini.js; node on PATH).
+const GeminiEnv = "KEYSTONE_TEST_GEMINI"
+
+// Gemini CLI 0.61 selects its "gateway" authentication when
+// GOOGLE_GEMINI_BASE_URL is set, which its headless mode then refuses; with
+// the API-key authentication chosen in its settings it takes the base URL
+// from the same variable.
+func TestGeminiThroughTheProxy(t *testing.T) {
+	gemini := os.Getenv(GeminiEnv)
+	if gemini == "" {
+		t.Skipf("set %s to a gemini binary to run Gemini CLI through the proxy", GeminiEnv)
+	}
+	const key = "AIza-host-only-key"
+	api := apistub.New("stub says hi")
+	defer api.Close()
+	addr := serveProxy(t, api, "GEMINI_API_KEY="+key)
+	home := t.TempDir()
+	os.MkdirAll(home+"/.gemini", 0o700)
+	os.WriteFile(home+"/.gemini/settings.json", []byte(`{"security":{"auth":{"selectedType":"gemini-api-key"}}}`), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gemini, "-p", "say hi")
+	cmd.Dir = home
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "GEMINI_CLI_TRUST_WORKSPACE=true",
+		"GOOGLE_GEMINI_BASE_URL=http://" + addr + "/gemini",
+		"GEMINI_API_KEY=" + credentials.Placeholder("GEMINI_API_KEY")}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "stub says hi") {
+		t.Fatalf("gemini -p: %v\n%s", err, out)
+	}
+	for _, r := range api.Requests() {
+		if got := r.Header.Get("X-Goog-Api-Key"); got != key {
+			t.Errorf("%s %s reached the upstream with x-goog-api-key %q", r.Method, r.Path, got)
+		}
+	}
+}
+
 // serveProxy runs a proxy on loopback whose upstreams are api, holding creds.
 func serveProxy(t *testing.T, api *apistub.Server, creds string) string {
 	pool := x509.NewCertPool()
@@ -58,7 +95,7 @@ func serveProxy(t *testing.T, api *apistub.Server, creds string) string {
 	c, _, _ := credentials.Parse([]byte(creds))
 	pol, _ := egress.Compile(egress.Settings{Mode: egress.None})
 	srv, err := proxy.New(proxy.Options{Sandbox: "t", Policy: func() *egress.Policy { return pol }, Credentials: c,
-		Upstreams: map[string]string{"anthropic": api.URL, "openai": api.URL}, RootCAs: pool})
+		Upstreams: map[string]string{"anthropic": api.URL, "openai": api.URL, "gemini": api.URL}, RootCAs: pool})
 	if err != nil {
 		t.Fatal(err)
 	}

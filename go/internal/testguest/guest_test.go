@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keystone-agent/keystone/internal/agents"
+	"github.com/keystone-agent/keystone/internal/announce"
 )
 
 func TestModuleOrder(t *testing.T) {
@@ -66,6 +67,22 @@ func TestRenderBoot(t *testing.T) {
 		t.Error("boot script has an unrendered template action")
 	}
 	shellSyntax(t, "boot", boot)
+}
+
+// The guest announces its sshd on the console with the line the host looks
+// for (package announce), rendered, not hard-coded twice.
+func TestSSHDAnnounces(t *testing.T) {
+	guest, err := guestScripts(agentTree{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshd := guest["etc/keystone/sshd"]
+	if !bytes.Contains(sshd, []byte(`echo "`+announce.Line+`" >/dev/console`)) {
+		t.Errorf("etc/keystone/sshd does not write %q to the console:\n%s", announce.Line, sshd)
+	}
+	if bytes.Contains(sshd, []byte("{{")) {
+		t.Error("etc/keystone/sshd has an unrendered template action")
+	}
 }
 
 // shellSyntax checks a script with the host's sh -n, and with shellcheck

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/keystone-agent/keystone/internal/announce"
 	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
@@ -145,10 +146,14 @@ func cacheDir(opt, name string) (string, error) {
 }
 
 // guestData fills the templates among the guest's files (*.tmpl): the
-// paths they share with the host side, from the packages that own them.
+// paths and lines they share with the host side, from the packages that
+// own them.
 type guestData struct {
 	ModuleDir  string
 	AgentMount string
+	// Announce is the line the guest writes to its console once sshd
+	// listens (package announce).
+	Announce string
 	// The per-start files: their names in the keystone share, their paths
 	// in the guest.
 	HostEnv, HostGitConfig string
@@ -158,7 +163,7 @@ type guestData struct {
 
 func defaultGuestData() guestData {
 	return guestData{
-		ModuleDir: moduleDir, AgentMount: agentMount,
+		ModuleDir: moduleDir, AgentMount: agentMount, Announce: announce.Line,
 		HostEnv: statedir.GuestEnvironment, HostGitConfig: statedir.GuestGitConfig,
 		EnvPath: guestconf.EnvironmentPath, GitConfigPath: guestconf.GitConfigPath, ConfDir: guestconf.GuestDir,
 	}
@@ -173,8 +178,8 @@ func guestScripts(ag agentTree) (map[string][]byte, error) {
 	m := map[string][]byte{}
 	for dst, src := range map[string]string{
 		"etc/keystone/boot":      "boot.tmpl",
+		"etc/keystone/sshd":      "sshd.tmpl",
 		"etc/inittab":            "inittab",
-		"etc/keystone/sshd":      "sshd",
 		"etc/keystone/poweroff":  "poweroff",
 		"etc/keystone/network":   "network",
 		"etc/keystone/udhcpc":    "udhcpc",

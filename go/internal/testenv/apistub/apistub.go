@@ -1,5 +1,5 @@
-// Package apistub is a stand-in for the Anthropic Messages API and the
-// OpenAI Responses API on loopback, for tests that run a real agent through
+// Package apistub is a stand-in for the Anthropic Messages API, the OpenAI
+// Responses API and the Gemini API's generateContent on loopback, for tests that run a real agent through
 // the sandbox's proxy: it answers every message with one fixed text,
 // streamed as server-sent events when asked, and records the requests'
 // headers. Responses' WebSocket transport is answered 404, so Codex falls
@@ -60,6 +60,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		model = "claude-stub"
 	}
 	switch {
+	case strings.HasSuffix(r.URL.Path, ":streamGenerateContent"):
+		w.Header().Set("Content-Type", "text/event-stream")
+		b, _ := json.Marshal(s.gemini())
+		fmt.Fprintf(w, "data: %s\r\n\r\n", b)
+	case strings.HasSuffix(r.URL.Path, ":generateContent"):
+		writeJSON(w, s.gemini())
+	case strings.HasSuffix(r.URL.Path, ":countTokens"):
+		writeJSON(w, map[string]any{"totalTokens": 5})
 	case strings.HasSuffix(r.URL.Path, "/responses") && r.Method == http.MethodPost:
 		s.responses(w)
 	case strings.HasSuffix(r.URL.Path, "/count_tokens"):
@@ -106,6 +114,15 @@ func (s *Server) stream(w http.ResponseWriter, model string) {
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush()
 		}
+	}
+}
+
+// gemini is a GenerateContentResponse holding the answer.
+func (s *Server) gemini() map[string]any {
+	return map[string]any{
+		"candidates": []any{map[string]any{"index": 0, "finishReason": "STOP",
+			"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": s.Answer}}}}},
+		"usageMetadata": map[string]any{"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8},
 	}
 }
 
