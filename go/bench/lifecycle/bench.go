@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/keystone-agent/keystone/bench/measure"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,7 +107,7 @@ func (b *bench) startToSSH(boots int) (startResult, error) {
 		phases := watchPhases(console, announce.End(console), t0, stop)
 		_, err := b.keystone(b.home, "start", "--no-attach", "--memory", "2048", "--vcpus", "1", b.repo)
 		if err == nil {
-			first, err = timeIt(func() error { _, err := b.keystone(b.home, "exec", "--", "true"); return err })
+			first, err = measure.Time(func() error { _, err := b.keystone(b.home, "exec", "--", "true"); return err })
 		}
 		d := time.Since(t0)
 		close(stop)
@@ -137,9 +138,9 @@ func (b *bench) startToSSH(boots int) (startResult, error) {
 		}
 		raws = append(raws, d)
 	}
-	r.restart, r.raw, r.firstExec = median(restarts), median(raws), median(firsts)
+	r.restart, r.raw, r.firstExec = measure.Median(restarts), measure.Median(raws), measure.Median(firsts)
 	if len(after) > 0 {
-		r.afterListen = median(after)
+		r.afterListen = measure.Median(after)
 	}
 	return r, nil
 }
@@ -239,23 +240,23 @@ func (b *bench) execRoundTrip(n int) (ours, fresh, master time.Duration, err err
 	defer b.openssh(ent, []string{"-o", "ControlPath=" + ctl, "-O", "exit"})
 	var o, f, m []time.Duration
 	for i := 0; i < n; i++ {
-		d, err := timeIt(func() error { _, err := b.keystone(b.home, "exec", "app", "--", "true"); return err })
+		d, err := measure.Time(func() error { _, err := b.keystone(b.home, "exec", "app", "--", "true"); return err })
 		if err != nil {
 			return 0, 0, 0, err
 		}
 		o = append(o, d)
-		if d, err = timeIt(func() error { return b.opensshTrue(ent) }); err != nil {
+		if d, err = measure.Time(func() error { return b.opensshTrue(ent) }); err != nil {
 			return 0, 0, 0, fmt.Errorf("ssh true: %v", err)
 		}
 		f = append(f, d)
-		if d, err = timeIt(func() error {
+		if d, err = measure.Time(func() error {
 			return b.openssh(ent, []string{"-o", "ControlPath=" + ctl, "-o", "ControlMaster=no"}, "true")
 		}); err != nil {
 			return 0, 0, 0, fmt.Errorf("ssh true through the ControlMaster: %v", err)
 		}
 		m = append(m, d)
 	}
-	return median(o), median(f), median(m), nil
+	return measure.Median(o), measure.Median(f), measure.Median(m), nil
 }
 
 // listStatus registers n stopped sandboxes in a separate state directory
@@ -279,7 +280,7 @@ func (b *bench) listStatus(n, runs int) (list, status time.Duration, rss int64, 
 	var ls, ss []time.Duration
 	for i := 0; i < runs; i++ {
 		var out string
-		d, err := timeIt(func() error {
+		d, err := measure.Time(func() error {
 			var err error
 			var r int64
 			out, r, err = b.keystoneRusage(home, "list", "--json")
@@ -294,11 +295,11 @@ func (b *bench) listStatus(n, runs int) (list, status time.Duration, rss int64, 
 			return 0, 0, 0, fmt.Errorf("list --json returned %d entries; want %d", len(arr), n)
 		}
 		ls = append(ls, d)
-		d, err = timeIt(func() error { _, err := b.keystone(home, "status", "sb050", "--json"); return err })
+		d, err = measure.Time(func() error { _, err := b.keystone(home, "status", "sb050", "--json"); return err })
 		if err != nil {
 			return 0, 0, 0, err
 		}
 		ss = append(ss, d)
 	}
-	return median(ls), median(ss), rss, nil
+	return measure.Median(ls), measure.Median(ss), rss, nil
 }

@@ -13,12 +13,12 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/keystone-agent/keystone/bench/measure"
 	"github.com/keystone-agent/keystone/internal/testguest"
 )
 
@@ -60,14 +60,14 @@ func run(runnerDir string, boots, execs, listN, scale int) error {
 	}
 	rows = append(rows,
 		ratioRow("start → first SSH command (restart)", st.restart, st.raw, "≤ 1.2×"),
-		row{"start → first SSH command (cold, first start)", ms(st.cold), "", "", ""},
-		row{"first exec after start", ms(st.firstExec), "", "", ""},
-		row{"start → first command, after dropbear listened (same boot)", ms(st.afterListen), "", "", "≤ 150 ms"},
+		row{"start → first SSH command (cold, first start)", measure.MS(st.cold), "", "", ""},
+		row{"first exec after start", measure.MS(st.firstExec), "", "", ""},
+		row{"start → first command, after dropbear listened (same boot)", measure.MS(st.afterListen), "", "", "≤ 150 ms"},
 	)
 	rawListen := phaseRows(&rows, "raw runner", b.phases)
 	phaseRows(&rows, "keystone start", b.ksPhases)
 	if rawListen != 0 {
-		rows = append(rows, row{"start → first command, after the raw boot's dropbear listened", ms(st.restart - rawListen), "", "", "≤ 150 ms"})
+		rows = append(rows, row{"start → first command, after the raw boot's dropbear listened", measure.MS(st.restart - rawListen), "", "", "≤ 150 ms"})
 	}
 	ours, fresh, master, err := b.execRoundTrip(execs)
 	if err != nil {
@@ -82,8 +82,8 @@ func run(runnerDir string, boots, execs, listN, scale int) error {
 		return err
 	}
 	rows = append(rows,
-		row{fmt.Sprintf("list --json, %d sandboxes", listN), ms(list), "", "", "≤ 50 ms"},
-		row{fmt.Sprintf("status --json, %d sandboxes", listN), ms(status), "", "", "≤ 50 ms"},
+		row{fmt.Sprintf("list --json, %d sandboxes", listN), measure.MS(list), "", "", "≤ 50 ms"},
+		row{fmt.Sprintf("status --json, %d sandboxes", listN), measure.MS(status), "", "", "≤ 50 ms"},
 		row{"helper peak RSS (list)", fmt.Sprintf("%.1f MB", float64(rss)/1024), "", "", ""},
 	)
 	if scale > 0 {
@@ -113,9 +113,9 @@ func phaseRows(rows *[]row, of string, boots [][]time.Duration) time.Duration {
 			}
 		}
 		if len(ds) > 0 {
-			*rows = append(*rows, row{"boot phase (" + of + "): " + ph.name, ms(median(ds)), "", "", ""})
+			*rows = append(*rows, row{"boot phase (" + of + "): " + ph.name, measure.MS(measure.Median(ds)), "", "", ""})
 			if i == listening {
-				listened = median(ds)
+				listened = measure.Median(ds)
 			}
 		}
 	}
@@ -123,21 +123,7 @@ func phaseRows(rows *[]row, of string, boots [][]time.Duration) time.Duration {
 }
 
 func ratioRow(metric string, ours, base time.Duration, target string) row {
-	return row{metric, ms(ours), ms(base), fmt.Sprintf("%.2f×", float64(ours)/float64(base)), target}
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
-
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func timeIt(f func() error) (time.Duration, error) {
-	t := time.Now()
-	err := f()
-	return time.Since(t), err
+	return row{metric, measure.MS(ours), measure.MS(base), fmt.Sprintf("%.2f×", float64(ours)/float64(base)), target}
 }
 
 func hostname() string { h, _ := os.Hostname(); return h }
