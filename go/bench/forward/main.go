@@ -26,6 +26,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keystone-agent/keystone/bench/internal/setup"
 	"github.com/keystone-agent/keystone/internal/testguest"
 	"github.com/keystone-agent/keystone/internal/webtest"
 )
@@ -125,18 +126,12 @@ func newBench() (*bench, error) {
 		return nil, err
 	}
 	b := &bench{work: work, bin: filepath.Join(work, "keystone"), home: filepath.Join(work, "home"), repo: filepath.Join(work, "app")}
-	if out, err := exec.Command("go", "build", "-o", b.bin, "./cmd/keystone").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v: %s", err, out)
+	if err := setup.Keystone(b.bin); err != nil {
+		return nil, err
 	}
 	os.MkdirAll(b.home, 0o700)
-	os.MkdirAll(b.repo, 0o755)
-	os.WriteFile(filepath.Join(b.repo, "README.md"), []byte("bench\n"), 0o644)
-	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"-c", "user.name=b", "-c", "user.email=b@example.invalid", "commit", "-q", "-m", "init"}} {
-		c := exec.Command("git", args...)
-		c.Dir = b.repo
-		if out, err := c.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("git %v: %v: %s", args, err, out)
-		}
+	if err := setup.Repo(b.repo); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
