@@ -35,6 +35,11 @@ in
   # forward comes in), so the helper never needs the guest's address. The
   # guest gives it a fixed address on qemu's default user network; each
   # qemu has its own, so every sandbox may use the same MAC and address.
+  # The host proxy (docs/egress.md, go/internal/proxy GuestAddress): the
+  # guest's address of it on the NIC that carries SSH, which qemu forwards
+  # per connection to the relay command (guestfwd=…-cmd:).
+  proxy.address = "10.0.2.100:3128";
+
   control = {
     id = "ks-ctl";
     mac = "02:6b:73:00:00:01";
@@ -85,5 +90,7 @@ in
     # at most 15 characters, like the values that replace them)
     tapInterface = "ks-rt-ifname";
     bridge = "ks-rt-bridge";
+    # the proxy relay command (KEYSTONE_PROXY_COMMAND); one word: no spaces or commas
+    proxyCommand = "ks-runtime-proxy-command";
   };
 }

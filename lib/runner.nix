@@ -43,6 +43,8 @@ let
     "keystone.name=${rt.hostName}"
     # the SSH forward: on the user NIC, or on the control NIC of other modes
     "hostfwd=tcp:127.0.0.1:${toString rt.sshPort}-"
+    # the host proxy's relay, on the same NIC (modules/guest-egress.nix)
+    "-cmd:${rt.proxyCommand}"
   ] ++ lib.optional (mode == "tap") "ifname=${rt.tapInterface},"
     ++ lib.optional (mode == "bridge") "br=${rt.bridge},helper=${bridgeHelper}";
   missing = lib.filter (s: !lib.hasInfix s hypervisor.command) expected;
@@ -64,6 +66,10 @@ let
     if ! [[ $KEYSTONE_SSH_PORT =~ ^[1-9][0-9]{0,4}$ ]] || (( KEYSTONE_SSH_PORT > 65535 )); then
       die "invalid KEYSTONE_SSH_PORT \"$KEYSTONE_SSH_PORT\""
     fi
+    egress=''${KEYSTONE_EGRESS:-allowlist}
+    case $egress in allowlist | open | none) ;; *) die "invalid KEYSTONE_EGRESS \"$egress\" (want allowlist, open or none)" ;; esac
+    [ -n "''${KEYSTONE_PROXY_COMMAND:-}" ] || die "KEYSTONE_PROXY_COMMAND is not set (see docs/runner-contract.md)"
+    proxycmd=''${KEYSTONE_PROXY_COMMAND//,/,,}
     network=''${KEYSTONE_NETWORK:-user}
     [ "$network" = ${mode} ] || die "this runner was built for network mode \"${mode}\", not \"$network\""
     ${lib.optionalString (mode == "tap") ''
@@ -116,6 +122,13 @@ let
       a=''${a//"mac=${rt.mac}"/"mac=$mac"}
       a=''${a//"hostfwd=tcp:127.0.0.1:${toString rt.sshPort}-"/"hostfwd=tcp:127.0.0.1:$KEYSTONE_SSH_PORT-"}
       a=''${a//"keystone.name=${rt.hostName}"/"keystone.name=$name"}
+      a=''${a//"-cmd:${rt.proxyCommand}"/"-cmd:$proxycmd"}
+      ${lib.optionalString (mode == "user") ''
+        # egress open: the user NIC is not restricted (modules/guest-egress.nix)
+        if [ "$egress" = open ]; then
+          case $a in user,id=${guest.network.id},*) a=''${a//,restrict=on/} ;; esac
+        fi
+      ''}
       ${lib.optionalString (mode == "tap") ''
         a=''${a//"ifname=${rt.tapInterface},"/"ifname=$tap,"}
         # a tap's queues follow the vcpu count too
@@ -125,7 +138,7 @@ let
       args+=("$a") prev=$orig
     done
     case " ''${args[*]} " in
-      *" ${rt.hostName} "*|*keystone.name=${rt.hostName}*|*/run/keystone-runtime/*|*${rt.qmpSocket}*|*" ${toString rt.memory} "*|*size=${toString rt.memory}M*|*" ${toString rt.vcpus} "*|*vectors=${toString (2 * rt.vcpus + 2)}*|*${rt.mac}*|*127.0.0.1:${toString rt.sshPort}-*|*ifname=${rt.tapInterface},*|*queues=${toString rt.vcpus}*|*br=${rt.bridge},*)
+      *" ${rt.hostName} "*|*keystone.name=${rt.hostName}*|*/run/keystone-runtime/*|*${rt.qmpSocket}*|*" ${toString rt.memory} "*|*size=${toString rt.memory}M*|*" ${toString rt.vcpus} "*|*vectors=${toString (2 * rt.vcpus + 2)}*|*${rt.mac}*|*127.0.0.1:${toString rt.sshPort}-*|*${rt.proxyCommand}*|*ifname=${rt.tapInterface},*|*queues=${toString rt.vcpus}*|*br=${rt.bridge},*)
         die "a placeholder was left in the qemu command; this runner does not match its microvm.nix" ;;
     esac
     exec -a "microvm@$name" "''${args[@]}"

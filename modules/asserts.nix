@@ -50,6 +50,14 @@ in
       message = "${opt name "network.interface"} \"${sb.network.interface}\" is ${toString (lib.stringLength sb.network.interface)} characters; interface ids are limited to ${toString k.maxIfName}: set ${opt name "network.interface"} to a shorter id or use a shorter sandbox name.";
     })
     ++ each (name: sb: {
+      assertion = sb.network.mode == "user" || sb.egress.mode == "open";
+      message = "${opt name "egress.mode"} is \"${sb.egress.mode}\" but ${opt name "network.mode"} is \"${sb.network.mode}\": only user networking makes the host proxy the guest's one way out; set ${opt name "egress.mode"} = \"open\" or ${opt name "network.mode"} = \"user\".";
+    })
+    ++ each (name: sb: {
+      assertion = sb.credentialsFile == null || !lib.hasPrefix builtins.storeDir sb.credentialsFile;
+      message = "${opt name "credentialsFile"} is in the Nix store, which every user can read: point it at a runtime secret (agenix, sops-nix), e.g. /run/agenix/keystone-${name}.";
+    })
+    ++ each (name: sb: {
       assertion = sb.network.mode == "bridge" -> sb.network.bridge != null;
       message = "${opt name "network.mode"} is \"bridge\" but ${opt name "network.bridge"} is not set: name the host bridge, e.g. ${opt name "network.bridge"} = \"br0\".";
     })

@@ -95,6 +95,8 @@ let
   '';
 in
 {
+  imports = [ ./guest-egress.nix ./guest-ssh-ready.nix ];
+
   options.keystone.guest = {
     name = mkOption {
       type = types.strMatching k.namePattern;
@@ -207,18 +209,13 @@ in
       vcpu = cfg.vcpus;
       # relative to the runner's working directory: the sandbox's state/
       socket = if cfg.runtime then rt.qmpSocket else "qmp.sock";
-      interfaces = [ ({
+      # The user NIC is built below (extraArgs): microvm.nix's interfaces
+      # cannot say restrict=on or forward the proxy to a command.
+      interfaces = lib.optional (!userNet) ({
         type = cfg.network.mode;
         inherit (cfg.network) id mac;
       } // lib.optionalAttrs (cfg.network.mode == "bridge") { inherit (cfg.network) bridge; }
-        // lib.optionalAttrs (cfg.network.mode == "macvtap") { macvtap = { inherit (cfg.network.macvtap) link mode; }; }) ];
-      # 127.0.0.1 only: the sandbox's sshd is never reachable from other hosts
-      forwardPorts = lib.optional userNet {
-        from = "host";
-        proto = "tcp";
-        host = { address = "127.0.0.1"; port = cfg.sshPort; };
-        guest.port = 22;
-      };
+        // lib.optionalAttrs (cfg.network.mode == "macvtap") { macvtap = { inherit (cfg.network.macvtap) link mode; }; });
       # The guest's own closure on a read-only erofs disk, not a share of
       # the host's /nix/store: the guest sees no host file outside /workspace.
       # One image per guest configuration, shared by its sandboxes.
@@ -237,11 +234,18 @@ in
         "-fsdev" "local,id=ks-keys,path=${cfg.guestDir},security_model=none,readonly=on"
         "-device" "virtio-9p-pci,fsdev=ks-keys,mount_tag=keystone"
       ] ++ lib.optionals (!cfg.nested && !cfg.runtime) [ "-cpu" "host,+x2apic,-sgx,-vmx,-svm" ]
+      # The user NIC: SSH on 127.0.0.1 only (never reachable from other
+      # hosts) and the host proxy (./guest-egress.nix: restricted to them
+      # unless the egress mode is open).
+      ++ lib.optionals userNet [
+        "-netdev" "user,id=${cfg.network.id},hostfwd=tcp:127.0.0.1:${toString cfg.sshPort}-:22${cfg.netdevOptions}"
+        "-device" "virtio-net-pci,netdev=${cfg.network.id},mac=${cfg.network.mac},romfile="
+      ]
       # The control NIC (lib/default.nix `control`) of every mode but user:
-      # restrict=on lets nothing out, the SSH forward still comes in.
-      # microvm.nix's interfaces cannot say restrict=on, hence extraArgs.
+      # restrict=on lets nothing out, the SSH forward and the proxy still
+      # come in. microvm.nix's interfaces cannot say restrict=on, hence extraArgs.
       ++ lib.optionals (!userNet) [
-        "-netdev" "user,id=${ctl.id},restrict=on,hostfwd=tcp:127.0.0.1:${toString cfg.sshPort}-${ctl.address}:22"
+        "-netdev" "user,id=${ctl.id},restrict=on,hostfwd=tcp:127.0.0.1:${toString cfg.sshPort}-${ctl.address}:22${cfg.netdevOptions}"
         "-device" "virtio-net-pci,netdev=${ctl.id},mac=${ctl.mac},romfile="
       ];
       kernelParams = lib.optional cfg.runtime "keystone.name=${rt.hostName}";

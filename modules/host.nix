@@ -73,6 +73,9 @@ let
         socket = if sb.share == "virtiofs" then "${stateOf sb}/virtiofs-workspace.sock" else null;
       };
       guestDir = "${stateOf sb}/guest";
+      # the host proxy (docs/egress.md): qemu runs the relay per guest connection
+      egress = sb.egress.mode;
+      proxyCommand = "${cfg.package}/bin/keystone agent proxy-relay --sandbox ${name} ${stateOf sb}/proxy.sock";
     };
   };
 
@@ -174,7 +177,11 @@ let
     serviceConfig = hardening // {
       User = sb.owner;
       Group = groupOf sb;
-      ExecStart = "${cfg.package}/bin/keystone agent hostd ${name}";
+      # the proxy's keys: systemd reads the file (root-owned 0400 is fine)
+      # into the unit's credentials directory (%d), readable by it alone
+      ExecStart = "${cfg.package}/bin/keystone agent hostd ${name}"
+        + lib.optionalString (sb.credentialsFile != null) " --credentials %d/credentials";
+      LoadCredential = lib.optional (sb.credentialsFile != null) "credentials:${sb.credentialsFile}";
       Restart = "on-failure";
       RestartSec = 5;
       SyslogIdentifier = hostdUnit name;
@@ -190,6 +197,10 @@ let
     inherit (sb) projectPath dir sshPort memory vcpus nested syncMode owner;
     network = sb.network.mode;
     unit = "${vmUnit name}.service";
+    # read by the host daemon's proxy on every change (keystone agent status shows it)
+    egress = {
+      inherit (sb.egress) mode allow upstreams;
+    } // lib.optionalAttrs (sb.egress.upstreamCA != null) { inherit (sb.egress) upstreamCA; };
   };
 
   # The owner may start, stop and restart their sandbox's units without sudo.

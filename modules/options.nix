@@ -37,7 +37,7 @@ in
       '';
     };
     sandboxes = mkOption {
-      type = types.attrsOf (types.submodule (import ./sandbox.nix { inherit (cfg) stateDir; }));
+      type = types.attrsOf (types.submodule [ (import ./sandbox.nix { inherit (cfg) stateDir; }) ./sandbox-egress.nix ]);
       default = { };
       example = lib.literalExpression ''
         { my-app = { projectPath = "/home/alice/src/my-app"; owner = "alice"; agents = [ "claude-code" ]; }; }

@@ -41,6 +41,7 @@ in
       name = "my-app"; projectPath = "/home/alice/src/my-app"; dir = "/var/lib/keystone-agent/my-app";
       sshPort = k.sshPortFor "my-app"; memory = 8192; vcpus = 4; nested = true; network = "user";
       syncMode = "auto-commit"; owner = "alice"; unit = "microvm@my-app.service";
+      egress = { mode = "allowlist"; allow = [ ]; upstreams = { }; };
     };
   };
   test_registry_version = { expr = [ registry.version (lib.attrNames registry.sandboxes) ]; expected = [ 1 [ "infra" "my-app" ] ]; };
@@ -72,7 +73,8 @@ in
   test_default_ssh_port = { expr = c.keystone.agent.sandboxes.my-app.sshPort; expected = k.sshPortFor "my-app"; };
   test_ssh_port_range = { expr = lib.all (n: let p = k.sshPortFor n; in p >= 22300 && p < 23000) [ "a" "my-app" "zz-top" "x1" ]; expected = true; };
   test_default_interface = { expr = c.keystone.agent.sandboxes.my-app.network.interface; expected = "ks-my-app"; };
-  test_default_mac = { expr = map (i: [ i.type i.id i.mac ]) g.microvm.interfaces; expected = [ [ "user" "ks-net" (k.macFor "my-app") ] ]; };
+  # the user NIC is built in extraArgs (restrict=on, the proxy's guestfwd): docs/egress.md
+  test_default_mac = { expr = [ g.microvm.interfaces (has "virtio-net-pci,netdev=ks-net,mac=${k.macFor "my-app"},romfile=" cmd) ]; expected = [ [ ] true ]; };
   test_tap_interface_id = { expr = map (i: [ i.type i.id ]) (one { network.mode = "tap"; }).guests.x.config.microvm.interfaces; expected = [ [ "tap" "ks-x" ] ]; };
   test_mac_shape = { expr = builtins.match "02(:[0-9a-f]{2}){5}" (k.macFor "my-app") != null; expected = true; };
   test_hostname = { expr = [ g.networking.hostName gi.networking.hostName ]; expected = [ "my-app" "infra" ]; };
@@ -133,7 +135,33 @@ in
     expected = [ true true true ];
   };
   test_bridge_one_forward = { expr = lib.length (lib.splitString "hostfwd=" cmdInfra); expected = 2; };
-  test_user_no_control_nic = { expr = [ (has "ks-ctl" cmd) (has "restrict=on" cmd) ]; expected = [ false false ]; };
+  test_user_no_control_nic = { expr = has "ks-ctl" cmd; expected = false; };
+  # --- the host proxy and the egress policy (issue 9, docs/egress.md) ---
+  test_user_nic_proxy_restricted = {
+    expr = has "user,id=ks-net,hostfwd=tcp:127.0.0.1:${toString (k.sshPortFor "my-app")}-:22,guestfwd=tcp:10.0.2.100:3128-cmd:${pkgs.mkFake "keystone-0.1.0" { }}/bin/keystone agent proxy-relay --sandbox my-app /var/lib/keystone-agent/my-app/state/proxy.sock,restrict=on" cmd;
+    expected = true;
+  };
+  test_egress_open_unrestricted = { expr = has "restrict=on" (one { egress.mode = "open"; }).hypervisor.x.command; expected = false; };
+  test_egress_none_restricted = { expr = has ",restrict=on" (one { egress.mode = "none"; }).hypervisor.x.command; expected = true; };
+  test_bridge_proxy_on_control_nic = { expr = has "user,id=ks-ctl,restrict=on,hostfwd=tcp:127.0.0.1:2300-10.0.2.15:22,guestfwd=tcp:10.0.2.100:3128-cmd:" cmdInfra; expected = true; };
+  test_bridge_defaults_open = { expr = [ c.keystone.agent.sandboxes.infra.egress.mode registry.sandboxes.infra.egress.mode ]; expected = [ "open" "open" ]; };
+  test_assert_egress_needs_user = {
+    expr = (one { network.mode = "tap"; egress.mode = "allowlist"; }).toplevel;
+    expectError = ".*keystone\\.agent\\.sandboxes\\.x\\.egress\\.mode is \"allowlist\" but keystone\\.agent\\.sandboxes\\.x\\.network\\.mode is \"tap\".*set .* = \"open\".*";
+  };
+  test_egress_in_registry = {
+    expr = (builtins.fromJSON (one { egress = { mode = "none"; allow = [ "pypi.corp.example" ]; upstreams.anthropic = "https://gw.example/a"; upstreamCA = "/etc/ssl/corp.pem"; }; }).config.environment.etc."keystone/agent/declared.json".text).sandboxes.x.egress;
+    expected = { mode = "none"; allow = [ "pypi.corp.example" ]; upstreams.anthropic = "https://gw.example/a"; upstreamCA = "/etc/ssl/corp.pem"; };
+  };
+  test_credentials_file = {
+    expr = with (one { credentialsFile = "/run/agenix/keystone-x"; }).config.systemd.services.keystone-agent-hostd-x.serviceConfig; [ LoadCredential (lib.hasSuffix " hostd x --credentials %d/credentials" ExecStart) ];
+    expected = [ [ "credentials:/run/agenix/keystone-x" ] true ];
+  };
+  test_no_credentials_file = { expr = svc.keystone-agent-hostd-my-app.serviceConfig.LoadCredential; expected = [ ]; };
+  test_assert_credentials_not_in_store = {
+    expr = (one { credentialsFile = "${builtins.storeDir}/abc-keys"; }).toplevel;
+    expectError = ".*credentialsFile is in the Nix store.*";
+  };
   test_control_nic_in_guest = {
     # (user mode has none: test_user_no_control_nic)
     expr = gi.systemd.network.networks."10-keystone-control";

@@ -30,10 +30,14 @@ render tap run-tap
 render bridge run-bridge
 
 mkdir -p "$T/state" "$T/ws,1" "$T/guest"
+# the host proxy's relay (docs/egress.md), a comma in it doubled for qemu
+proxy_cmd="'/opt/key,stone' agent proxy-relay --sandbox my-app '$T/state/proxy.sock'"
+proxy_fwd="guestfwd=tcp:10.0.2.100:3128-cmd:'/opt/key,,stone' agent proxy-relay --sandbox my-app '$T/state/proxy.sock'"
 cd "$T/state"
 env -i PATH="$PATH" KEYSTONE_SANDBOX_NAME=my-app KEYSTONE_WORKSPACE="$T/ws,1" KEYSTONE_GUEST_DIR="$T/guest" \
   KEYSTONE_SSH_PORT=2223 KEYSTONE_MEMORY_MB=4096 KEYSTONE_VCPUS=2 KEYSTONE_NESTED=0 KEYSTONE_NETWORK=user \
   KEYSTONE_HOST_UID=1000 KEYSTONE_HOST_GID=1000 KEYSTONE_QMP_SOCKET=qmp.sock KEYSTONE_STATE_DIR="$T/state" \
+  KEYSTONE_PROXY_COMMAND="$proxy_cmd" \
   bash "$T/run" >"$T/args" 2>"$T/err" || { echo "FAIL runner exited $?"; cat "$T/err"; exit 1; }
 mac="02:$(printf %s my-app | sha256sum | sed -E 's/^(..)(..)(..)(..)(..).*/\1:\2:\3:\4:\5/')"
 check "name" "my-app"
@@ -42,19 +46,25 @@ check "vcpus" "2"
 check "memory backend" "memory-backend-memfd,id=mem,size=4096M,share=on"
 check "workspace share, comma doubled" "local,id=fs0,path=$T/ws,,1,security_model=none"
 check "keys share read-only" "local,id=ks-keys,path=$T/guest,security_model=none,readonly=on"
-check "ssh forward on loopback" "user,id=ks-net,hostfwd=tcp:127.0.0.1:2223-:22,"
+check "ssh forward on loopback, the proxy, restricted" "user,id=ks-net,hostfwd=tcp:127.0.0.1:2223-:22,$proxy_fwd,restrict=on"
 check "qmp socket" "unix:qmp.sock,server,nowait"
 check "nested off" "host,+x2apic,-sgx,-vmx,-svm"
-check "mac from name" "virtio-net-pci,netdev=ks-net,mac=$mac,romfile=,mq=on,vectors=6"
+check "mac from name" "virtio-net-pci,netdev=ks-net,mac=$mac,romfile="
 if grep -q "keystone.name=my-app" "$T/args"; then echo "ok   kernel command line names the sandbox"; else echo "FAIL kernel command line"; fail=1; fi
 absent "no placeholder left" "keystone-runtime"
 absent "no placeholder memory" "1048573"
 if [ -e var.img ]; then echo "ok   /var volume created in the working directory"; else echo "FAIL var.img not created in state/"; fail=1; fi
 
+# egress open: the user NIC is not restricted
+env -i PATH="$PATH" KEYSTONE_SANDBOX_NAME=my-app KEYSTONE_WORKSPACE="$T/ws,1" KEYSTONE_GUEST_DIR="$T/guest" \
+  KEYSTONE_SSH_PORT=2223 KEYSTONE_MEMORY_MB=4096 KEYSTONE_VCPUS=2 KEYSTONE_PROXY_COMMAND="$proxy_cmd" KEYSTONE_EGRESS=open \
+  bash "$T/run" >"$T/args" 2>"$T/err" || { echo "FAIL open runner exited $?"; cat "$T/err"; exit 1; }
+check "egress open: not restricted" "user,id=ks-net,hostfwd=tcp:127.0.0.1:2223-:22,$proxy_fwd"
+
 refuse() {  # refuse NAME VAR=VALUE... : the runner must exit non-zero with a message
   local what=$1; shift
   if env -i PATH="$PATH" KEYSTONE_SANDBOX_NAME=my-app KEYSTONE_WORKSPACE="$T/ws,1" KEYSTONE_GUEST_DIR="$T/guest" \
-      KEYSTONE_SSH_PORT=2223 KEYSTONE_MEMORY_MB=4096 KEYSTONE_VCPUS=2 "$@" bash "$T/run" >/dev/null 2>"$T/err"; then
+      KEYSTONE_SSH_PORT=2223 KEYSTONE_MEMORY_MB=4096 KEYSTONE_VCPUS=2 KEYSTONE_PROXY_COMMAND="$proxy_cmd" "$@" bash "$T/run" >/dev/null 2>"$T/err"; then
     echo "FAIL $what: accepted"; fail=1
   else echo "ok   $what refused: $(cat "$T/err")"; fi
 }
@@ -64,17 +74,20 @@ refuse "bad memory" KEYSTONE_MEMORY_MB=4G
 refuse "other network" KEYSTONE_NETWORK=tap
 refuse "missing workspace" KEYSTONE_WORKSPACE="$T/nope"
 refuse "unset value" KEYSTONE_VCPUS=
+refuse "no proxy command" KEYSTONE_PROXY_COMMAND=
+refuse "bad egress mode" KEYSTONE_EGRESS=closed
 
 # Issue 10: other modes keep the guest's traffic on their NIC and add the
 # restricted control NIC with the SSH forward, so the helper still dials
 # 127.0.0.1:KEYSTONE_SSH_PORT.
 base=(KEYSTONE_SANDBOX_NAME=my-app KEYSTONE_WORKSPACE="$T/ws,1" KEYSTONE_GUEST_DIR="$T/guest"
-  KEYSTONE_SSH_PORT=2224 KEYSTONE_MEMORY_MB=2048 KEYSTONE_VCPUS=2 KEYSTONE_QMP_SOCKET=qmp.sock)
+  KEYSTONE_SSH_PORT=2224 KEYSTONE_MEMORY_MB=2048 KEYSTONE_VCPUS=2 KEYSTONE_QMP_SOCKET=qmp.sock
+  KEYSTONE_PROXY_COMMAND="$proxy_cmd" KEYSTONE_EGRESS=open)
 # `lo` stands in for the user's tap: the runner only checks that it exists
 env -i PATH="$PATH" "${base[@]}" KEYSTONE_NETWORK=tap KEYSTONE_TAP_INTERFACE=lo bash "$T/run-tap" >"$T/args" 2>"$T/err" ||
   { echo "FAIL tap runner exited $?"; cat "$T/err"; exit 1; }
 check "tap: the user's tap, a queue per vcpu" "tap,id=ks-rt-ifname,ifname=lo,script=no,downscript=no,queues=2"
-check "tap: control NIC, restricted, SSH only" "user,id=ks-ctl,restrict=on,hostfwd=tcp:127.0.0.1:2224-10.0.2.15:22"
+check "tap: control NIC, restricted, SSH and the proxy only" "user,id=ks-ctl,restrict=on,hostfwd=tcp:127.0.0.1:2224-10.0.2.15:22,$proxy_fwd"
 check "tap: control NIC device" "virtio-net-pci,netdev=ks-ctl,mac=02:6b:73:00:00:01,romfile="
 check "memory 2048 -> 2050" "2050"
 absent "tap: no placeholder left" "ks-rt-ifname,ifname=ks-rt"
@@ -84,7 +97,7 @@ printf '#!/bin/sh\n' >"$T/bridge-helper"; chmod +x "$T/bridge-helper"
 env -i PATH="$PATH" "${base[@]}" KEYSTONE_NETWORK=bridge KEYSTONE_BRIDGE=br-lan bash "$T/run-bridge" >"$T/args" 2>"$T/err" ||
   { echo "FAIL bridge runner exited $?"; cat "$T/err"; exit 1; }
 check "bridge: the bridge from KEYSTONE_BRIDGE" "bridge,id=ks-net,br=br-lan,helper=$T/bridge-helper"
-check "bridge: control NIC" "user,id=ks-ctl,restrict=on,hostfwd=tcp:127.0.0.1:2224-10.0.2.15:22"
+check "bridge: control NIC" "user,id=ks-ctl,restrict=on,hostfwd=tcp:127.0.0.1:2224-10.0.2.15:22,$proxy_fwd"
 absent "bridge: no placeholder left" "ks-rt-bridge"
 if [ "$(grep -c hostfwd "$T/args")" = 1 ]; then echo "ok   bridge: one forward"; else echo "FAIL bridge: $(grep -c hostfwd "$T/args") forwards"; fail=1; fi
 

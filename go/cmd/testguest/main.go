@@ -1,5 +1,7 @@
 // Command testguest builds the Debian test guest runner (docs/testguest.md)
-// into -out DIR and prints DIR.
+// into -out DIR and prints DIR; without -out it builds (or finds) it in its
+// cache, where `keystone agent start` looks when nix is absent, and prints
+// that directory.
 package main
 
 import (
@@ -14,10 +16,10 @@ import (
 
 func main() {
 	// The standard flag package, not pflag: the documented form is "-out DIR".
-	out := flag.String("out", "", "write the runner directory to `DIR` (required)")
+	out := flag.String("out", "", "also write a standalone copy of the runner to `DIR`")
 	kernel := flag.String("kernel", "", "boot this bzImage `FILE` (default: the newest /boot/vmlinuz-*)")
 	flag.Parse()
-	if *out == "" || flag.NArg() != 0 {
+	if flag.NArg() != 0 {
 		flag.Usage()
 		os.Exit(64)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
@@ -36,6 +37,7 @@ var flagValues = map[string][]string{
 	"network":   runner.Networks,
 	"sync-mode": syncwatch.Modes,
 	"runner":    {"dir"},
+	"egress":    egress.Modes,
 }
 
 func newCompletionCmd() *verb {

@@ -25,6 +25,8 @@ var completionCases = []completionCase{
 	{"keystone agent attach b", []string{"beta"}},
 	{"keystone agent start --network ", []string{"bridge", "macvtap", "tap", "user"}},
 	{"keystone agent start --sync-mode auto-", []string{"auto-commit", "auto-idle"}},
+	{"keystone agent start --egress ", []string{"allowlist", "none", "open"}},
+	{"keystone allow a", []string{"alpha"}},
 	{"keystone forward --", []string{"--background", "--cancel", "--help"}},
 	{"keystone exec alpha -- ", nil},
 	{"keystone completion ", []string{"bash", "fish", "zsh"}},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sandbox"
@@ -29,6 +30,8 @@ Exit codes: 0 success, 1 not a git repository, 2 sandbox already running,
 }
 
 func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
+	// First: nothing this process starts (nix, the VM, git) may inherit a key.
+	creds := credentials.TakeEnv()
 	fs := newFlags(v)
 	spec := sandbox.Spec{}
 	fs.StringVar(&spec.Name, "name", "", "custom sandbox name (default: directory name)")
@@ -40,11 +43,16 @@ func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
 	fs.StringVar(&spec.Network, "network", runner.NetworkUser, "network mode: "+strings.Join(runner.Networks, ", "))
 	fs.StringVar(&spec.SyncMode, "sync-mode", syncwatch.ModeManual, "sync mode: "+strings.Join(syncwatch.Modes, ", "))
 	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
+	egressFlags := addEgressFlags(fs, &spec.Egress)
 	if err := parseArgs(fs, v, args, 1); err != nil {
 		return err
 	}
 	if fs.Changed("name") && spec.Name == "" {
 		return &ExitError{Code: ExitUsage, Err: names.Validate(""), Hint: "leave --name out to name the sandbox after the project directory"}
+	}
+	spec.Credentials = creds
+	if err := egressFlags(); err != nil {
+		return err
 	}
 	spec.Nested = !*noNested
 	if fs.NArg() == 1 {

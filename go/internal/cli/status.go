@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/keystone-agent/keystone/internal/gitsync"
+	"github.com/keystone-agent/keystone/internal/proxy"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
 
@@ -41,6 +42,8 @@ func runStatus(ctx context.Context, env *Env, v *verb, args []string) error {
 		return err
 	}
 	printSync(env.Stdout, r.Sync)
+	printEgress(env.Stdout, r.Egress.Settings)
+	printRefused(env.Stdout, r.Egress.Refused)
 	for i, f := range r.Forwards {
 		label := "Forwards:"
 		if i > 0 {
@@ -49,6 +52,16 @@ func runStatus(ctx context.Context, env *Env, v *verb, args []string) error {
 		fmt.Fprintf(env.Stdout, "%-11s %s\n", label, f)
 	}
 	return nil
+}
+
+func printRefused(w io.Writer, refused []proxy.Refusal) {
+	for i, r := range refused {
+		label := ""
+		if i == 0 {
+			label = "Refused:"
+		}
+		fmt.Fprintf(w, "%-11s %s (%s; %d times, last %s)\n", label, r.Target, r.Reason, r.Count, r.Last.Local().Format("2006-01-02 15:04:05"))
+	}
 }
 
 func printSync(w io.Writer, st *syncwatch.Status) {

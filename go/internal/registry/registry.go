@@ -23,6 +23,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/names"
 )
 
@@ -42,6 +43,8 @@ type Entry struct {
 	HostKey     string    `json:"hostKey"`          // guest host key, authorized_keys format: pinned
 	Runner      string    `json:"runner,omitempty"` // prebuilt runner dir; empty: built with nix
 	Created     time.Time `json:"created"`
+	// Egress is the proxy's policy and upstreams (zero: allowlist, defaults).
+	Egress egress.Settings `json:"egress,omitzero"`
 }
 
 type file struct {

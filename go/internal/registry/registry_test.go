@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/testenv/smallfs"
 )
 
@@ -24,12 +26,13 @@ func TestRoundTrip(t *testing.T) {
 	if l, err := r.List(); err != nil || len(l) != 0 {
 		t.Fatalf("empty registry: got %v, %v", l, err)
 	}
-	want := Entry{Name: "app", ProjectPath: "/src/app", MemoryMB: 2048, VCPUs: 1, SSHPort: 2223, Network: "user", SyncMode: "manual"}
+	want := Entry{Name: "app", ProjectPath: "/src/app", MemoryMB: 2048, VCPUs: 1, SSHPort: 2223, Network: "user", SyncMode: "manual",
+		Egress: egress.Settings{Mode: "none", Allow: []string{"example.com"}, Upstreams: map[string]string{"anthropic": "https://gw.example"}}}
 	if err := r.Update(func(tx *Tx) error { tx.Put(want); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	got, err := r.Get("app")
-	if err != nil || got != want {
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("Get = %+v, %v; want %+v", got, err, want)
 	}
 	if _, err := r.Get("other"); !errors.Is(err, ErrNotFound) {

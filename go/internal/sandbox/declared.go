@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -62,6 +63,7 @@ func (e *Env) declared() ([]*Sandbox, error) {
 				Network:     v.Get("network").String(),
 				SyncMode:    v.Get("syncMode").String(),
 				SSHPort:     int(v.Get("sshPort").Int()),
+				Egress:      declaredEgress(v.Get("egress")),
 			},
 			Dir:      statedir.Sandbox(dir),
 			Declared: true,
@@ -87,4 +89,21 @@ func unitPID(unit string) (int, error) {
 		return 0, fmt.Errorf("systemctl show %s: %w", unit, err)
 	}
 	return strconv.Atoi(strings.TrimSpace(string(out)))
+}
+
+// declaredEgress reads a declared sandbox's egress settings (the NixOS
+// options keystone.agent.sandboxes.<name>.egress); the proxy checks them.
+func declaredEgress(v gjson.Result) egress.Settings {
+	s := egress.Settings{Mode: v.Get("mode").String(), UpstreamCA: v.Get("upstreamCA").String()}
+	for _, a := range v.Get("allow").Array() {
+		s.Allow = append(s.Allow, a.String())
+	}
+	v.Get("upstreams").ForEach(func(k, u gjson.Result) bool {
+		if s.Upstreams == nil {
+			s.Upstreams = map[string]string{}
+		}
+		s.Upstreams[k.String()] = u.String()
+		return true
+	})
+	return s
 }

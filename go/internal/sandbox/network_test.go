@@ -139,6 +139,12 @@ func networkModeScenario(t *testing.T, mode string) {
 	case <-time.After(2 * time.Second):
 	}
 
+	// Issue 9: the host proxy answers on the control NIC in this mode too.
+	out := execOut(t, sb, "bash", "-c", "exec 3<>/dev/tcp/10.0.2.100/3128; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; timeout 10 cat <&3")
+	if !strings.Contains(out, "no such route on the keystone proxy") {
+		t.Errorf("the proxy through the control NIC answered %q", out)
+	}
+
 	// sync takes a commit made in the sandbox into the host's repository
 	execOut(t, sb, "sh", "-c", "echo from-the-guest > guest.txt && git add guest.txt && "+
 		"GIT_AUTHOR_NAME=Agent GIT_AUTHOR_EMAIL=agent@sandbox.invalid GIT_COMMITTER_NAME=Agent GIT_COMMITTER_EMAIL=agent@sandbox.invalid git commit -qm over-"+mode)

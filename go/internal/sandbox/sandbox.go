@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -174,8 +175,9 @@ func (e *Env) ForProject(dir string) (*Sandbox, error) {
 }
 
 // runnerEnv is the contract's per-sandbox environment (docs/runner-contract.md),
-// on top of this process's environment so PATH and friends still reach nix-built scripts.
-func (sb *Sandbox) runnerEnv() []string {
+// on top of this process's environment so PATH and friends still reach nix-built scripts,
+// without any credential: the VM and what qemu starts never hold a key.
+func (sb *Sandbox) runnerEnv(keystone string) []string {
 	uid, gid := os.Getuid(), os.Getgid()
 	if st, err := os.Stat(sb.Dir.Workspace()); err == nil {
 		uid, gid = ownerOf(st)
@@ -184,7 +186,7 @@ func (sb *Sandbox) runnerEnv() []string {
 	if sb.Nested {
 		nested = "1"
 	}
-	env := os.Environ()
+	env := append(credentials.Scrub(os.Environ()), sb.proxyEnv(keystone)...)
 	switch sb.Network {
 	case "tap":
 		if tap, err := TapInterface(sb.Name); err == nil {

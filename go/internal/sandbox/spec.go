@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keystone-agent/keystone/internal/credentials"
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
@@ -55,6 +57,11 @@ type Spec struct {
 	SyncMode string
 	Runner   string // prebuilt runner directory; empty: the registry's, else nix build
 	Fresh    bool
+	// Egress changes the remembered egress settings (docs/egress.md).
+	Egress egress.Changes
+	// Credentials are the keys from the environment of `start`; the
+	// credentials file adds the others. Only the host daemon gets them.
+	Credentials credentials.Set
 }
 
 // UsageError is bad input caught before anything is created.
@@ -104,6 +111,14 @@ func (s Spec) Validate() error {
 		return usagef("unknown network mode %q (choose %s)", s.Network, strings.Join(runner.Networks, ", "))
 	case !slices.Contains(syncwatch.Modes, s.SyncMode):
 		return usagef("unknown sync mode %q (choose %s)", s.SyncMode, strings.Join(syncwatch.Modes, ", "))
+	}
+	if s.Egress.Mode != "" {
+		if err := egress.ValidateMode(s.Egress.Mode); err != nil {
+			return &UsageError{Msg: err.Error()}
+		}
+	}
+	if err := s.Egress.Apply(egress.Settings{}).Validate(); err != nil {
+		return &UsageError{Msg: err.Error()}
 	}
 	return nil
 }

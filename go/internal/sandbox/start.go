@@ -14,7 +14,10 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 
+	"github.com/keystone-agent/keystone/internal/announce"
 	"github.com/keystone-agent/keystone/internal/atomicfile"
+	"github.com/keystone-agent/keystone/internal/credentials"
+	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/kvm"
 	"github.com/keystone-agent/keystone/internal/names"
@@ -22,7 +25,6 @@ import (
 	"github.com/keystone-agent/keystone/internal/progress"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
-	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
 	"github.com/keystone-agent/keystone/internal/testguest"
 )
@@ -78,12 +80,16 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	defer lk.Unlock()
 	pl, err := e.plan(ctx, spec, project, name)
 	if err != nil {
+		if !pl.existed {
+			os.Remove(sb.Dir.Lock()) // a refused new sandbox leaves nothing
+		}
 		return nil, err
 	}
 	if pl.portable {
 		e.progressf("nix is not installed: using the portable Debian guest %s (docs/testguest.md)", pl.runnerDir)
 	}
 	old, existed, runnerDir := pl.old, pl.existed, pl.runnerDir
+	e.reportCredentials(pl.creds)
 	keep := existed && !spec.Fresh
 	sb.Entry = old
 	if existed {
@@ -107,6 +113,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		Name: name, ProjectPath: project, MemoryMB: spec.MemoryMB, VCPUs: spec.VCPUs,
 		Nested: spec.Nested, Network: spec.Network, SyncMode: spec.SyncMode,
 		SSHPort: old.SSHPort, HostKey: old.HostKey, Runner: runnerDir, Created: old.Created,
+		Egress: pl.egress,
 	}
 	if !keep || sb.Created.IsZero() {
 		sb.Created = time.Now().UTC().Truncate(time.Second)
@@ -120,10 +127,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		return nil, err
 	}
 	var proc *runner.Process
-	if err := e.boot(ctx, sb, runnerDir, &proc); err != nil {
-		return nil, e.undo(sb, proc, keep, err)
-	}
-	if err := e.StartDaemon(sb); err != nil {
+	if err := e.boot(ctx, sb, runnerDir, pl.creds, &proc); err != nil {
 		return nil, e.undo(sb, proc, keep, err)
 	}
 	return sb, nil
@@ -135,6 +139,8 @@ type plan struct {
 	existed   bool
 	runnerDir string // absolute; empty: build with nix
 	portable  bool   // runnerDir is the portable guest, chosen because nix is absent
+	egress    egress.Settings
+	creds     credentials.Set // the environment's and the credentials file's
 }
 
 // plan reads the registry and checks everything that can refuse a start:
@@ -184,6 +190,17 @@ func (e *Env) plan(ctx context.Context, spec Spec, project, name string) (plan, 
 			return p, err
 		}
 	}
+	remembered := old.Egress
+	if remembered.Mode == "" {
+		remembered.Mode = egress.DefaultModeFor(spec.Network)
+	}
+	p.egress = spec.Egress.Apply(remembered)
+	if err := egress.CheckNetwork(spec.Network, p.egress.Mode); err != nil {
+		return p, &UsageError{Msg: err.Error()}
+	}
+	if p.creds, err = e.credentials(spec.Credentials); err != nil {
+		return p, err
+	}
 	if needsKVM {
 		if err := kvm.Check(kvm.Device()); err != nil {
 			return p, err
@@ -198,14 +215,14 @@ func (e *Env) stopLeftover(sb *Sandbox) error {
 	_, pid, _ := evidence(sb)
 	if pid != 0 && runner.Inspect(pid, sb.Dir.State()) == runner.Runner {
 		e.progressf("Stopping the previous VM of %q (pid %d)", sb.Name, pid)
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, e.Timeouts.withDefaults().Stop); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(e.keystone()), pid, nil, e.Timeouts.withDefaults().Stop); err != nil {
 			return err
 		}
 	}
 	return runner.RemovePID(sb.Dir.State())
 }
 
-func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **runner.Process) error {
+func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, creds credentials.Set, proc **runner.Process) error {
 	for _, d := range []string{sb.Dir.Root(), sb.Dir.State()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
@@ -236,6 +253,7 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	// the start moves on to another port.
 	reserved := e.declaredPorts()
 	for attempt := 1; ; attempt++ {
+		consoleFrom := announce.End(consolePath(sb))
 		p, err := e.launch(ctx, sb, runnerDir, reserved)
 		if p != nil {
 			*proc = p
@@ -243,7 +261,9 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 		if err != nil {
 			return err
 		}
-		err = e.awaitSSH(ctx, sb, p)
+		// The daemon's SSH connection is the readiness proof, and the
+		// connection the first command then uses.
+		err = e.StartDaemon(sb, creds, p, consoleFrom)
 		var exited bool
 		select {
 		case <-p.Done():
@@ -313,20 +333,6 @@ func syncFS(dir string) error {
 	return unix.Syncfs(int(f.Fd()))
 }
 
-func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) error {
-	target, err := sb.Target()
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, e.Timeouts.withDefaults().Ready)
-	defer cancel()
-	if err := sshconn.WaitReady(wctx, target, p.Done()); err != nil {
-		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become reachable over SSH: %v", sb.Name, err),
-			Log: tail(consolePath(sb), 15), Err: err}
-	}
-	return nil
-}
-
 func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 	flake, err := nixbuild.Render(nixbuild.Params{Name: sb.Name, Network: sb.Network})
 	if err != nil {
@@ -366,7 +372,7 @@ func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
 func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) error {
 	var errs *multierror.Error
 	if proc != nil {
-		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), proc.Pid, proc.Done(), e.Timeouts.withDefaults().Undo); err != nil {
+		if _, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(e.keystone()), proc.Pid, proc.Done(), e.Timeouts.withDefaults().Undo); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}
@@ -412,7 +418,7 @@ func (e *Env) launch(ctx context.Context, sb *Sandbox, runnerDir string, reserve
 		return nil, err
 	}
 	e.progressf("Booting %q (%d MB, %d vCPUs, SSH on 127.0.0.1:%d)", sb.Name, sb.MemoryMB, sb.VCPUs, sb.SSHPort)
-	p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv())
+	p, err := runner.Start(runnerDir, sb.Dir.State(), sb.runnerEnv(e.keystone()))
 	if err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ func (e *Env) stopLocked(sb *Sandbox) (string, error) {
 	case runner.Stranger:
 		return "was not running (pid file pointed at another program; removed it)", runner.RemovePID(sb.Dir.State())
 	}
-	how, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(), pid, nil, e.Timeouts.withDefaults().Stop)
+	how, err := runner.Stop(e.runnerDir(sb), sb.Dir.State(), sb.runnerEnv(e.keystone()), pid, nil, e.Timeouts.withDefaults().Stop)
 	if err != nil {
 		return "", fmt.Errorf("failed to stop sandbox %q: %w", sb.Name, err)
 	}

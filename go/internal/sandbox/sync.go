@@ -79,12 +79,13 @@ func (sb *Sandbox) GitSync() gitsync.Options {
 type Report struct {
 	Status
 	Sync     *syncwatch.Status `json:"sync,omitempty"`
+	Egress   EgressReport      `json:"egress"`
 	Forwards []forward.Spec    `json:"forwards,omitempty"`
 }
 
-// Report inspects sb and reads its sync state and forwards.
+// Report inspects sb and reads its sync and egress state and forwards.
 func (e *Env) Report(ctx context.Context, sb *Sandbox) Report {
-	r := Report{Status: e.Inspect(sb)}
+	r := Report{Status: e.Inspect(sb), Egress: egressReport(sb)}
 	if r.State == Running {
 		r.Forwards = sb.Forwards(ctx)
 	}

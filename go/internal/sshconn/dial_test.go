@@ -203,7 +203,8 @@ func TestDialContextBoundsHandshake(t *testing.T) {
 	if !errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Dial to a silent port = %v; want a *TransportError wrapping context.DeadlineExceeded", err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	// Generous for a loaded machine; a handshake not bound by ctx would hang.
+	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("Dial took %v with a 300ms context", d)
 	}
 }
@@ -224,8 +225,9 @@ func TestWaitReadySilentPort(t *testing.T) {
 		if !errors.As(err, &we) || !errors.Is(err, sshconn.ErrVMExited) {
 			t.Fatalf("WaitReady = %v; want a *WaitError with ErrVMExited", err)
 		}
-		// It must notice at once, not after the attempt in flight times out.
-		if elapsed < 1200*time.Millisecond || elapsed > 2800*time.Millisecond {
+		// It must notice at once, not after the attempts in flight reach their
+		// own 15 s bound (generous for a loaded machine).
+		if elapsed < 1200*time.Millisecond || elapsed > 10*time.Second {
 			t.Errorf("WaitReady returned after %v; want soon after the VM exited at 1.2s", elapsed)
 		}
 		if !strings.Contains(err.Error(), "the VM exited while waiting for its sshd at "+addr) {
@@ -248,7 +250,7 @@ func TestWaitReadySilentPort(t *testing.T) {
 		if !errors.As(err, &we) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("WaitReady = %v; want a *WaitError with context.DeadlineExceeded", err)
 		}
-		if elapsed > 5*time.Second {
+		if elapsed > 10*time.Second { // generous: an attempt's own bound is 15 s
 			t.Errorf("WaitReady returned after %v; want about 2.5s", elapsed)
 		}
 		// Attempts without a banner end after about a second, so hanging
@@ -310,7 +312,7 @@ func TestWaitReadyHostKeyMismatchIsImmediate(t *testing.T) {
 			if !errors.As(err, &mismatch) {
 				t.Fatalf("WaitReady = %v; want a *HostKeyMismatchError", err)
 			}
-			if d := time.Since(start); d > 5*time.Second {
+			if d := time.Since(start); d > 15*time.Second { // retrying would last the context's 20 s
 				t.Errorf("WaitReady retried a host key mismatch for %v", d)
 			}
 		})

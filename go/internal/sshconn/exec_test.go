@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -244,11 +245,18 @@ func TestExecTransportFailure(t *testing.T) {
 			err  error
 		}
 		done := make(chan result, 1)
+		started := make(chan struct{})
+		var once sync.Once
+		out := writerFunc(func(p []byte) (int, error) { once.Do(func() { close(started) }); return len(p), nil })
 		go func() {
-			code, err := sshconn.Exec(context.Background(), c, sshconn.Command{Argv: []string{"cat"}, Stdin: endless(t)})
+			code, err := sshconn.Exec(context.Background(), c, sshconn.Command{Argv: []string{"sh", "-c", "echo started; exec cat"}, Stdin: endless(t), Stdout: out})
 			done <- result{code, err}
 		}()
-		time.Sleep(500 * time.Millisecond)
+		select { // wait for the command to run, not for a fixed time
+		case <-started:
+		case r := <-done:
+			t.Fatalf("Exec ended before the connection broke: %d, %v", r.code, r.err)
+		}
 		c.Close() // the connection breaks while the command runs
 		var r result
 		select {
@@ -315,3 +323,8 @@ func TestQuoteLocalShells(t *testing.T) {
 		})
 	}
 }
+
+// writerFunc is an io.Writer made of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -26,6 +26,9 @@ const (
 	SSHConfig = "ssh_config"
 	// SandboxesDir holds one directory per sandbox.
 	SandboxesDir = "sandboxes"
+	// CredentialsFile holds the agents' API keys as NAME=value lines, mode
+	// 0600; read by `start` and handed to the host daemon's proxy only.
+	CredentialsFile = "credentials"
 	// SandboxLockSuffix names the flock next to a sandbox's directory
 	// (sandboxes/<name>.lock), held by start, stop and destroy of that sandbox;
 	// it lives outside the directory so that --fresh and destroy can remove it whole.
@@ -76,6 +79,14 @@ const (
 	DaemonPID = "hostd.pid"
 	// DaemonLog receives the host daemon's output (state/).
 	DaemonLog = "hostd.log"
+	// SessionSocket is the host daemon's unix socket (0600) for exec and
+	// attach: sessions on the SSH connection it holds (state/).
+	SessionSocket = "ssh.sock"
+	// ProxySocket is the host daemon's socket for the guest's proxy
+	// connections, handed over by `keystone agent proxy-relay` (state/).
+	ProxySocket = "proxy.sock"
+	// EgressStatus lists the destinations the proxy refused lately (state/).
+	EgressStatus = "egress.json"
 	// ForwardSocket is the host daemon's control socket for background
 	// port forwards, owner only (state/).
 	ForwardSocket = "forward.sock"
@@ -106,6 +117,9 @@ type Dir string
 
 // Registry is the path of sandboxes.json.
 func (d Dir) Registry() string { return filepath.Join(string(d), RegistryFile) }
+
+// Credentials is the path of the credentials file.
+func (d Dir) Credentials() string { return filepath.Join(string(d), CredentialsFile) }
 
 // Lock is the path of the registry lock file.
 func (d Dir) Lock() string { return filepath.Join(string(d), LockFile) }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keystone-agent/keystone/internal/announce"
 )
 
 func TestModuleOrder(t *testing.T) {
@@ -61,6 +63,22 @@ func TestRenderBoot(t *testing.T) {
 		t.Error("boot script has an unrendered template action")
 	}
 	shellSyntax(t, "boot", boot)
+}
+
+// The guest announces its sshd on the console with the line the host looks
+// for (package announce), rendered, not hard-coded twice.
+func TestSSHDAnnounces(t *testing.T) {
+	guest, err := guestScripts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshd := guest["etc/keystone/sshd"]
+	if !bytes.Contains(sshd, []byte(`echo "`+announce.Line+`" >/dev/console`)) {
+		t.Errorf("etc/keystone/sshd does not write %q to the console:\n%s", announce.Line, sshd)
+	}
+	if bytes.Contains(sshd, []byte("{{")) {
+		t.Error("etc/keystone/sshd has an unrendered template action")
+	}
 }
 
 // shellSyntax checks a script with the host's sh -n, and with shellcheck
@@ -378,7 +396,7 @@ func TestRunnerArgs(t *testing.T) {
 	for _, want := range []string{
 		"\n-M\nmicrovm,",
 		"\n-m\n2048\n-smp\n2\n",
-		"\nuser,id=net0,hostfwd=tcp:127.0.0.1:2299-10.0.2.15:22\n",
+		"\nuser,id=net0,hostfwd=tcp:127.0.0.1:2299-10.0.2.15:22,restrict=on\n",
 		"\nvirtio-net-device,netdev=net0,mac=" + nameMAC("test-guest") + "\n",
 		"\nlocal,id=workspace,path=" + esc + "/workspace,security_model=none\n",
 		"\nlocal,id=keystone,path=" + esc + "/state/guest,security_model=none,readonly=on\n",
@@ -398,7 +416,7 @@ func TestRunnerArgs(t *testing.T) {
 			t.Errorf("microvm-run did not create %s: %v", d, err)
 		}
 	}
-	if strings.Contains(args, "restrict=on") {
+	if strings.Contains(args, "id=ctl") {
 		t.Errorf("user mode has a control NIC:%s", args)
 	}
 

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"github.com/keystone-agent/keystone/internal/credentials"
+)
+
+// route serves http://<proxy>/<provider>/<rest>: the request goes to the
+// provider's upstream (whatever Host header the guest sent), its
+// placeholder key replaced by the host's credential.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	p, out, err := s.upstreamURL(r.URL)
+	if err != nil {
+		fail(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	inj, err := s.inject(p, r.Header, out)
+	if err != nil {
+		var me *missingError
+		if errors.As(err, &me) {
+			fail(w, http.StatusUnauthorized, "%v", err)
+			return
+		}
+		fail(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL = out
+			pr.Out.Host = "" // the upstream's own host, never the guest's Host header
+			for k, v := range inj {
+				pr.Out.Header[k] = v
+			}
+		},
+		Transport:     s.toAPI,
+		FlushInterval: -1, // streamed responses (SSE) pass as they come
+		ErrorLog:      s.http.ErrorLog,
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			s.o.Logf("proxy: %s upstream %s: %v", p.Name, s.upstreams[p.Name].Host, urlFree(err))
+			fail(w, http.StatusBadGateway, "the %s upstream %s did not answer: %v", p.Name, s.upstreams[p.Name].Host, urlFree(err))
+		},
+	}
+	rp.ServeHTTP(w, r)
+}
+
+// upstreamURL maps the guest's path onto the provider's upstream. The
+// upstream's scheme and host come only from the host's configuration; the
+// guest's path is appended below the upstream's path and may not climb out
+// of it with dot segments (a company gateway may serve other routes).
+func (s *Server) upstreamURL(in *url.URL) (*credentials.Provider, *url.URL, error) {
+	path := in.EscapedPath()
+	name, rest, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	p, ok := credentials.Lookup(name)
+	if !ok || !strings.HasPrefix(path, "/") {
+		return nil, nil, errors.New("no such route on the keystone proxy: use the provider base URLs of the sandbox's environment (" + routes() + ")")
+	}
+	rest = "/" + rest
+	unescaped, err := url.PathUnescape(rest)
+	if err != nil {
+		return nil, nil, errors.New("the path is not valid URL encoding")
+	}
+	for _, seg := range strings.Split(unescaped, "/") {
+		if seg == "." || seg == ".." {
+			return nil, nil, errors.New("the path may not contain . or .. segments")
+		}
+	}
+	base := s.upstreams[p.Name]
+	out := &url.URL{Scheme: base.Scheme, Host: base.Host, RawQuery: in.RawQuery}
+	out.Path = strings.TrimSuffix(base.Path, "/") + unescaped
+	out.RawPath = strings.TrimSuffix(base.EscapedPath(), "/") + rest
+	if out.RawPath == out.EscapedPath() {
+		out.RawPath = ""
+	}
+	return p, out, nil
+}
+
+func routes() string {
+	var rs []string
+	for _, p := range credentials.Providers {
+		rs = append(rs, "/"+p.Name+"/")
+	}
+	return strings.Join(rs, ", ")
+}
+
+// missingError: the guest sent a placeholder the host has no credential for.
+type missingError struct{ v, provider string }
+
+func (e *missingError) Error() string {
+	return "the host has no " + e.v + " for " + e.provider + ": set it in the environment of `keystone agent start` or in the credentials file (docs/egress.md), then restart the sandbox"
+}
+
+// inject finds the provider's placeholders in the request's key slots and
+// returns the headers to set on the outgoing request; a placeholder in the
+// query is replaced in out. A slot sent twice with a placeholder is refused:
+// which copy an upstream reads is not ours to guess.
+func (s *Server) inject(p *credentials.Provider, h http.Header, out *url.URL) (http.Header, error) {
+	set := http.Header{}
+	var q url.Values
+	for _, slot := range p.Slots {
+		var vals []string
+		if slot.Query != "" {
+			if q == nil {
+				q = out.Query()
+			}
+			vals = q[slot.Query]
+		} else {
+			vals = h.Values(slot.Header)
+		}
+		for _, c := range p.Credentials {
+			ph := credentials.Placeholder(c.Var)
+			n := 0
+			for _, v := range vals {
+				if carries(v, slot.Prefix, ph) {
+					n++
+				}
+			}
+			if n == 0 {
+				continue
+			}
+			if len(vals) != 1 {
+				return nil, errors.New("the request carries " + slotName(slot) + " more than once")
+			}
+			key, ok := s.o.Credentials.Get(c.Var)
+			if !ok {
+				return nil, &missingError{v: c.Var, provider: p.Name}
+			}
+			if slot.Query != "" {
+				q.Set(slot.Query, key)
+				out.RawQuery = q.Encode()
+			} else {
+				set[slot.Header] = []string{slot.Prefix + key}
+			}
+		}
+	}
+	return set, nil
+}
+
+// carries says whether a slot's value is the placeholder ph after the
+// slot's prefix (whose case HTTP leaves free: "bearer x" is "Bearer x").
+func carries(v, prefix, ph string) bool {
+	return len(v) == len(prefix)+len(ph) && strings.EqualFold(v[:len(prefix)], prefix) && v[len(prefix):] == ph
+}
+
+func slotName(s credentials.Slot) string {
+	if s.Query != "" {
+		return "the query parameter " + s.Query
+	}
+	return "the header " + s.Header
+}
+
+// urlFree keeps an error's cause without its URL, which may carry a key in
+// its query (Gemini's ?key=).
+func urlFree(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
