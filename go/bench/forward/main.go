@@ -121,19 +121,11 @@ func run(runnerDir string, mb, rounds, conns int) error {
 }
 
 func newBench() (*bench, error) {
-	work, err := os.MkdirTemp("", "keystone-bench-forward-")
+	d, err := setup.New("keystone-bench-forward-")
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{work: work, bin: filepath.Join(work, "keystone"), home: filepath.Join(work, "home"), repo: filepath.Join(work, "app")}
-	if err := setup.Keystone(b.bin); err != nil {
-		return nil, err
-	}
-	os.MkdirAll(b.home, 0o700)
-	if err := setup.Repo(b.repo); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return &bench{work: d.Work, bin: d.Bin, home: d.Home, repo: d.Repo}, nil
 }
 
 func (b *bench) cleanup() {

@@ -24,19 +24,11 @@ type bench struct {
 }
 
 func newBench(runnerDir string) (*bench, error) {
-	work, err := os.MkdirTemp("", "keystone-bench-")
+	d, err := setup.New("keystone-bench-")
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{runner: runnerDir, work: work, bin: filepath.Join(work, "keystone"), home: filepath.Join(work, "home"), repo: filepath.Join(work, "app")}
-	if err := setup.Keystone(b.bin); err != nil {
-		return nil, err
-	}
-	os.MkdirAll(b.home, 0o700)
-	if err := setup.Repo(b.repo); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return &bench{runner: runnerDir, work: d.Work, bin: d.Bin, home: d.Home, repo: d.Repo}, nil
 }
 
 func (b *bench) cleanup() {

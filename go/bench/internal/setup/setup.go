@@ -1,5 +1,6 @@
-// Package setup prepares what every benchmark starts from: a keystone built
-// from this module, and a project repository with one commit.
+// Package setup prepares what every benchmark starts from: a scratch
+// directory with a keystone built from this module, a private HOME, and a
+// project repository with one commit.
 package setup
 
 import (
@@ -9,16 +10,33 @@ import (
 	"path/filepath"
 )
 
-// Keystone builds ./cmd/keystone (run from go/) into bin.
-func Keystone(bin string) error {
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/keystone").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v: %s", err, out)
-	}
-	return nil
+// Dirs is one benchmark's scratch directory and what is in it.
+type Dirs struct {
+	Work string // the scratch directory; remove it when done
+	Bin  string // keystone, built from ./cmd/keystone
+	Home string // a private HOME (its state directory)
+	Repo string // the project, one commit
 }
 
-// Repo makes dir a git repository with a README committed.
-func Repo(dir string) error {
+// New makes the scratch directory (named after prefix) and fills it. It
+// runs from go/.
+func New(prefix string) (*Dirs, error) {
+	work, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dirs{Work: work, Bin: filepath.Join(work, "keystone"), Home: filepath.Join(work, "home"), Repo: filepath.Join(work, "app")}
+	if out, err := exec.Command("go", "build", "-o", d.Bin, "./cmd/keystone").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %v: %s", err, out)
+	}
+	if err := os.MkdirAll(d.Home, 0o700); err != nil {
+		return nil, err
+	}
+	return d, repo(d.Repo)
+}
+
+// repo makes dir a git repository with a README committed.
+func repo(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
