@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keystone-agent/keystone/bench/internal/setup"
 	"github.com/keystone-agent/keystone/internal/announce"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
@@ -27,26 +28,11 @@ type bench struct {
 }
 
 func newBench(runnerDir string) (*bench, error) {
-	work, err := os.MkdirTemp("", "keystone-bench-")
+	d, err := setup.New("keystone-bench-")
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{runner: runnerDir, work: work, bin: filepath.Join(work, "keystone"), home: filepath.Join(work, "home"), repo: filepath.Join(work, "app")}
-	build := exec.Command("go", "build", "-o", b.bin, "./cmd/keystone")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v: %s", err, out)
-	}
-	os.MkdirAll(b.home, 0o700)
-	os.MkdirAll(b.repo, 0o755)
-	os.WriteFile(filepath.Join(b.repo, "README.md"), []byte("bench\n"), 0o644)
-	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"-c", "user.name=b", "-c", "user.email=b@example.invalid", "commit", "-q", "-m", "init"}} {
-		c := exec.Command("git", args...)
-		c.Dir = b.repo
-		if out, err := c.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("git %v: %v: %s", args, err, out)
-		}
-	}
-	return b, nil
+	return &bench{runner: runnerDir, work: d.Work, bin: d.Bin, home: d.Home, repo: d.Repo}, nil
 }
 
 func (b *bench) cleanup() {

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/keystone-agent/keystone/internal/announce"
 	"github.com/keystone-agent/keystone/internal/forward"
 	"github.com/keystone-agent/keystone/internal/hostd"
@@ -100,8 +98,9 @@ func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 	}
 	// Each service of the sandbox, one line each.
 	services := []hostd.Service{egressProxy}
-	services = append(services, &sshmux.Service{Target: target, Socket: sb.Dir.Path(statedir.SessionSocket),
-		Console: console, ConsoleFrom: *consoleFrom, FirstTimeout: *readyTimeout, Logf: logf})
+	session := &sshmux.Service{Target: target, Socket: sb.Dir.Path(statedir.SessionSocket),
+		Console: console, ConsoleFrom: *consoleFrom, FirstTimeout: *readyTimeout, Logf: logf}
+	services = append(services, session)
 	if syncwatch.Watched(sb.SyncMode) {
 		services = append(services, &syncwatch.Service{
 			Options: syncwatch.Options{Sync: sb.GitSync(), StateDir: sb.Dir.State(),
@@ -116,11 +115,17 @@ func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 			},
 		})
 	}
-	// Background port forwards (`forward --background`): every sandbox.
+	// Background port forwards (`forward --background`), on the held connection.
 	services = append(services, &forward.Service{
 		Socket: sb.Dir.Path(statedir.ForwardSocket),
-		Conn:   &forward.Conn{Dial: func(ctx context.Context) (*ssh.Client, error) { return sb.Dial(ctx) }},
-		Logf:   func(format string, args ...any) { logf("forward: "+format, args...) },
+		Conn: func(ctx context.Context) (forward.Dialer, error) {
+			c, err := session.Held().Conn(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+		Logf: func(format string, args ...any) { logf("forward: "+format, args...) },
 	})
 	if sb.Declared && sb.Agent != "" { // `start` starts an imperative sandbox's session itself
 		services = append(services, &sandbox.SessionService{Sandbox: sb, Logf: logf})

@@ -44,23 +44,29 @@ func runStatus(ctx context.Context, env *Env, v *verb, args []string) error {
 	printSync(env.Stdout, r.Sync)
 	printEgress(env.Stdout, r.Egress.Settings)
 	printRefused(env.Stdout, r.Egress.Refused)
+	forwards := make([]string, len(r.Forwards))
 	for i, f := range r.Forwards {
-		label := "Forwards:"
-		if i > 0 {
-			label = ""
-		}
-		fmt.Fprintf(env.Stdout, "%-11s %s\n", label, f)
+		forwards[i] = f.String()
 	}
+	printLabeled(env.Stdout, "Forwards:", forwards)
 	return nil
 }
 
 func printRefused(w io.Writer, refused []proxy.Refusal) {
+	lines := make([]string, len(refused))
 	for i, r := range refused {
-		label := ""
-		if i == 0 {
-			label = "Refused:"
+		lines[i] = fmt.Sprintf("%s (%s; %d times, last %s)", r.Target, r.Reason, r.Count, r.Last.Local().Format("2006-01-02 15:04:05"))
+	}
+	printLabeled(w, "Refused:", lines)
+}
+
+// printLabeled prints lines under one label, as status aligns them.
+func printLabeled(w io.Writer, label string, lines []string) {
+	for i, l := range lines {
+		if i > 0 {
+			label = ""
 		}
-		fmt.Fprintf(w, "%-11s %s (%s; %d times, last %s)\n", label, r.Target, r.Reason, r.Count, r.Last.Local().Format("2006-01-02 15:04:05"))
+		fmt.Fprintf(w, "%-11s %s\n", label, l)
 	}
 }
 

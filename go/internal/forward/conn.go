@@ -3,14 +3,14 @@ package forward
 import (
 	"context"
 	"sync"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 )
 
-// Conn holds one SSH connection for many forwarded connections: made on
-// first use, made again on the next use after it broke (the VM restarted,
-// the network hiccuped). Every channel shares it, as `ssh -L` does.
+// Conn holds one SSH connection for many forwarded connections, for the
+// foreground `forward` (the daemon's forwards use its held connection): made
+// on first use, made again on the next use after it broke (the VM
+// restarted). Every channel shares it, as `ssh -L` does.
 type Conn struct {
 	// Dial makes a new authenticated, pinned connection.
 	Dial func(ctx context.Context) (*ssh.Client, error)
@@ -19,10 +19,6 @@ type Conn struct {
 	c  *ssh.Client
 }
 
-// DialTimeout bounds making the connection: the forwarded connections that
-// wait for it fail rather than hang when the sandbox does not answer.
-const DialTimeout = 30 * time.Second
-
 // Get returns the connection, making it when there is none.
 func (h *Conn) Get(ctx context.Context) (Dialer, error) {
 	h.mu.Lock()
@@ -30,8 +26,6 @@ func (h *Conn) Get(ctx context.Context) (Dialer, error) {
 	if h.c != nil {
 		return h.c, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, DialTimeout)
-	defer cancel()
 	c, err := h.Dial(ctx)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Dialer opens a connection to an address as the guest sees it; an
@@ -20,6 +21,10 @@ type Dialer interface {
 // is reached as well as one on 127.0.0.1 or 0.0.0.0; both OpenSSH and
 // dropbear try each address the name has.
 const GuestHost = "localhost"
+
+// ConnWait bounds the wait for the SSH connection (being made, or made
+// again): a forwarded connection then fails rather than hangs.
+const ConnWait = 30 * time.Second
 
 // Serve accepts connections on l until it is closed or ctx ends, and relays
 // each one to l's guest port through a connection from conn. A connection
@@ -67,7 +72,9 @@ func Serve(ctx context.Context, l *Listener, conn func(context.Context) (Dialer,
 // HTTP clients and WebSocket closes expect.
 func relay(ctx context.Context, host net.Conn, guest string, conn func(context.Context) (Dialer, error)) error {
 	defer host.Close()
-	d, err := conn(ctx)
+	cctx, cancel := context.WithTimeout(ctx, ConnWait)
+	d, err := conn(cctx)
+	cancel()
 	if err != nil {
 		return err
 	}

@@ -19,8 +19,10 @@ import (
 // fail the next start.
 type Service struct {
 	Socket string // statedir.ForwardSocket in the sandbox's state/
-	Conn   *Conn  // the SSH connection every forward shares
-	Logf   func(format string, args ...any)
+	// Conn returns the SSH connection every forward shares: the daemon's
+	// held connection (sshmux), waiting while it is being made.
+	Conn func(context.Context) (Dialer, error)
+	Logf func(format string, args ...any)
 
 	mu   sync.Mutex
 	kept map[int]*kept // by host port
@@ -65,7 +67,7 @@ func (s *Service) Run(ctx context.Context, vm hostd.VM) error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	return s.Conn.Close()
+	return nil
 }
 
 func (s *Service) handle(ctx context.Context, req Request) Response {
@@ -115,7 +117,7 @@ func (s *Service) add(ctx context.Context, specs []Spec) Response {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := Serve(fctx, l, s.Conn.Get, s.Logf); err != nil {
+			if err := Serve(fctx, l, s.Conn, s.Logf); err != nil {
 				s.Logf("%s: %v", l.Spec, err)
 			}
 		}()

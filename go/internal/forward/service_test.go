@@ -30,8 +30,9 @@ func startService(t *testing.T, dir string) (string, func() error) {
 	t.Helper()
 	srv := sshdtest.Start(t, sshdtest.Dropbear)
 	socket := filepath.Join(dir, "forward.sock")
-	s := &Service{Socket: socket, Logf: t.Logf,
-		Conn: &Conn{Dial: func(ctx context.Context) (*ssh.Client, error) { return sshconn.Dial(ctx, srv.Target()) }}}
+	conn := &Conn{Dial: func(ctx context.Context) (*ssh.Client, error) { return sshconn.Dial(ctx, srv.Target()) }}
+	t.Cleanup(func() { conn.Close() })
+	s := &Service{Socket: socket, Logf: t.Logf, Conn: conn.Get}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)

@@ -28,6 +28,16 @@ const asideSuffix = ".keystone-clone"
 // complete: a clone killed half-way leaves no workspace, only a directory the
 // next Clone removes.
 func Clone(ctx context.Context, hostRepo, workspace string) error {
+	return CloneSteps(ctx, hostRepo, workspace, nil)
+}
+
+// CloneSteps is Clone, telling step (when not nil) what it does as it goes:
+// the host git's own progress while it packs the history ("Counting
+// objects: 45% (4500/10000)"), then the checkout. For a progress line.
+func CloneSteps(ctx context.Context, hostRepo, workspace string, step func(string)) error {
+	if step == nil {
+		step = func(string) {}
+	}
 	bin, err := TrustedGit()
 	if err != nil {
 		return err
@@ -47,7 +57,7 @@ func Clone(ctx context.Context, hostRepo, workspace string) error {
 	if err := os.MkdirAll(aside, 0o755); err != nil {
 		return fmt.Errorf("cannot create workspace %q: %w", workspace, err)
 	}
-	if err := cloneInto(ctx, g, dirs, aside); err != nil {
+	if err := cloneInto(ctx, g, dirs, aside, step); err != nil {
 		os.RemoveAll(aside)
 		return fmt.Errorf("failed to clone %q into %q: %w", hostRepo, workspace, err)
 	}
@@ -59,7 +69,7 @@ func Clone(ctx context.Context, hostRepo, workspace string) error {
 	return nil
 }
 
-func cloneInto(ctx context.Context, g hostGit, dirs hostDirs, dir string) error {
+func cloneInto(ctx context.Context, g hostGit, dirs hostDirs, dir string, step func(string)) error {
 	if _, err := git.PlainInit(dir, false); err != nil {
 		return err
 	}
@@ -76,7 +86,7 @@ func cloneInto(ctx context.Context, g hostGit, dirs hostDirs, dir string) error 
 	}
 	gitDir := filepath.Join(dir, ".git")
 	if len(tips) > 0 {
-		if err := copyObjects(ctx, g, tips, filepath.Join(gitDir, "objects")); err != nil {
+		if err := copyObjects(ctx, g, tips, filepath.Join(gitDir, "objects"), step); err != nil {
 			return err
 		}
 	}
@@ -98,6 +108,11 @@ func cloneInto(ctx context.Context, g hostGit, dirs hostDirs, dir string) error 
 	wt, err := repo.Worktree()
 	if err != nil {
 		return err
+	}
+	if headRef.Type() == plumbing.SymbolicReference {
+		step("checking out " + headRef.Target().Short())
+	} else {
+		step("checking out " + commit.String()[:12])
 	}
 	return wt.Reset(&git.ResetOptions{Commit: *commit, Mode: git.HardReset})
 }
@@ -133,7 +148,7 @@ func hostRefs(dirs hostDirs) ([]*plumbing.Reference, *plumbing.Reference, error)
 
 // copyObjects pipes the host's `git pack-objects` of everything reachable from
 // tips into index-pack, and installs the verified pack in objectsDir.
-func copyObjects(ctx context.Context, g hostGit, tips []plumbing.Hash, objectsDir string) error {
+func copyObjects(ctx context.Context, g hostGit, tips []plumbing.Hash, objectsDir string, step func(string)) error {
 	var list strings.Builder
 	for _, h := range tips {
 		list.WriteString(h.String() + "\n")
@@ -148,9 +163,9 @@ func copyObjects(ctx context.Context, g hostGit, tips []plumbing.Hash, objectsDi
 	if err != nil {
 		return err
 	}
-	pack := g.command(ctx, "pack-objects", "--revs", "--stdout", "--delta-base-offset", "--quiet")
+	pack := g.command(ctx, "pack-objects", "--revs", "--stdout", "--delta-base-offset", "--progress")
 	var stderr bytes.Buffer
-	pack.Stdin, pack.Stdout, pack.Stderr = strings.NewReader(list.String()), w, &stderr
+	pack.Stdin, pack.Stdout, pack.Stderr = strings.NewReader(list.String()), w, &progressLines{step: step, other: &stderr}
 	if err := pack.Start(); err != nil {
 		in.abort()
 		return fmt.Errorf("cannot run git pack-objects: %w", err)
@@ -168,4 +183,32 @@ func copyObjects(ctx context.Context, g hostGit, tips []plumbing.Hash, objectsDi
 		return err
 	}
 	return in.install(objectsDir, sum)
+}
+
+// progressLines passes git's progress lines ("Writing objects:  40% (4/10)",
+// redrawn with \r) to step and keeps every other line for the error message.
+type progressLines struct {
+	step    func(string)
+	other   *bytes.Buffer
+	partial []byte
+}
+
+func (p *progressLines) Write(b []byte) (int, error) {
+	for _, c := range b {
+		if c != '\r' && c != '\n' {
+			if len(p.partial) < 1024 {
+				p.partial = append(p.partial, c)
+			}
+			continue
+		}
+		line := string(p.partial)
+		p.partial = p.partial[:0]
+		switch {
+		case strings.Contains(line, "objects: "):
+			p.step(strings.TrimSpace(line))
+		case strings.TrimSpace(line) != "":
+			p.other.WriteString(line + "\n")
+		}
+	}
+	return len(b), nil
 }

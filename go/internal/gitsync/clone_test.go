@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -90,5 +91,20 @@ func TestCloneRefusesNonEmptyWorkspace(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(ws, "keep.txt")); string(b) != "mine\n" {
 		t.Error("existing file was touched")
+	}
+}
+
+// CloneSteps tells a progress line what it does: the host git's object
+// counts while the history is packed, then the checkout.
+func TestCloneSteps(t *testing.T) {
+	host := newHost(t)
+	commit(t, host, "second", map[string]string{"b.txt": "b\n"})
+	var steps []string
+	if err := CloneSteps(context.Background(), host, filepath.Join(t.TempDir(), "ws"), func(s string) { steps = append(steps, s) }); err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(steps, "\n")
+	if !strings.Contains(all, "objects: 100% (") || !strings.HasSuffix(all, "checking out main") {
+		t.Errorf("steps:\n%s\nwant git's object counts, then \"checking out main\"", all)
 	}
 }

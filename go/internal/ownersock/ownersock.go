@@ -25,9 +25,12 @@ import (
 const maxPath = 107
 
 // Listen creates the socket at path, mode 0600, replacing a stale one (a
-// daemon killed with SIGKILL leaves its socket behind). The caller removes
-// it when done (Remove).
+// daemon killed with SIGKILL leaves its socket behind) but never another
+// kind of file. The caller removes it when done (Remove).
 func Listen(path string) (*net.UnixListener, error) {
+	if st, err := os.Lstat(path); err == nil && st.Mode().Type() != fs.ModeSocket {
+		return nil, fmt.Errorf("cannot listen on %q: it exists and is not a socket", path)
+	}
 	if err := Remove(path); err != nil {
 		return nil, err
 	}

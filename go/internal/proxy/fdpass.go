@@ -14,15 +14,16 @@ package proxy
 // connection, no copy loop.
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/keystone-agent/keystone/internal/ownersock"
 )
 
 // Guest side of the forward: the guest's address of the proxy. 10.0.2.100
@@ -33,54 +34,16 @@ const (
 	GuestAddress = "10.0.2.100:3128"
 )
 
-// maxSockPath is what fits sockaddr_un's sun_path with its NUL.
-const maxSockPath = 107
-
 // Listen creates the daemon's unix socket at path (replacing a stale socket,
 // never another kind of file), private to this user.
 func Listen(path string) (*FDListener, error) {
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
-		}
-		os.Remove(path)
-	}
-	addr, done, err := shortPath(path)
+	l, err := ownersock.Listen(path)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: addr, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("failed to listen on %s: %w", path, err)
-	}
-	// The directory (state/, 0700) is what keeps others out; the mode says so too.
-	if err := os.Chmod(addr, 0o600); err != nil {
-		l.Close()
-		return nil, err
-	}
-	l.SetUnlinkOnClose(false)
 	fl := &FDListener{l: l, path: path, conns: make(chan net.Conn), done: make(chan struct{})}
 	go fl.loop()
 	return fl, nil
-}
-
-// shortPath returns a name for path that fits sun_path: path itself, or
-// /proc/self/fd/N/<base> through an open descriptor of its directory.
-func shortPath(path string) (string, func(), error) {
-	if len(path) <= maxSockPath {
-		return path, func() {}, nil
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return "", nil, err
-	}
-	short := fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), filepath.Base(path))
-	if len(short) > maxSockPath {
-		d.Close()
-		return "", nil, fmt.Errorf("socket name %q is too long", filepath.Base(path))
-	}
-	return short, func() { d.Close() }, nil
 }
 
 // FDListener accepts the guest's connections handed over by proxy-relay.
@@ -112,7 +75,7 @@ func (fl *FDListener) loop() {
 // receive takes one descriptor from a relay of this user's.
 func (fl *FDListener) receive(c *net.UnixConn) {
 	defer c.Close()
-	if !sameUser(c) {
+	if ownersock.CheckPeer(c) != nil {
 		return
 	}
 	c.SetDeadline(time.Now().Add(handoffTimeout))
@@ -155,23 +118,6 @@ func parseRights(oob []byte) []int {
 	return fds
 }
 
-// sameUser checks the peer's uid: the socket's directory already keeps other
-// users out; this keeps them out of a socket in a directory they can enter.
-func sameUser(c *net.UnixConn) bool {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var cred *syscall.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); err != nil || cerr != nil {
-		return false
-	}
-	return int(cred.Uid) == os.Getuid()
-}
-
 // Accept implements net.Listener.
 func (fl *FDListener) Accept() (net.Conn, error) {
 	select {
@@ -199,12 +145,9 @@ func (fl *FDListener) Addr() net.Addr { return fl.l.Addr() }
 // Relay hands conn's descriptor (the relay's stdin, qemu's end of one guest
 // connection) to the daemon listening at socketPath.
 func Relay(socketPath string, conn *os.File) error {
-	addr, done, err := shortPath(socketPath)
-	if err != nil {
-		return err
-	}
-	defer done()
-	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: addr, Net: "unix"})
+	ctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
+	defer cancel()
+	c, err := ownersock.Dial(ctx, socketPath)
 	if err != nil {
 		return err
 	}

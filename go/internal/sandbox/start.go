@@ -316,7 +316,7 @@ func (e *Env) clone(ctx context.Context, sb *Sandbox) error {
 		return fmt.Errorf("failed to discard an interrupted clone: %w", err)
 	}
 	line := progress.Start(e.progressWriter(), fmt.Sprintf("Cloning %s into %s", sb.ProjectPath, sb.Dir.Workspace()))
-	err := gitsync.Clone(ctx, sb.ProjectPath, partial)
+	err := gitsync.CloneSteps(ctx, sb.ProjectPath, partial, line.Set)
 	line.Done()
 	if err != nil {
 		return fmt.Errorf("failed to clone the project: %w", err)

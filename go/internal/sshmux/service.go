@@ -2,6 +2,7 @@ package sshmux
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/keystone-agent/keystone/internal/announce"
@@ -25,6 +26,17 @@ type Service struct {
 	// FirstTimeout bounds the wait for the first connection.
 	FirstTimeout time.Duration
 	Logf         func(format string, args ...any)
+
+	once sync.Once
+	held *Held
+}
+
+// Held is the service's connection, for the daemon's other users of it
+// (background port forwards open their channels on it). Its Conn waits
+// until Run has made it.
+func (s *Service) Held() *Held {
+	s.once.Do(func() { s.held = NewHeld(s.Target, nil, s.FirstTimeout, s.Logf) })
+	return s.held
 }
 
 func (s *Service) Name() string { return "ssh connection" }
@@ -42,7 +54,8 @@ func (s *Service) Run(ctx context.Context, vm hostd.VM) error {
 	if s.Console != "" {
 		hints = s.logHints(wctx, announce.Watch(wctx, s.Console, s.ConsoleFrom), began)
 	}
-	held := NewHeld(s.Target, hints, s.FirstTimeout, s.Logf)
+	held := s.Held()
+	held.Hint = hints
 	ready := func() {
 		s.logf("connected to %s %v after the daemon started", s.Target.Addr, time.Since(began).Round(time.Millisecond))
 		vm.Ready()
