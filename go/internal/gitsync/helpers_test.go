@@ -36,6 +36,15 @@ func TestMain(m *testing.M) {
 		"GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.com"} {
 		os.Setenv(k, v)
 	}
+	if f := os.Getenv("GITSYNC_TEST_CHILD"); f != "" { // a sync to kill: host and workspace
+		host, ws, _ := strings.Cut(f, "\n")
+		_, err := Sync(context.Background(), Options{Name: "demo", HostRepo: host, Workspace: ws})
+		if err != nil {
+			println(err.Error())
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	os.RemoveAll(home)
 	os.Exit(code)

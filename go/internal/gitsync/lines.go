@@ -70,6 +70,13 @@ func (s *syncer) blob(h plumbing.Hash) (int64, io.ReadCloser, error) {
 		}
 		return size, r, err
 	}
+	// go-git holds a whole object in memory: a large one is not read.
+	if size, err := s.host.EncodedObjectSize(h); err != nil || size > diffMax {
+		if err == nil {
+			err = errTooLarge
+		}
+		return 0, nil, err
+	}
 	o, err := s.host.EncodedObject(plumbing.BlobObject, h)
 	if err != nil {
 		return 0, nil, err

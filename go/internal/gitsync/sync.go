@@ -81,6 +81,17 @@ func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 	s, err := prepare(ctx, o)
 	if s != nil {
 		defer s.close()
+		defer func() { // the sandbox's uncommitted files, listed meanwhile
+			if s.listed == nil {
+				return
+			}
+			if l, ok := <-s.listed; ok && rep != nil {
+				rep.Uncommitted = l.files
+				if l.err != nil {
+					rep.UncommittedError = l.err.Error()
+				}
+			}
+		}()
 	}
 	if err != nil {
 		return nil, err
@@ -152,6 +163,7 @@ type syncer struct {
 	tr      *transfer
 	rep     *Report
 	dirty   chan dirtyResult // the host's git status, asked for early
+	listed  chan listing     // the sandbox's uncommitted files
 	paths   []string         // paths changed on the current branch
 	changes object.Changes   // the same changes, counted into lines at the end
 	head    plumbing.Hash
@@ -182,10 +194,12 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 	if s.ws, err = sandboxgit.Open(o.Workspace); err != nil {
 		return s, err
 	}
-	// The sandbox's uncommitted files are listed meanwhile.
-	listed := make(chan listing, 1)
-	if !o.SkipUncommitted {
-		go func() { listed <- listUncommitted(o.Workspace) }()
+	// The sandbox's uncommitted files are listed while the sync goes on.
+	s.listed = make(chan listing, 1)
+	if o.SkipUncommitted {
+		close(s.listed)
+	} else {
+		go func() { s.listed <- listUncommitted(o.Workspace) }()
 	}
 	branches, err := s.ws.Branches()
 	if err != nil {
@@ -217,13 +231,6 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 		return s, err
 	}
 	trace("refs")
-	if !o.SkipUncommitted {
-		l := <-listed
-		s.rep.Uncommitted = l.files
-		if l.err != nil {
-			s.rep.UncommittedError = l.err.Error()
-		}
-	}
 	return s, nil
 }
 

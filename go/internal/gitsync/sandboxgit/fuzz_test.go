@@ -287,3 +287,21 @@ func FuzzParseTreeSince(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseDirCache(f *testing.F) {
+	f.Add([]byte("DIRC\x00\x00\x00\x02\x00\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dc, err := ParseDirCache(data)
+		if err != nil {
+			return
+		}
+		if len(dc.Entries) > len(data)/42 {
+			t.Fatalf("%d entries from %d bytes", len(dc.Entries), len(data))
+		}
+		for _, e := range dc.Entries {
+			if e.Path == "" {
+				t.Fatal("an entry without a name")
+			}
+		}
+	})
+}

@@ -161,3 +161,26 @@ func CheckBranchName(b string) error {
 	}
 	return nil
 }
+
+// Head is the commit HEAD names, zero on an unborn branch.
+func (r *Repo) Head() (plumbing.Hash, error) {
+	b, err := r.readSmall("HEAD", MaxRefFile)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	value := bytes.TrimRight(b, "\n")
+	target, ok := bytes.CutPrefix(value, []byte("ref: refs/heads/"))
+	if !ok {
+		return objectName(value, "HEAD")
+	}
+	branches, err := r.Branches()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	for _, br := range branches {
+		if br.Name == string(target) {
+			return br.Hash, nil
+		}
+	}
+	return plumbing.ZeroHash, nil
+}

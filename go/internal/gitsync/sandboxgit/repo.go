@@ -97,6 +97,8 @@ func checkFormat(cfg []byte) (err error) {
 	return nil
 }
 
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
 // readSmall reads a regular file of the repository whole, refusing one larger
 // than limit before reading it.
 func (r *Repo) readSmall(name string, limit int64) ([]byte, error) {

@@ -80,6 +80,11 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	}
 	refs, _ := os.ReadFile(filepath.Join(dir, ".git", "packed-refs"))
 	add("FuzzPackedRefs", bytesArg(refs))
+	for _, v := range []string{"2", "4"} {
+		git(t, dir, "update-index", "--index-version", v)
+		index, _ := os.ReadFile(filepath.Join(dir, ".git", "index"))
+		add("FuzzParseDirCache", bytesArg(index))
+	}
 	for target, list := range seeds {
 		d := filepath.Join("testdata", "fuzz", target)
 		os.MkdirAll(d, 0o755)

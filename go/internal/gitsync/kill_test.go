@@ -1,0 +1,77 @@
+package gitsync
+
+import (
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A sync killed with SIGKILL while the host's index-pack reads its pack leaves
+// a locked-then-abandoned directory of its own and nothing else; the next sync
+// removes it and completes (issue 14 item 7).
+func TestSyncKilledLeavesNothingBehind(t *testing.T) {
+	host, ws := newPair(t)
+	rng := rand.New(rand.NewSource(1))
+	big := make([]byte, 48<<20)
+	rng.Read(big) // incompressible: the pack takes a while to write and index
+	write(t, filepath.Join(ws, "big.bin"), string(big))
+	tip := commit(t, ws, "big", nil)
+	self, _ := os.Executable()
+	objects := filepath.Join(host, ".git", "objects")
+	killed := false
+	for attempt := 0; attempt < 5 && !killed; attempt++ {
+		cmd := exec.Command(self, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "GITSYNC_TEST_CHILD="+host+"\n"+ws)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			if m, _ := filepath.Glob(filepath.Join(objects, incomingPrefix+"*", "incoming.pack")); len(m) > 0 {
+				cmd.Process.Signal(syscall.SIGKILL)
+				killed = true
+				break
+			}
+			if cmd.ProcessState != nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cmd.Wait()
+		if !killed {
+			gitIn(t, host, "reset", "-q", "--hard", "HEAD@{1}") // it finished first: undo and try again
+		}
+	}
+	if !killed {
+		t.Skip("the sync always finished before it could be killed")
+	}
+	gitIn(t, host, "fsck", "--no-dangling")
+	if got := gitIn(t, host, "rev-parse", "main"); got == tip {
+		t.Fatal("a killed sync moved the host branch")
+	}
+	if left, _ := filepath.Glob(filepath.Join(objects, incomingPrefix+"*")); len(left) != 1 {
+		t.Fatalf("after the kill: %v, want the killed sync's directory", left)
+	}
+	time.Sleep(200 * time.Millisecond) // the killed sync's index-pack sees its input end
+	mustSync(t, opts(host, ws))
+	if got := gitIn(t, host, "rev-parse", "main"); got != tip {
+		t.Fatalf("main = %s, want %s", got, tip)
+	}
+	for _, pattern := range []string{incomingPrefix + "*", "pack/tmp_*", "pack/*.keep"} {
+		if left, _ := filepath.Glob(filepath.Join(objects, pattern)); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(objects, "pack"))
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "pack-") {
+			t.Errorf("left behind in objects/pack: %s", e.Name())
+		}
+	}
+	gitIn(t, host, "fsck", "--no-dangling")
+}
