@@ -14,6 +14,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/hostd"
+	"github.com/keystone-agent/keystone/internal/proxy"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
@@ -23,18 +24,21 @@ const WorkDir = "/workspace"
 
 // writeGuestConf writes this start's session environment and git identity
 // into the guest share (package guestconf); the guest copies them at boot.
-func (e *Env) writeGuestConf(ctx context.Context, sb *Sandbox) error {
-	return WriteGuestConf(ctx, sb, e.Progress)
+// present names the credentials the proxy holds (names only: the guest gets
+// placeholders).
+func (e *Env) writeGuestConf(ctx context.Context, sb *Sandbox, present []string) error {
+	return WriteGuestConf(ctx, sb, present, e.Progress)
 }
 
 // WriteGuestConf is writeGuestConf for a declared sandbox, whose prepare
 // unit runs it before the VM boots; warnings go to w.
-func WriteGuestConf(ctx context.Context, sb *Sandbox, w io.Writer) error {
+func WriteGuestConf(ctx context.Context, sb *Sandbox, present []string, w io.Writer) error {
 	id, err := guestconf.HostIdentity(ctx, sb.ProjectPath, sb.Name)
 	if err != nil && w != nil {
 		fmt.Fprintf(w, "keystone: warning: cannot read the project's git identity (%v); commits in the sandbox are by %s\n", err, id)
 	}
-	env, err := guestconf.EnvironmentFile(guestconf.Config{Name: sb.Name, Identity: id})
+	env, err := guestconf.EnvironmentFile(guestconf.Config{Name: sb.Name, Identity: id,
+		Extra: proxy.GuestEnvironment(sb.Egress.WithDefaults().Mode, present)})
 	if err != nil {
 		return err
 	}
