@@ -109,10 +109,16 @@ let
     )
   '';
   # The session environment and git identity a start writes for imperative
-  # sandboxes (docs/agents.md), from the owner's view of the project.
+  # sandboxes (docs/agents.md), from the owner's view of the project: the
+  # proxy's variables for the egress mode, and a placeholder for each key the
+  # credentials file names (systemd's copy; only the names are read).
   writeGuestConf = name: sb: ''
-    ${cfg.package}/bin/keystone agent prepare-guest ${name} --project ${lib.escapeShellArg sb.projectPath} --dir "$dir"
+    ${cfg.package}/bin/keystone agent prepare-guest ${name} --project ${lib.escapeShellArg sb.projectPath} --dir "$dir" --egress ${sb.egress.mode}${
+      lib.optionalString (sb.credentialsFile != null) " --credentials \"$CREDENTIALS_DIRECTORY/credentials\""}
   '';
+  # systemd reads the credentials file (root-owned 0400 is fine) into the
+  # unit's credentials directory, readable by the unit alone
+  loadCredentials = sb: lib.optional (sb.credentialsFile != null) "credentials:${sb.credentialsFile}";
   # microvm@'s preStart links `booted` to `current` in its working directory
   linkRunner = name: ''
     ln -sfn ${runnerOf name} "$state/current"
@@ -134,6 +140,7 @@ let
       Group = groupOf sb;
       SyslogIdentifier = prepareUnit name;
       ReadWritePaths = [ sb.dir ];
+      LoadCredential = loadCredentials sb;
       # a local clone and key generation: no network at all
       PrivateNetwork = true;
       RestrictAddressFamilies = [ "AF_UNIX" ];
@@ -184,11 +191,10 @@ let
     serviceConfig = hardening // {
       User = sb.owner;
       Group = groupOf sb;
-      # the proxy's keys: systemd reads the file (root-owned 0400 is fine)
-      # into the unit's credentials directory (%d), readable by it alone
+      # the proxy's keys, from the unit's credentials directory (%d)
       ExecStart = "${cfg.package}/bin/keystone agent hostd ${name}"
         + lib.optionalString (sb.credentialsFile != null) " --credentials %d/credentials";
-      LoadCredential = lib.optional (sb.credentialsFile != null) "credentials:${sb.credentialsFile}";
+      LoadCredential = loadCredentials sb;
       Restart = "on-failure";
       RestartSec = 5;
       SyslogIdentifier = hostdUnit name;

@@ -158,6 +158,17 @@ in
     expected = [ [ "credentials:/run/agenix/keystone-x" ] true ];
   };
   test_no_credentials_file = { expr = svc.keystone-agent-hostd-my-app.serviceConfig.LoadCredential; expected = [ ]; };
+  # the guest's session environment (prepare-guest): the proxy's variables for
+  # the egress mode, a placeholder for each key the file names (names only)
+  test_prepare_guest_environment = {
+    expr = let s = (one { credentialsFile = "/run/agenix/keystone-x"; egress.mode = "open"; }).config.systemd.services.keystone-agent-prepare-x; in
+      [ s.serviceConfig.LoadCredential (has ''prepare-guest x --project /home/alice/src/my-app --dir "$dir" --egress open --credentials "$CREDENTIALS_DIRECTORY/credentials"'' s.script) ];
+    expected = [ [ "credentials:/run/agenix/keystone-x" ] true ];
+  };
+  test_prepare_guest_without_credentials = {
+    expr = with svc.keystone-agent-prepare-my-app; [ serviceConfig.LoadCredential (has "--egress allowlist\n" script) (has "--credentials" script) ];
+    expected = [ [ ] true false ];
+  };
   test_assert_credentials_not_in_store = {
     expr = (one { credentialsFile = "${builtins.storeDir}/abc-keys"; }).toplevel;
     expectError = ".*credentialsFile is in the Nix store.*";

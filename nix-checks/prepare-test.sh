@@ -27,7 +27,7 @@ chmod +x "$T/project/.git/hooks/post-checkout"
 
 "$NIXEVAL/eval-module.sh" -q --strict --pkgs vim,wget,htop,direnv,codex,claude-code -e "(evalHost [ {
     keystone.agent.package = pkgs.mkFake \"keystone\" { }; users.users.alice.isNormalUser = true;
-    keystone.agent.sandboxes.demo = { projectPath = \"$T/project\"; owner = \"alice\"; dir = \"$T/sb\"; authorizedKeys = [ \"ssh-ed25519 AAAAextra alice@laptop\" ]; };
+    keystone.agent.sandboxes.demo = { projectPath = \"$T/project\"; owner = \"alice\"; dir = \"$T/sb\"; authorizedKeys = [ \"ssh-ed25519 AAAAextra alice@laptop\" ]; credentialsFile = \"/run/agenix/keystone-demo\"; };
   } ]).config.systemd.services.keystone-agent-prepare-demo.script" "$ROOT/modules/default.nix" \
   | python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin))' >"$T/prepare.sh.fake"
 # the helper the unit runs: this tree's, in place of the fake package
@@ -35,6 +35,10 @@ chmod +x "$T/project/.git/hooks/post-checkout"
 sed "s|/nix/store/[a-z0-9]*-keystone/bin/keystone|$T/keystone|g" "$T/prepare.sh.fake" >"$T/prepare.sh"
 
 mkdir -p "$T/sb/state"   # tmpfiles makes these on the host
+# systemd's copy of credentialsFile (LoadCredential=): the unit reads names only
+secret="sk-ant-oat01-prepare-test-$$"
+mkdir -p "$T/creds" && printf 'CLAUDE_CODE_OAUTH_TOKEN=%s\n' "$secret" >"$T/creds/credentials" && chmod 400 "$T/creds/credentials"
+export CREDENTIALS_DIRECTORY="$T/creds"
 bash "$T/prepare.sh" >"$T/out" 2>&1 || { no "prepare exited $?"; cat "$T/out"; exit 1; }
 s="$T/sb/state"
 expect "workspace is a clone of the project" '[ "$(git -C "$T/sb/workspace" rev-parse HEAD)" = "$(git -C "$T/project" rev-parse HEAD)" ]'
@@ -50,6 +54,9 @@ expect "no password-auth marker" '[ ! -e "$s/guest/password-auth" ]'
 expect "runner linked as state/current" '[ -L "$s/current" ] && case $(readlink "$s/current") in /nix/store/*) true ;; *) false ;; esac'
 expect "log lines are prefixed" 'grep -q "^\[keystone-agent\] cloning" "$T/out"'
 expect "session environment for the guest" 'grep -qx "export KEYSTONE_SANDBOX='"'"'demo'"'"'" "$s/guest/environment"'
+expect "the proxy for the guest's sessions (egress allowlist)" 'grep -qx "export HTTPS_PROXY='"'"'http://10.0.2.100:3128'"'"'" "$s/guest/environment"'
+expect "a placeholder for the key the credentials file names" 'grep -qx "export CLAUDE_CODE_OAUTH_TOKEN='"'"'keystone-placeholder-claude-code-oauth-token'"'"'" "$s/guest/environment"'
+expect "the key itself nowhere in the sandbox directory" '! grep -rqF "$secret" "$T/sb"'
 expect "the project's git identity for the guest" '[ "$(git config --file "$s/guest/gitconfig" user.name)" = "Project Owner" ] && [ "$(git config --file "$s/guest/gitconfig" commit.gpgsign)" = false ]'
 
 hostkey=$(cat "$s/guest/ssh_host_ed25519_key.pub")

@@ -45,10 +45,13 @@ type Agent struct {
 	// Flags turn off the agent's permission prompts for the pinned version:
 	// the sandbox is the boundary.
 	Flags []string `json:"flags"`
-	// Home holds JSON files written into the guest user's home when they are
-	// missing, before the agent first runs: the first-run state that trusts
-	// /workspace and skips a setup that would end the agent when its API is
-	// unreachable. The agent owns them afterwards (logins are saved there).
+	// Home holds files written into the guest user's home when they are
+	// missing, at every start, before the agent first runs: the first-run
+	// state that trusts /workspace, skips a setup that would end the agent
+	// when its API is unreachable, and points it at the sandbox's proxy. A
+	// "*.json" file is its JSON value; any other file is a JSON string, its
+	// text, in which ${NAME} is a session variable's value (HomeFiles). The
+	// agent owns them afterwards (logins are saved there).
 	Home map[string]json.RawMessage `json:"home,omitempty"`
 }
 
@@ -118,6 +121,7 @@ func (m *Manifest) validate() error {
 			seen[name] = id
 		}
 	}
+	homeOwner := map[string]string{}
 	for name, a := range m.Agents {
 		p, ok := m.Packages[a.Package]
 		switch {
@@ -137,9 +141,13 @@ func (m *Manifest) validate() error {
 			if rel == "" || path.IsAbs(rel) || path.Clean(rel) != rel || strings.HasPrefix(rel, "../") || rel == ".." {
 				return fmt.Errorf("agent %q: home file %q must be relative and stay inside the home", name, rel)
 			}
-			if !json.Valid(data) {
-				return fmt.Errorf("agent %q: home file %q is not JSON", name, rel)
+			if _, err := homeText(rel, data); err != nil {
+				return fmt.Errorf("agent %q: home file %q: %w", name, rel, err)
 			}
+			if other, ok := homeOwner[rel]; ok {
+				return fmt.Errorf("home file %q is in both %q and %q", rel, other, name)
+			}
+			homeOwner[rel] = name
 		}
 	}
 	return nil

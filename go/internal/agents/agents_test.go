@@ -2,6 +2,7 @@ package agents
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,37 +105,88 @@ func TestSessionArgv(t *testing.T) {
 	}
 }
 
-func TestSeedArgv(t *testing.T) {
+// testLookup stands for the guest's session variables.
+func testLookup(name string) (string, bool) {
+	v, ok := map[string]string{"OPENAI_BASE_URL": "http://proxy.test/openai/v1"}[name]
+	return v, ok
+}
+
+func TestHomeFiles(t *testing.T) {
 	m, _ := Load()
-	codex, _ := m.Agent("codex")
-	if codex.SeedArgv() != nil {
-		t.Error("codex has no first-run files; want no seed command")
+	files, err := m.HomeFiles(testLookup)
+	if err != nil {
+		t.Fatal(err)
 	}
-	claude, _ := m.Agent("claude")
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, f.Path)
+	}
+	// every agent's, whichever runs in the session: exec runs the others
+	if got := strings.Join(paths, " "); got != ".claude.json .codex/config.toml .gemini/settings.json .gemini/trustedFolders.json" {
+		t.Fatalf("home files: %s", got)
+	}
 	home := t.TempDir()
-	argv := claude.SeedArgv()
-	run := func() {
+	run := func(files []HomeFile) {
+		argv := SeedArgv(files)
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("seed: %v %s", err, out)
 		}
 	}
-	run()
-	data, err := os.ReadFile(filepath.Join(home, ".claude.json"))
-	if err != nil || !strings.Contains(string(data), `"/workspace":{"hasTrustDialogAccepted":true}`) || !strings.HasSuffix(string(data), "}\n") {
-		t.Fatalf(".claude.json = %q, %v", data, err)
+	read := func(rel string) string {
+		data, err := os.ReadFile(filepath.Join(home, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	run(files)
+	if data := read(".claude.json"); !strings.Contains(data, `"/workspace":{"hasTrustDialogAccepted":true}`) || !strings.HasSuffix(data, "}\n") {
+		t.Fatalf(".claude.json = %q", data)
+	}
+	if data := read(".gemini/trustedFolders.json"); data != `{"/workspace":"TRUST_FOLDER"}`+"\n" {
+		t.Fatalf("trustedFolders.json = %q", data)
+	}
+	if data := read(".gemini/settings.json"); data != `{"security":{"auth":{"selectedType":"gemini-api-key"}}}`+"\n" {
+		t.Fatalf("settings.json = %q", data)
+	}
+	// Codex's base URL is the session variable's value, not a second copy
+	// of the proxy's address.
+	if data := read(".codex/config.toml"); !strings.Contains(data, "\nopenai_base_url = \"http://proxy.test/openai/v1\"\n") || strings.Contains(data, "${") {
+		t.Fatalf("config.toml = %q", data)
+	}
+	if st, _ := os.Stat(filepath.Join(home, ".codex/config.toml")); st.Mode().Perm() != 0o600 {
+		t.Errorf("config.toml has mode %v; want 0600", st.Mode().Perm())
 	}
 	// The agent's own file (a login, say) is never replaced.
 	os.WriteFile(filepath.Join(home, ".claude.json"), []byte("mine"), 0o600)
-	run()
-	if data, _ := os.ReadFile(filepath.Join(home, ".claude.json")); string(data) != "mine" {
+	run(files)
+	if data := read(".claude.json"); data != "mine" {
 		t.Fatalf("an existing file was replaced: %q", data)
 	}
-	gemini, _ := m.Agent("gemini")
-	argv = gemini.SeedArgv()
-	run()
-	if data, _ := os.ReadFile(filepath.Join(home, ".gemini", "trustedFolders.json")); string(data) != `{"/workspace":"TRUST_FOLDER"}`+"\n" {
-		t.Fatalf("trustedFolders.json = %q", data)
+	if SeedArgv(nil) != nil {
+		t.Error("no files: want no seed command")
+	}
+}
+
+func TestHomeFilesRefuse(t *testing.T) {
+	base := `{"packages":{"p":{"npm":"p","version":"1","url":"https://registry.npmjs.org/p.tgz","integrity":"sha512-` + strings.Repeat("A", 86) + `==","bin":{"a":"a"}}},
+		"agents":{"a":{"package":"p","command":"a","flags":[],"home":%s}}}`
+	for home, want := range map[string]string{
+		`{"x.toml":{"k":1}}`:     "not a JSON string",
+		`{"x.json":"text"}`:      "",
+		`{"x.json":{"a":1}}`:     "",
+		`{"../x":"t"}`:           "stay inside the home",
+		`{"x.toml":"${NOPE}"}`:   "${NOPE} is not a variable",
+		`{"x.toml":"$HOME \\$"}`: "",
+	} {
+		m, err := Parse([]byte(fmt.Sprintf(base, home)))
+		if err == nil {
+			_, err = m.HomeFiles(testLookup)
+		}
+		if (err == nil) != (want == "") || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("home %s: got %v; want %q", home, err, want)
+		}
 	}
 }

@@ -3,8 +3,11 @@ package agents
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
+	"regexp"
 	"slices"
+	"strings"
 )
 
 // The agent runs in a tmux session in the guest, so it keeps working when
@@ -39,24 +42,83 @@ func AliveArgv() []string { return tmux("has-session", "-t", "="+SessionName) }
 const seedScript = `umask 077
 while [ $# -gt 1 ]; do
 	f="$HOME/$1"
-	if [ ! -e "$f" ]; then mkdir -p "$(dirname "$f")" && printf '%s\n' "$2" >"$f" || exit 1; fi
+	if [ ! -e "$f" ]; then mkdir -p "$(dirname "$f")" && printf '%s' "$2" >"$f" || exit 1; fi
 	shift 2
 done`
 
-// SeedArgv writes the agent's first-run files (Agent.Home); nil when it
-// has none.
-func (a Agent) SeedArgv() []string {
-	if len(a.Home) == 0 {
+// HomeFile is one first-run file: its path in the guest user's home and its
+// content.
+type HomeFile struct{ Path, Content string }
+
+// HomeFiles returns every agent's first-run files (Agent.Home), sorted by
+// path: all of them, whichever agent the session runs, so that each agent
+// finds its own when it is run with `exec` too. In a text file, ${NAME} is
+// replaced by lookup(NAME), a variable of the guest's sessions, so the
+// manifest names the variable (OPENAI_BASE_URL), never its value.
+func (m *Manifest) HomeFiles(lookup func(name string) (string, bool)) ([]HomeFile, error) {
+	var files []HomeFile
+	for _, name := range m.Names() {
+		a := m.Agents[name]
+		for _, rel := range slices.Sorted(maps.Keys(a.Home)) {
+			text, err := homeText(rel, a.Home[rel])
+			if err == nil && !strings.HasSuffix(rel, ".json") {
+				text, err = expand(text, lookup)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("agent %q: home file %q: %w", name, rel, err)
+			}
+			files = append(files, HomeFile{Path: rel, Content: text})
+		}
+	}
+	slices.SortFunc(files, func(a, b HomeFile) int { return strings.Compare(a.Path, b.Path) })
+	return files, nil
+}
+
+// homeText is a home file's content as the manifest gives it: a "*.json"
+// file's value, compacted, with a final newline; any other file's JSON string.
+func homeText(rel string, data json.RawMessage) (string, error) {
+	if strings.HasSuffix(rel, ".json") {
+		var b bytes.Buffer
+		if err := json.Compact(&b, data); err != nil {
+			return "", fmt.Errorf("not JSON: %w", err)
+		}
+		return b.String() + "\n", nil
+	}
+	var text string
+	if err := json.Unmarshal(data, &text); err != nil {
+		return "", fmt.Errorf("not a JSON string (only *.json files hold JSON values)")
+	}
+	return text, nil
+}
+
+var sessionVarRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expand replaces each ${NAME} in text by its value.
+func expand(text string, lookup func(string) (string, bool)) (string, error) {
+	var missing string
+	out := sessionVarRef.ReplaceAllStringFunc(text, func(ref string) string {
+		name := ref[2 : len(ref)-1]
+		v, ok := lookup(name)
+		if !ok && missing == "" {
+			missing = name
+		}
+		return v
+	})
+	if missing != "" {
+		return "", fmt.Errorf("${%s} is not a variable of the guest's sessions", missing)
+	}
+	return out, nil
+}
+
+// SeedArgv writes the files into the guest user's home, each unless it
+// exists; nil when there are none.
+func SeedArgv(files []HomeFile) []string {
+	if len(files) == 0 {
 		return nil
 	}
 	argv := []string{"sh", "-c", seedScript, "sh"}
-	for _, rel := range slices.Sorted(maps.Keys(a.Home)) {
-		var b bytes.Buffer
-		if json.Compact(&b, a.Home[rel]) != nil {
-			b.Reset()
-			b.Write(a.Home[rel]) // validated when loaded: cannot happen
-		}
-		argv = append(argv, rel, b.String())
+	for _, f := range files {
+		argv = append(argv, f.Path, f.Content)
 	}
 	return argv
 }

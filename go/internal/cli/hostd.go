@@ -127,7 +127,7 @@ func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 		},
 		Logf: func(format string, args ...any) { logf("forward: "+format, args...) },
 	})
-	if sb.Declared && sb.Agent != "" { // `start` starts an imperative sandbox's session itself
+	if sb.Declared { // `start` does this for an imperative sandbox itself
 		services = append(services, &sandbox.SessionService{Sandbox: sb, Logf: logf})
 	}
 	logf("host daemon of %q: %d services", sb.Name, len(services))

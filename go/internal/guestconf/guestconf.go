@@ -45,14 +45,31 @@ func Environment(c Config) []Var {
 		{"IS_SANDBOX", "1"},          // Claude Code: the no-prompt flag is allowed even as root
 		{"DISABLE_AUTOUPDATER", "1"}, // Claude Code: the pinned install is read-only
 		{"LANG", "C.UTF-8"},          // tmux and the agents' TUIs draw UTF-8
+		// Gemini CLI: every folder is trusted (the sandbox is the boundary);
+		// without it a headless run in an untrusted folder exits.
+		{"GEMINI_CLI_TRUST_WORKSPACE", "true"},
 	}
+}
+
+// Vars are all the variables of the file: Environment's, then Extra.
+func (c Config) Vars() []Var { return append(Environment(c), c.Extra...) }
+
+// Lookup returns a variable's value in the guest's sessions.
+func (c Config) Lookup(name string) (string, bool) {
+	value, found := "", false
+	for _, v := range c.Vars() {
+		if v.Name == name {
+			value, found = v.Value, true // the last wins, as when the file is sourced
+		}
+	}
+	return value, found
 }
 
 // EnvironmentFile renders Environment as the file the guest sources.
 func EnvironmentFile(c Config) ([]byte, error) {
 	var b strings.Builder
 	b.WriteString("# Written by keystone agent at every start; sourced by login shells, exec,\n# attach and the agent session (docs/agents.md). Changes are lost.\n")
-	for _, v := range append(Environment(c), c.Extra...) {
+	for _, v := range c.Vars() {
 		if !isShellName(v.Name) {
 			return nil, fmt.Errorf("session variable name %q is not a shell name", v.Name)
 		}

@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/agents"
 	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/egress"
+	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/proxy"
 	"github.com/keystone-agent/keystone/internal/testenv/apistub"
 )
@@ -31,14 +33,12 @@ func TestCodexThroughTheProxy(t *testing.T) {
 	api := apistub.New("stub says hi")
 	defer api.Close()
 	addr := serveProxy(t, api, "OPENAI_API_KEY="+key)
-	home := t.TempDir()
-	os.MkdirAll(home+"/.codex", 0o700)
+	home := seedHome(t, addr) // the guest's ~/.codex/config.toml names the proxy
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, codex, "exec", "--skip-git-repo-check",
-		"-c", `openai_base_url="http://`+addr+`/openai/v1"`, "say hi")
+	cmd := exec.CommandContext(ctx, codex, "exec", "--skip-git-repo-check", "say hi")
 	cmd.Dir = home
-	cmd.Env = []string{"HOME=" + home, "CODEX_HOME=" + home + "/.codex", "PATH=/usr/bin:/bin",
+	cmd.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin",
 		"CODEX_API_KEY=" + credentials.Placeholder("OPENAI_API_KEY")}
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "stub says hi") {
@@ -67,9 +67,7 @@ func TestGeminiThroughTheProxy(t *testing.T) {
 	api := apistub.New("stub says hi")
 	defer api.Close()
 	addr := serveProxy(t, api, "GEMINI_API_KEY="+key)
-	home := t.TempDir()
-	os.MkdirAll(home+"/.gemini", 0o700)
-	os.WriteFile(home+"/.gemini/settings.json", []byte(`{"security":{"auth":{"selectedType":"gemini-api-key"}}}`), 0o600)
+	home := seedHome(t, addr) // the guest's ~/.gemini/settings.json picks the API key
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gemini, "-p", "say hi")
@@ -86,6 +84,30 @@ func TestGeminiThroughTheProxy(t *testing.T) {
 			t.Errorf("%s %s reached the upstream with x-goog-api-key %q", r.Method, r.Path, got)
 		}
 	}
+}
+
+// seedHome returns a home with the agents' first-run files, as the guest's
+// (agents.Manifest.HomeFiles), whose proxy is the one at addr.
+func seedHome(t *testing.T, addr string) string {
+	home := t.TempDir()
+	m, err := agents.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := m.HomeFiles(func(name string) (string, bool) {
+		v, ok := guestconf.Config{Extra: proxy.GuestEnvironment(egress.Allowlist, nil)}.Lookup(name)
+		return strings.Replace(v, proxy.URL, "http://"+addr, 1), ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := agents.SeedArgv(files)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("seed: %v %s", err, out)
+	}
+	return home
 }
 
 // serveProxy runs a proxy on loopback whose upstreams are api, holding creds.

@@ -4,10 +4,9 @@ import (
 	"strings"
 
 	"github.com/keystone-agent/keystone/internal/credentials"
+	"github.com/keystone-agent/keystone/internal/egress"
+	"github.com/keystone-agent/keystone/internal/guestconf"
 )
-
-// Var is one variable of the guest's sessions.
-type Var struct{ Name, Value string }
 
 // URL is the guest's URL of the proxy.
 const URL = "http://" + GuestAddress
@@ -18,18 +17,27 @@ const URL = "http://" + GuestAddress
 const noProxy = GuestIP + ",localhost,127.0.0.1,::1"
 
 // GuestEnvironment is every variable the proxy needs in the guest's logins,
-// `exec` and agent sessions: the proxy for HTTP and HTTPS, each provider's
-// base URL on the proxy, and a placeholder for each credential the host
-// holds (present: credential variable names). A provider with none gets the
-// placeholder of its first credential, so its agent still talks to the
-// proxy and reads the proxy's own answer (which names what to set on the
+// `exec` and agent sessions (package guestconf writes them): each provider's
+// base URL on the proxy and a placeholder for each credential the host
+// holds (present: credential variable names, never values), and, unless the
+// egress mode is open, the proxy for HTTP and HTTPS. A provider with none
+// gets the placeholder of its first credential, so its agent still talks to
+// the proxy and reads the proxy's own answer (which names what to set on the
 // host). No value here is secret.
-func GuestEnvironment(present []string) []Var {
-	vars := []Var{
-		{"HTTP_PROXY", URL}, {"HTTPS_PROXY", URL}, {"http_proxy", URL}, {"https_proxy", URL},
-		{"NO_PROXY", noProxy}, {"no_proxy", noProxy},
-		// Node's built-in fetch ignores the variables above without it (Node ≥ 22.21/24).
-		{"NODE_USE_ENV_PROXY", "1"},
+//
+// In open mode the guest has qemu's usual network: its other traffic goes
+// out directly, as the mode promises (through the proxy it would meet the
+// address checks that open does not ask for), while the agents still reach
+// their APIs through the provider routes, the one place keys are added.
+func GuestEnvironment(mode string, present []string) []guestconf.Var {
+	var vars []guestconf.Var
+	if mode != egress.Open {
+		vars = append(vars,
+			guestconf.Var{Name: "HTTP_PROXY", Value: URL}, guestconf.Var{Name: "HTTPS_PROXY", Value: URL},
+			guestconf.Var{Name: "http_proxy", Value: URL}, guestconf.Var{Name: "https_proxy", Value: URL},
+			guestconf.Var{Name: "NO_PROXY", Value: noProxy}, guestconf.Var{Name: "no_proxy", Value: noProxy},
+			// Node's built-in fetch ignores the variables above without it (Node ≥ 22.21/24).
+			guestconf.Var{Name: "NODE_USE_ENV_PROXY", Value: "1"})
 	}
 	has := map[string]bool{}
 	for _, v := range present {
@@ -37,7 +45,7 @@ func GuestEnvironment(present []string) []Var {
 	}
 	for _, p := range credentials.Providers {
 		for _, v := range p.BaseURLVars {
-			vars = append(vars, Var{v, URL + "/" + p.Name + p.GuestSuffix})
+			vars = append(vars, guestconf.Var{Name: v, Value: ProviderURL(p)})
 		}
 		var creds []credentials.Credential
 		for _, c := range p.Credentials {
@@ -50,12 +58,15 @@ func GuestEnvironment(present []string) []Var {
 		}
 		for _, c := range creds {
 			for _, name := range append([]string{c.Var}, c.GuestAliases...) {
-				vars = append(vars, Var{name, credentials.Placeholder(c.Var)})
+				vars = append(vars, guestconf.Var{Name: name, Value: credentials.Placeholder(c.Var)})
 			}
 		}
 	}
 	return vars
 }
+
+// ProviderURL is the guest's base URL of a provider's route on the proxy.
+func ProviderURL(p credentials.Provider) string { return URL + "/" + p.Name + p.GuestSuffix }
 
 // RelayCommand is the program qemu runs for each guest connection to
 // GuestAddress (the runner's guestfwd=…-cmd:), quoted for glib's

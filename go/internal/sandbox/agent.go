@@ -14,6 +14,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/hostd"
+	"github.com/keystone-agent/keystone/internal/proxy"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
@@ -23,18 +24,20 @@ const WorkDir = "/workspace"
 
 // writeGuestConf writes this start's session environment and git identity
 // into the guest share (package guestconf); the guest copies them at boot.
-func (e *Env) writeGuestConf(ctx context.Context, sb *Sandbox) error {
-	return WriteGuestConf(ctx, sb, e.Progress)
+// present names the credentials the proxy holds (names only: the guest gets
+// placeholders).
+func (e *Env) writeGuestConf(ctx context.Context, sb *Sandbox, present []string) error {
+	return WriteGuestConf(ctx, sb, present, e.Progress)
 }
 
 // WriteGuestConf is writeGuestConf for a declared sandbox, whose prepare
 // unit runs it before the VM boots; warnings go to w.
-func WriteGuestConf(ctx context.Context, sb *Sandbox, w io.Writer) error {
+func WriteGuestConf(ctx context.Context, sb *Sandbox, present []string, w io.Writer) error {
 	id, err := guestconf.HostIdentity(ctx, sb.ProjectPath, sb.Name)
 	if err != nil && w != nil {
 		fmt.Fprintf(w, "keystone: warning: cannot read the project's git identity (%v); commits in the sandbox are by %s\n", err, id)
 	}
-	env, err := guestconf.EnvironmentFile(guestconf.Config{Name: sb.Name, Identity: id})
+	env, err := guestconf.EnvironmentFile(sb.guestConfig(id, present))
 	if err != nil {
 		return err
 	}
@@ -49,6 +52,14 @@ func WriteGuestConf(ctx context.Context, sb *Sandbox, w io.Writer) error {
 		return err
 	}
 	return atomicfile.Write(filepath.Join(sb.Dir.Guest(), statedir.GuestGitConfig), git, 0o644)
+}
+
+// guestConfig is what the guest's session files are rendered from: the
+// proxy's variables for the sandbox's egress mode and a placeholder for each
+// credential named in present.
+func (sb *Sandbox) guestConfig(id guestconf.Identity, present []string) guestconf.Config {
+	return guestconf.Config{Name: sb.Name, Identity: id,
+		Extra: proxy.GuestEnvironment(sb.Egress.WithDefaults().Mode, present)}
 }
 
 // GitIdentity is the identity the sandbox's last start gave the guest.
@@ -70,8 +81,13 @@ func (sb *Sandbox) agent() (agents.Agent, error) {
 	return m.Agent(sb.Agent)
 }
 
-// startSession starts the sandbox's agent in its tmux session, detached.
+// startSession writes the agents' missing first-run files into the guest's
+// home and starts the sandbox's agent, if it has one, in its tmux session,
+// detached.
 func (e *Env) startSession(ctx context.Context, sb *Sandbox) error {
+	if err := sb.seedHome(ctx); err != nil {
+		return err
+	}
 	if sb.Agent == "" {
 		return nil
 	}
@@ -80,20 +96,28 @@ func (e *Env) startSession(ctx context.Context, sb *Sandbox) error {
 		return err
 	}
 	e.progressf("Starting %s in the session %q", sb.Agent, agents.SessionName)
-	err = sb.seed(ctx, a)
-	if err == nil {
-		err = sb.runOK(ctx, a.StartArgv(WorkDir))
-	}
-	if err != nil {
+	if err := sb.runOK(ctx, a.StartArgv(WorkDir)); err != nil {
 		return fmt.Errorf("failed to start %s in sandbox %q: %w", sb.Agent, sb.Name, err)
 	}
 	return nil
 }
 
-// seed writes the agent's missing first-run files into the guest's home.
-func (sb *Sandbox) seed(ctx context.Context, a agents.Agent) error {
-	if argv := a.SeedArgv(); argv != nil {
-		return sb.runOK(ctx, argv)
+// seedHome writes every agent's missing first-run files into the guest's
+// home (the manifest's "home"): each agent, whether it runs in the session
+// or with exec, finds its trust settings and its way to the proxy there.
+func (sb *Sandbox) seedHome(ctx context.Context) error {
+	m, err := agents.Load()
+	if err != nil {
+		return err
+	}
+	files, err := m.HomeFiles(sb.guestConfig(guestconf.Identity{}, nil).Lookup)
+	if err == nil {
+		if argv := agents.SeedArgv(files); argv != nil {
+			err = sb.runOK(ctx, argv)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("failed to write the agents' files into the home of sandbox %q: %w", sb.Name, err)
 	}
 	return nil
 }
@@ -138,8 +162,8 @@ func (sb *Sandbox) AttachArgv(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sb.seed(ctx, a); err != nil {
-		return nil, fmt.Errorf("failed to prepare %s in sandbox %q: %w", sb.Agent, sb.Name, err)
+	if err := sb.seedHome(ctx); err != nil {
+		return nil, err
 	}
 	return a.AttachArgv(WorkDir), nil
 }
@@ -166,17 +190,24 @@ func (sb *Sandbox) run(ctx context.Context, argv []string) (int, string, error) 
 	return code, strings.TrimSpace(stderr.String()), err
 }
 
-// SessionService starts a declared sandbox's agent session once its VM
-// answers over SSH: systemd boots a declared VM, so no `start` does it. It
-// is one of the host daemon's services (package hostd); it never holds the
-// daemon's readiness up and does nothing when the session runs already.
+// SessionService does for a declared sandbox what `start` does for an
+// imperative one once its VM answers over SSH (systemd boots a declared VM,
+// so no `start` runs): it writes the agents' missing first-run files and
+// starts the agent's session, if the sandbox has an agent. It is one of the
+// host daemon's services (package hostd); it never holds the daemon's
+// readiness up and leaves a running session alone.
 type SessionService struct {
 	Sandbox *Sandbox
 	Logf    func(format string, args ...any)
 }
 
 // Name implements hostd.Service.
-func (s *SessionService) Name() string { return "agent session (" + s.Sandbox.Agent + ")" }
+func (s *SessionService) Name() string {
+	if s.Sandbox.Agent == "" {
+		return "agent files"
+	}
+	return "agent files and session (" + s.Sandbox.Agent + ")"
+}
 
 // Run implements hostd.Service.
 func (s *SessionService) Run(ctx context.Context, vm hostd.VM) error {
@@ -198,13 +229,15 @@ func (s *SessionService) Run(ctx context.Context, vm hostd.VM) error {
 	if err := sshconn.WaitReady(ctx, t, nil); err != nil {
 		return nil // stopped or gone before it answered: nothing to start
 	}
-	if sb.SessionAlive(ctx) {
+	if err := sb.seedHome(ctx); err != nil {
+		return err
+	}
+	switch {
+	case sb.Agent == "":
+	case sb.SessionAlive(ctx):
 		s.Logf("the session %q runs already", agents.SessionName)
-	} else {
+	default:
 		a, err := sb.agent()
-		if err == nil {
-			err = sb.seed(ctx, a)
-		}
 		if err == nil {
 			err = sb.runOK(ctx, a.StartArgv(WorkDir))
 		}

@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -97,6 +99,39 @@ func TestRunnerEnvHasNoCredentials(t *testing.T) {
 		"\nKEYSTONE_PROXY_COMMAND='/usr/bin/keystone' agent proxy-relay --sandbox 'app' '" + sb.Dir.Path(statedir.ProxySocket) + "'\n"} {
 		if !strings.Contains("\n"+env+"\n", want) {
 			t.Errorf("runner environment lacks %q", strings.TrimSpace(want))
+		}
+	}
+}
+
+// The session environment a start writes has the proxy's variables for the
+// sandbox's egress mode and placeholders for the credentials it holds: the
+// names reach it, never the values.
+func TestGuestConfHasTheProxyVariables(t *testing.T) {
+	t.Setenv("ANTHROPIC_API_KEY", "sk-ant-leak")
+	creds, _, _ := credentials.Parse([]byte("CLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat-leak\n"))
+	for _, mode := range egress.Modes {
+		sb := &Sandbox{Entry: registry.Entry{Name: "app", ProjectPath: t.TempDir(), Egress: egress.Settings{Mode: mode}},
+			Dir: statedir.Dir(t.TempDir()).Sandbox("app")}
+		if err := WriteGuestConf(context.Background(), sb, creds.Names(), io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(sb.Dir.Guest(), statedir.GuestEnvironment))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := string(b)
+		if strings.Contains(env, "leak") {
+			t.Fatalf("%s: a credential is in the guest's environment:\n%s", mode, env)
+		}
+		for _, want := range []string{"export ANTHROPIC_BASE_URL='http://10.0.2.100:3128/anthropic'\n",
+			"export CLAUDE_CODE_OAUTH_TOKEN='keystone-placeholder-claude-code-oauth-token'\n",
+			"export OPENAI_API_KEY='keystone-placeholder-openai-api-key'\n"} {
+			if !strings.Contains(env, want) {
+				t.Errorf("%s: the environment lacks %q", mode, want)
+			}
+		}
+		if proxied := strings.Contains(env, "export HTTPS_PROXY="); proxied != (mode != egress.Open) {
+			t.Errorf("%s: HTTPS_PROXY set: %v", mode, proxied)
 		}
 	}
 }

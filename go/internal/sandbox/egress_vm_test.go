@@ -25,6 +25,7 @@ import (
 
 	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/egress"
+	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/proxy"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
@@ -70,7 +71,7 @@ func (r *recorder) port() int { return r.Listener.Addr().(*net.TCPAddr).Port }
 
 // guestRun runs a shell script in the guest with the proxy's session
 // variables, and returns its output and status.
-func guestRun(t *testing.T, sb *sandbox.Sandbox, vars []proxy.Var, script string) (string, int) {
+func guestRun(t *testing.T, sb *sandbox.Sandbox, vars []guestconf.Var, script string) (string, int) {
 	t.Helper()
 	argv := []string{"env"}
 	for _, v := range vars {
@@ -137,7 +138,7 @@ func TestEgressEndToEnd(t *testing.T) {
 			t.Logf("hostd.log:\n%s", b)
 		}
 	})
-	vars := proxy.GuestEnvironment(creds.Names())
+	vars := proxy.GuestEnvironment(egress.Allowlist, creds.Names())
 	varOf := func(name string) string {
 		for _, v := range vars {
 			if v.Name == name {
