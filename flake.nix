@@ -26,9 +26,6 @@
       keystone = keystonePackage pkgs;
       keystone-unwrapped = keystoneUnwrapped pkgs;
 
-      # claude-code is unfree; installing it is the point of the agents option
-      unfreeAgents = { nixpkgs.config.allowUnfreePredicate = p: lib.elem (lib.getName p) [ "claude-code" ]; };
-
       # An imperative guest: microvm.nix's guest module with run-time
       # placeholders (lib/runner.nix); the caller brings nixosModules.guest, as
       # the rendered state/flake.nix does, so that it is visibly the same file.
@@ -37,7 +34,6 @@
           inherit system;
           modules = [
             microvm.nixosModules.microvm
-            unfreeAgents
             { keystone.guest.runtime = true; }
           ] ++ modules;
         };

@@ -15,9 +15,17 @@ let
   # qemu's microvm machine hangs with exactly 2 GiB of RAM (microvm.nix
   # issue 171); both runners give such a guest two MiB more.
   hangingMemory = 2048;
+
+  # The pinned agents (docs/agents.md): one file for Go and Nix.
+  agentManifest = builtins.fromJSON (builtins.readFile ../go/internal/agents/manifest.json);
+  isUnfree = a: (agentManifest.packages.${a.package}.license or "") == "unfree";
 in
 {
-  inherit namePattern maxIfName hangingMemory;
+  inherit namePattern maxIfName hangingMemory agentManifest;
+
+  # Agent names, and those whose licence is unfree (they need explicit consent).
+  agentNames = lib.attrNames agentManifest.agents;
+  unfreeAgentNames = lib.attrNames (lib.filterAttrs (_: isUnfree) agentManifest.agents);
 
   # The only system keystone builds guests and runners for: the guest's CPU
   # flags (-vmx/-svm), its kvm-intel/kvm-amd modules and the nested-KVM host

@@ -11,13 +11,6 @@ let
   byPort = lib.groupBy (name: toString enabled.${name}.sshPort) (lib.attrNames enabled);
   clashes = lib.filterAttrs (_: names: lib.length names > 1) byPort;
   system = pkgs.stdenv.hostPlatform.system;
-
-  # Declared guests are built from the host's pkgs, so the host's
-  # nixpkgs.config decides whether an unfree agent (claude-code) may be
-  # installed; the guest's own nixpkgs.config is ignored. Unfree and not
-  # available under that config: the user has not accepted its license.
-  unfreeLicense = p: lib.any (l: !(l.free or true)) (lib.toList (p.meta.license or [ ]));
-  refusedUnfree = a: pkgs ? ${a} && !(pkgs.${a}.meta.available or true) && unfreeLicense pkgs.${a};
 in
 {
   config.assertions =
@@ -65,10 +58,6 @@ in
       assertion = sb.network.mode == "macvtap" -> sb.network.macvtap.link != null;
       message = "${opt name "network.mode"} is \"macvtap\" but ${opt name "network.macvtap.link"} is not set: name the host link, e.g. \"enp1s0\".";
     })
-    ++ lib.concatLists (each (name: sb: map (a: {
-      assertion = !refusedUnfree a;
-      message = "${opt name "agents"} includes ${a}, which is unfree, and this host's nixpkgs does not allow it (declared guests use the host's pkgs): accept its license with nixpkgs.config.allowUnfreePredicate = pkg: builtins.elem (lib.getName pkg) [ \"${a}\" ]; or remove it from the list.";
-    }) sb.agents))
     ++ each (name: sb: {
       assertion = config.users.users ? ${sb.owner};
       message = "${opt name "owner"} \"${sb.owner}\" is not declared in users.users: declare the user or choose another owner.";

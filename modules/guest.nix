@@ -20,36 +20,6 @@ let
   keysMount = "/mnt/keystone";
   authorizedKeysDir = "/run/keystone-ssh";
 
-  # Agents: the nixpkgs attribute, the program, and the flag that turns off
-  # permission prompts. A sandbox exists so that agents can act without asking.
-  agentTable = {
-    claude-code = { bin = "claude"; flags = [ "--dangerously-skip-permissions" ]; };
-    gemini-cli = { bin = "gemini"; flags = [ "--yolo" ]; };
-    codex = { bin = "codex"; flags = [ "--dangerously-bypass-approvals-and-sandbox" ]; };
-  };
-  agentOption = attr: {
-    enable = mkOption {
-      type = types.bool;
-      default = lib.elem attr cfg.agents;
-      defaultText = lib.literalExpression ''lib.elem "${attr}" config.keystone.guest.agents'';
-      description = "Whether to install ${attr}, wrapped to run without permission prompts.";
-    };
-    package = mkOption {
-      type = types.nullOr types.package;
-      default = pkgs.${attr} or null;
-      defaultText = lib.literalExpression "pkgs.${attr} or null";
-      description = "The ${attr} package (null when this nixpkgs has none).";
-    };
-  };
-  # The wrapper keeps the program's name, so `keystone agent exec -- claude …`
-  # and interactive shells get the same unprompted agent.
-  wrapAgent = attr: a:
-    pkgs.writeShellScriptBin agentTable.${attr}.bin ''
-      export IS_SANDBOX=1
-      exec ${a.package}/bin/${agentTable.${attr}.bin} ${lib.escapeShellArgs agentTable.${attr}.flags} "$@"
-    '';
-  enabledAgents = lib.filterAttrs (_: a: a.enable) cfg.agent;
-
   userNet = cfg.network.mode == "user";
   ctl = k.control;
   system = pkgs.stdenv.hostPlatform.system;
@@ -95,7 +65,8 @@ let
   '';
 in
 {
-  imports = [ ./guest-egress.nix ./guest-ssh-ready.nix ];
+  # egress, readiness; the agents, the session files and the persistent home
+  imports = [ ./guest-egress.nix ./guest-ssh-ready.nix ./agents.nix ];
 
   options.keystone.guest = {
     name = mkOption {
@@ -159,13 +130,6 @@ in
       description = "Host directory shared read-only as 9p tag `keystone`: ssh_host_ed25519_key, authorized_keys, password-auth.";
     };
     volumeSize = mkOption { type = types.ints.positive; default = 8192; description = "Size in MiB of the sparse image (state/var.img) that keeps the guest's /var across restarts."; };
-    agents = mkOption {
-      type = types.listOf (types.enum (lib.attrNames agentTable));
-      default = [ ];
-      example = [ "claude-code" "codex" ];
-      description = "Agents to install, each wrapped to run without permission prompts.";
-    };
-    agent = lib.mapAttrs (attr: _: agentOption attr) agentTable;
   };
 
   config = {
@@ -183,10 +147,7 @@ in
       };
     };
 
-    assertions = lib.mapAttrsToList (attr: a: {
-      assertion = a.package != null;
-      message = "keystone.guest.agent.${attr}.enable: this nixpkgs has no package `${attr}`; set keystone.guest.agent.${attr}.package or use a newer nixpkgs.";
-    }) enabledAgents ++ [
+    assertions = [
       { assertion = cfg.network.mode == "bridge" -> cfg.network.bridge != null;
         message = "keystone.guest.network.bridge must be set when keystone.guest.network.mode is \"bridge\"."; }
       { assertion = cfg.network.mode == "macvtap" -> cfg.network.macvtap.link != null;
@@ -316,18 +277,11 @@ in
 
     environment.systemPackages = [
       pkgs.git pkgs.python3 pkgs.vim pkgs.curl pkgs.wget pkgs.htop pkgs.tmux
-    ] ++ lib.mapAttrsToList wrapAgent enabledAgents;
+    ];
     programs.direnv.enable = true; # installs direnv and its shell hook
-    # an identity for commits made in the sandbox (agents commit with plain
-    # `git commit`); sync keeps it, so the host's log shows who committed
-    programs.git = {
-      enable = true;
-      config.user = { name = mkDefault "keystone agent"; email = mkDefault "agent@sandbox.invalid"; };
-    };
+    # The identity of commits made in the sandbox is the host project's,
+    # written at every start (modules/agents.nix, docs/agents.md).
     environment.variables.EDITOR = mkDefault "vim";
-    environment.etc."claude-code/managed-settings.json" = mkIf (enabledAgents ? claude-code) {
-      text = builtins.toJSON { permissions.defaultMode = "bypassPermissions"; };
-    };
 
     system.stateVersion = mkDefault "25.05";
   };

@@ -60,7 +60,8 @@ let
     imports = [ ./guest.nix (import ./owned-interfaces.nix { inherit (sb) owner; }) ] ++ sb.extraModules;
     keystone.guest = {
       inherit name;
-      inherit (sb) memory vcpus nested sshPort agents;
+      inherit (sb) memory vcpus nested sshPort agent;
+      inherit (cfg) allowUnfreeAgents;
       network = {
         inherit (sb.network) mode mac bridge;
         id = if lib.elem sb.network.mode [ "tap" "macvtap" ] then sb.network.interface else "ks-net";
@@ -76,7 +77,7 @@ let
       # the host proxy (docs/egress.md): qemu runs the relay per guest connection
       egress = sb.egress.mode;
       proxyCommand = "${cfg.package}/bin/keystone agent proxy-relay --sandbox ${name} ${stateOf sb}/proxy.sock";
-    };
+    } // lib.optionalAttrs (sb.agents != null) { inherit (sb) agents; };
   };
 
   # Named fragments of the prepare script; it runs as the owner, and runs the
@@ -106,6 +107,11 @@ let
       } > "$state/guest/authorized_keys.tmp"
       mv -f "$state/guest/authorized_keys.tmp" "$state/guest/authorized_keys"
     )
+  '';
+  # The session environment and git identity a start writes for imperative
+  # sandboxes (docs/agents.md), from the owner's view of the project.
+  writeGuestConf = name: sb: ''
+    ${cfg.package}/bin/keystone agent prepare-guest ${name} --project ${lib.escapeShellArg sb.projectPath} --dir "$dir"
   '';
   # microvm@'s preStart links `booted` to `current` in its working directory
   linkRunner = name: ''
@@ -139,6 +145,7 @@ let
       state="$dir/state"
       ${cloneWorkspace sb}
       ${generateKeys name sb}
+      ${writeGuestConf name sb}
       ${linkRunner name}
     '';
   };
@@ -194,7 +201,7 @@ let
 
   registryEntry = name: sb: {
     inherit name;
-    inherit (sb) projectPath dir sshPort memory vcpus nested syncMode owner;
+    inherit (sb) projectPath dir sshPort memory vcpus nested syncMode owner agent;
     network = sb.network.mode;
     unit = "${vmUnit name}.service";
     # read by the host daemon's proxy on every change (keystone agent status shows it)

@@ -3,6 +3,7 @@
 let
   inherit (lib) mkOption types;
   cfg = config.keystone.agent;
+  k = import ../lib { inherit lib; };
 in
 {
   options.keystone.agent = {
@@ -36,11 +37,21 @@ in
         reads (override with KEYSTONE_AGENT_DECLARED). Format: docs/nixos.md.
       '';
     };
+    allowUnfreeAgents = mkOption {
+      type = types.listOf (types.enum k.unfreeAgentNames);
+      default = [ ];
+      example = [ "claude" ];
+      description = ''
+        Unfree agents whose licence you accept for every declared sandbox:
+        "claude" (Claude Code, Anthropic's commercial terms). A sandbox with
+        `agent = "claude"` needs it; nothing unfree is installed without it.
+      '';
+    };
     sandboxes = mkOption {
       type = types.attrsOf (types.submodule [ (import ./sandbox.nix { inherit (cfg) stateDir; }) ./sandbox-egress.nix ]);
       default = { };
       example = lib.literalExpression ''
-        { my-app = { projectPath = "/home/alice/src/my-app"; owner = "alice"; agents = [ "claude-code" ]; }; }
+        { my-app = { projectPath = "/home/alice/src/my-app"; owner = "alice"; agent = "codex"; }; }
       '';
       description = "Declared sandboxes: a microvm.nix guest each, with host units that prepare and run it and its host daemon.";
     };

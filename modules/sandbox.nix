@@ -86,11 +86,25 @@ in
       description = "Host port on 127.0.0.1 forwarded to the guest's sshd, in every network mode.";
     };
     autostart = lib.mkEnableOption "the sandbox at boot (microvms.target)";
+    agent = mkOption {
+      type = types.nullOr (types.enum k.agentNames);
+      default = null;
+      example = "claude";
+      description = ''
+        The agent that runs in the sandbox's tmux session, as `keystone agent
+        start --agent` would: `keystone agent attach <name>` joins it (and starts
+        it when it is not running). Installed in the guest; "claude" is unfree
+        and needs keystone.agent.allowUnfreeAgents = [ "claude" ].
+      '';
+    };
     agents = mkOption {
-      type = types.listOf (types.enum [ "claude-code" "gemini-cli" "codex" ]);
-      default = [ ];
-      example = [ "claude-code" ];
-      description = "Agents installed in the guest, each running without permission prompts.";
+      type = types.nullOr (types.listOf (types.enum k.agentNames));
+      default = null;
+      example = [ "codex" "gemini" ];
+      description = ''
+        Agents installed in the guest (pinned in go/internal/agents/manifest.json);
+        null: every free agent and the unfree ones of keystone.agent.allowUnfreeAgents.
+      '';
     };
     authorizedKeys = mkOption {
       type = types.listOf types.singleLineStr;

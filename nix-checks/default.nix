@@ -8,10 +8,6 @@
 let
   inherit (nixpkgs) lib;
   testPkgs = pkgs // { mkFake = name: _: pkgs.writeText name ""; };
-  # Only a standalone guest, which has its own pkgs as an imperative one does
-  # (flake.nix mkSandbox), allows claude-code here. Hosts get no predicate:
-  # a test that installs an unfree agent accepts it itself, as a user would.
-  unfree = { nixpkgs.config.allowUnfreePredicate = p: lib.elem (lib.getName p) [ "claude-code" ]; };
   baseHost = {
     boot.loader.grub.enable = false;
     fileSystems."/" = { device = "none"; fsType = "tmpfs"; };
@@ -35,7 +31,7 @@ let
         ++ lib.concatLists (lib.mapAttrsToList (n: g: map (m: "guest ${n}: ${m}") (failedOf g.config)) guests);
       toplevel = sys.config.system.build.toplevel;
     };
-  evalGuest = { modules }: lib.nixosSystem { inherit system; modules = modules ++ [ unfree ]; };
+  evalGuest = { modules }: lib.nixosSystem { inherit system; inherit modules; };
   scope = { inherit lib evalHost evalGuest; pkgs = testPkgs; microvmSrc = microvm.outPath; host = evalHost [ ]; };
 
   # force a value as a build would: derivations by their .drv, the rest deeply

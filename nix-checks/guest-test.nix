@@ -6,7 +6,8 @@ let
   rt = k.runtime;
   guestWith = m: evalGuest { modules = [ (microvmSrc + "/nixos-modules/microvm") ../modules/guest.nix m ]; };
   failed = e: map (a: a.message) (lib.filter (a: !a.assertion) e.config.assertions);
-  declared = guestWith { keystone.guest = { name = "demo"; workspace.source = "/sb/demo/workspace"; guestDir = "/sb/demo/state/guest"; agents = [ "claude-code" "codex" ]; }; };
+  base = { name = "demo"; workspace.source = "/sb/demo/workspace"; guestDir = "/sb/demo/state/guest"; };
+  declared = guestWith { keystone.guest = base // { agents = [ "claude" "codex" ]; allowUnfreeAgents = [ "claude" ]; }; };
   d = declared.config;
   imperative = guestWith { keystone.guest = { runtime = true; agents = [ "codex" ]; }; };
   i = imperative.config;
@@ -14,6 +15,10 @@ let
   runnerFor = mode: import ../lib/runner.nix { inherit pkgs; microvm = microvmSrc; nixos = guestWith { keystone.guest = { runtime = true; network.mode = mode; }; }; };
   has = lib.hasInfix;
   pkgNames = c: map (p: p.name) c.environment.systemPackages;
+  manifest = builtins.fromJSON (builtins.readFile ../go/internal/agents/manifest.json);
+  # the npm packages a guest installs, as { id = passthru.npm; }
+  npmOf = c: lib.listToAttrs (map (p: lib.nameValuePair (lib.removePrefix "keystone-" p.pname) p.npm) (lib.filter (p: p ? npm) c.environment.systemPackages));
+  installedWith = g: lib.attrNames (npmOf (guestWith { keystone.guest = base // g; }).config);
 in
 {
   test_declared_no_failed_assertions = { expr = failed declared; expected = [ ]; };
@@ -33,12 +38,44 @@ in
     expr = lib.all (n: lib.any (lib.hasPrefix n) (pkgNames d)) [ "git" "python3" "vim" "curl" "wget" "htop" "tmux" ] && d.programs.direnv.enable;
     expected = true;
   };
-  test_agents_wrapped = { expr = lib.filter (n: lib.elem n [ "claude" "codex" "gemini" ]) (pkgNames d); expected = [ "claude" "codex" ]; };
-  test_claude_managed_settings = { expr = builtins.fromJSON d.environment.etc."claude-code/managed-settings.json".text; expected = { permissions.defaultMode = "bypassPermissions"; }; };
+  # --- agents: the pinned manifest's tarballs, the same as the test guest's ---
+  test_agents_from_manifest = {
+    expr = npmOf d;
+    expected = lib.mapAttrs (_: p: { inherit (p) npm url integrity; license = p.license or ""; })
+      (lib.getAttrs [ "claude-code" "codex" "node" "npm" ] manifest.packages);
+  };
+  test_default_agents_are_free = { expr = [ d.keystone.guest.agents (guestWith { keystone.guest = base; }).config.keystone.guest.agents ]; expected = [ [ "claude" "codex" ] [ "codex" "gemini" ] ]; };
+  test_default_agents_with_consent = { expr = installedWith { allowUnfreeAgents = [ "claude" ]; }; expected = [ "claude-code" "codex" "gemini-cli" "node" "npm" ]; };
+  test_node_always = { expr = installedWith { agents = [ ]; }; expected = [ "node" "npm" ]; };
+  test_session_agent_installed = { expr = installedWith { agents = [ "codex" ]; agent = "gemini"; }; expected = [ "codex" "gemini-cli" "node" "npm" ]; };
+  test_unfree_needs_consent = {
+    expr = failed (guestWith { keystone.guest = base // { agents = [ "codex" ]; agent = "claude"; }; });
+    expected = [ "keystone.guest.agents contains \"claude\", whose licence is unfree (claude-code): accept it with keystone.guest.allowUnfreeAgents = [ \"claude\" ] (declared sandboxes: keystone.agent.allowUnfreeAgents), or remove \"claude\" from the agents." ];
+  };
+  test_unfree_enum = { expr = (guestWith { keystone.guest = base // { allowUnfreeAgents = [ "codex" ]; }; }).config.keystone.guest.allowUnfreeAgents; expectError = ".*allowUnfreeAgents.*"; };
+  test_no_managed_settings = { expr = (d.environment.etc or { }) ? "claude-code/managed-settings.json"; expected = false; };
+  test_tmux = { expr = lib.any (lib.hasPrefix "tmux") (pkgNames d); expected = true; };
+
+  # --- the session environment and git identity, copied from the keystone share ---
+  test_session_files = {
+    expr = with d.systemd.services.keystone-session-files; [ before requiredBy unitConfig.RequiresMountsFor (has "/run/keystone-agent" script) (has "environment gitconfig" script) ];
+    expected = [ [ "sshd.service" ] [ "sshd.service" ] [ "/mnt/keystone" ] true true ];
+  };
+  test_environment_sourced_by_logins = { expr = has ". /run/keystone-agent/environment" d.environment.extraInit; expected = true; };
+  test_git_identity_included = { expr = [ d.programs.git.enable d.programs.git.config.include.path ]; expected = [ true "/run/keystone-agent/gitconfig" ]; };
+
+  # --- a home that survives stop/start: on the var volume ---
+  test_persistent_home = {
+    expr = with d.fileSystems."/home/sandbox"; [ device (lib.elem "bind" options) depends (lib.elem "/var" (map (v: v.mountPoint) d.microvm.volumes)) ];
+    expected = [ "/var/lib/keystone-agent/home" true [ "/var" ] true ];
+  };
+  test_home_before_setup = { expr = d.systemd.services.keystone-guest-setup.unitConfig.RequiresMountsFor; expected = [ "/home/sandbox" "/mnt/keystone" "/workspace" ]; };
+  test_home_dir_created = { expr = with d.systemd.services.keystone-home; [ before unitConfig.RequiresMountsFor (has "/var/lib/keystone-agent/home" script) ]; expected = [ [ "home-sandbox.mount" ] [ "/var" ] true ]; };
+  test_home_tmpfs_when_off = { expr = (guestWith { keystone.guest = base // { persistentHome = false; }; }).config.fileSystems ? "/home/sandbox"; expected = false; };
   test_keys_mount_readonly = { expr = with d.fileSystems."/mnt/keystone"; [ device fsType (lib.elem "ro" options) ]; expected = [ "keystone" "9p" true ]; };
   test_setup_before_sshd = {
     expr = with d.systemd.services.keystone-guest-setup; [ before requiredBy unitConfig.RequiresMountsFor serviceConfig.Type ];
-    expected = [ [ "sshd.service" ] [ "sshd.service" ] [ "/mnt/keystone" "/workspace" ] "oneshot" ];
+    expected = [ [ "sshd.service" ] [ "sshd.service" ] [ "/home/sandbox" "/mnt/keystone" "/workspace" ] "oneshot" ];
   };
   test_ready_announcement = {
     expr = with d.systemd.services.keystone-agent-ready; [ wantedBy after serviceConfig.Type
@@ -75,12 +112,9 @@ in
     expected = [ "/sb/demo/workspace" true ];
   };
   test_no_credentials_mounted = {
-    expr = lib.filter (p: has "/.ssh" p || has "/root" p || lib.hasPrefix "/home/" p) (lib.attrNames d.fileSystems ++ map (s: s.source) d.microvm.shares);
+    # /home/sandbox is a bind of the guest's own /var (test_persistent_home)
+    expr = lib.filter (p: has "/.ssh" p || has "/root" p || lib.hasPrefix "/home/" p) (lib.attrNames (removeAttrs d.fileSystems [ "/home/sandbox" ]) ++ map (s: s.source) d.microvm.shares);
     expected = [ ];
-  };
-  test_gemini_assertion = {
-    expr = failed (guestWith { keystone.guest = { name = "x"; workspace.source = "/w"; guestDir = "/g"; agent.gemini-cli = { enable = true; package = null; }; }; });
-    expected = [ "keystone.guest.agent.gemini-cli.enable: this nixpkgs has no package `gemini-cli`; set keystone.guest.agent.gemini-cli.package or use a newer nixpkgs." ];
   };
   test_runtime_rejects_macvtap = {
     expr = lib.any (lib.hasPrefix "keystone.guest.runtime:") (failed (guestWith { keystone.guest = { runtime = true; network = { mode = "macvtap"; macvtap.link = "eth0"; }; }; }));
@@ -93,7 +127,6 @@ in
     }));
     expected = [ "keystone.guest: this guest is aarch64-linux; keystone builds x86_64-linux guests only (their CPU flags, kvm modules and runner are x86-specific)." ];
   };
-  test_git_identity = { expr = d.programs.git.config.user; expected = { name = "keystone agent"; email = "agent@sandbox.invalid"; }; };
 
   # --- the imperative guest: placeholders, replaced by the runner at run time ---
   test_runtime_placeholders = {

@@ -12,15 +12,13 @@ let
   withSandboxes = sbs: evalHost [ pkg users { keystone.agent.sandboxes = sbs; } ];
   one = sb: withSandboxes { x = app // sb; };
 
-  # a user who installs claude-code accepts its license (templates/host does)
-  acceptClaude = { nixpkgs.config.allowUnfreePredicate = p: builtins.elem (lib.getName p) [ "claude-code" ]; };
-  # offline the fake claude-code is free; this one is refused as nixpkgs refuses an unfree package
-  refusedClaude = { _module.args.pkgs = lib.mkForce (pkgs // { claude-code = pkgs.claude-code // { meta = { available = false; license = { free = false; shortName = "unfree"; }; }; }; }); };
-
-  host = evalHost [ pkg users acceptClaude { keystone.agent.sandboxes = {
-    my-app = app // { syncMode = "auto-commit"; agents = [ "claude-code" ]; };
-    infra = { projectPath = "/home/bob/infra"; owner = "bob"; memory = 4096; vcpus = 2; nested = false; sshPort = 2300; network = { mode = "bridge"; bridge = "br0"; }; share = "virtiofs"; autostart = true; };
-  }; } ];
+  host = evalHost [ pkg users {
+    keystone.agent.allowUnfreeAgents = [ "claude" ];
+    keystone.agent.sandboxes = {
+      my-app = app // { syncMode = "auto-commit"; agent = "claude"; };
+      infra = { projectPath = "/home/bob/infra"; owner = "bob"; memory = 4096; vcpus = 2; nested = false; sshPort = 2300; network = { mode = "bridge"; bridge = "br0"; }; share = "virtiofs"; autostart = true; agents = [ "codex" ]; };
+    };
+  } ];
   c = host.config;
   svc = c.systemd.services;
   g = host.guests.my-app.config;
@@ -40,10 +38,11 @@ in
     expected = {
       name = "my-app"; projectPath = "/home/alice/src/my-app"; dir = "/var/lib/keystone-agent/my-app";
       sshPort = k.sshPortFor "my-app"; memory = 8192; vcpus = 4; nested = true; network = "user";
-      syncMode = "auto-commit"; owner = "alice"; unit = "microvm@my-app.service";
+      syncMode = "auto-commit"; owner = "alice"; unit = "microvm@my-app.service"; agent = "claude";
       egress = { mode = "allowlist"; allow = [ ]; upstreams = { }; };
     };
   };
+  test_registry_no_agent = { expr = registry.sandboxes.infra.agent; expected = null; };
   test_registry_version = { expr = [ registry.version (lib.attrNames registry.sandboxes) ]; expected = [ 1 [ "infra" "my-app" ] ]; };
   test_registry_disabled_left_out = {
     expr = lib.attrNames (builtins.fromJSON (withSandboxes { a = app; b = app // { enable = false; sshPort = 2301; }; }).config.environment.etc."keystone/agent/declared.json".text).sandboxes;
@@ -109,6 +108,7 @@ in
   test_autostart = { expr = c.microvm.autostart; expected = [ "infra" ]; };
   test_agents_installed = { expr = lib.any (p: lib.hasInfix "claude" p.name) g.environment.systemPackages; expected = true; };
   test_agents_not_installed = { expr = lib.any (p: lib.hasInfix "claude" p.name) gi.environment.systemPackages; expected = false; };
+  test_session_agent_to_guest = { expr = [ g.keystone.guest.agent g.keystone.guest.allowUnfreeAgents gi.keystone.guest.agents ]; expected = [ "claude" [ "claude" ] [ "codex" ] ]; };
   test_extra_modules = {
     expr = (one { extraModules = [ { networking.domain = "sandbox.test"; } ]; }).guests.x.config.networking.domain;
     expected = "sandbox.test";
@@ -308,22 +308,16 @@ in
   test_assert_dir_inside_project = { expr = (one { dir = "/home/alice/src/my-app/.sandbox"; }).toplevel; expectError = ".*projectPath and keystone\\.agent\\.sandboxes\\.x\\.dir overlap.*"; };
   test_project_path_absolute = { expr = (one { projectPath = "src/app"; }).toplevel; expectError = ".*projectPath.*"; };
   test_network_mode_enum = { expr = (one { network.mode = "nat"; }).toplevel; expectError = ".*network\\.mode.*"; };
-  # --- unfree agents: the host's nixpkgs.config decides (issue 10, item 4) ---
-  test_assert_unfree_agent_refused = {
-    expr = (evalHost [ refusedClaude pkg users { keystone.agent.sandboxes.x = app // { agents = [ "claude-code" ]; }; } ]).toplevel;
-    expectError = ".*keystone\\.agent\\.sandboxes\\.x\\.agents includes claude-code, which is unfree, and this host's nixpkgs does not allow it.*nixpkgs\\.config\\.allowUnfreePredicate.*";
+  test_claude_needs_consent = {
+    expr = (one { agent = "claude"; }).toplevel;
+    expectError = ".*keystone\\.guest\\.agents contains \"claude\", whose licence is unfree.*keystone\\.agent\\.allowUnfreeAgents.*";
   };
-  test_unfree_agent_not_asked_for = { expr = (evalHost [ refusedClaude pkg users { keystone.agent.sandboxes.x = app; } ]).failedAssertions; expected = [ ]; };
   test_template_host = {
-    # templates/host/configuration.nix as a user gets it: no failed assertion, claude-code accepted by its own predicate
+    # templates/host/configuration.nix as a user gets it: no failed assertion, Claude Code accepted there
     expr = let t = evalHost [ pkg ../templates/host/configuration.nix ]; in
-      [ t.failedAssertions (t.config.nixpkgs.config.allowUnfreePredicate { pname = "claude-code"; }) (t.config.nixpkgs.config.allowUnfreePredicate { pname = "other-unfree"; }) t.config.keystone.agent.sandboxes.my-app.agents ];
-    expected = [ [ ] true false [ "claude-code" ] ];
+      [ t.failedAssertions t.config.keystone.agent.allowUnfreeAgents t.config.keystone.agent.sandboxes.my-app.agent ];
+    expected = [ [ ] [ "claude" ] "claude" ];
   };
   test_template_host_evaluates = { expr = (evalHost [ pkg ../templates/host/configuration.nix ]).toplevel; };
-
-  test_gemini_missing_package = {
-    expr = (one { agents = [ "gemini-cli" ]; extraModules = [ { keystone.guest.agent.gemini-cli.package = null; } ]; }).toplevel;
-    expectError = ".*keystone\\.guest\\.agent\\.gemini-cli\\.enable: this nixpkgs has no package `gemini-cli`.*";
-  };
+  test_agent_enum = { expr = (one { agent = "cursor"; }).toplevel; expectError = ".*agent.*"; };
 }

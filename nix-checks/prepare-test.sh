@@ -18,6 +18,8 @@ expect() { if eval "$2"; then ok "$1"; else no "$1"; fi; }
 
 git init -q -b main "$T/project"
 git -C "$T/project" -c user.email=a@b -c user.name=A commit -q --allow-empty -m init
+git -C "$T/project" config user.name "Project Owner"
+git -C "$T/project" config user.email owner@example.org
 # a hook in the project must not run: the clone is made with hooks disabled
 mkdir -p "$T/project/.git/hooks"
 printf '#!/bin/sh\ntouch %s/hook-ran\n' "$T" >"$T/project/.git/hooks/post-checkout"
@@ -27,7 +29,10 @@ chmod +x "$T/project/.git/hooks/post-checkout"
     keystone.agent.package = pkgs.mkFake \"keystone\" { }; users.users.alice.isNormalUser = true;
     keystone.agent.sandboxes.demo = { projectPath = \"$T/project\"; owner = \"alice\"; dir = \"$T/sb\"; authorizedKeys = [ \"ssh-ed25519 AAAAextra alice@laptop\" ]; };
   } ]).config.systemd.services.keystone-agent-prepare-demo.script" "$ROOT/modules/default.nix" \
-  | python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin))' >"$T/prepare.sh"
+  | python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin))' >"$T/prepare.sh.fake"
+# the helper the unit runs: this tree's, in place of the fake package
+(cd "$ROOT/go" && go build -o "$T/keystone" ./cmd/keystone)
+sed "s|/nix/store/[a-z0-9]*-keystone/bin/keystone|$T/keystone|g" "$T/prepare.sh.fake" >"$T/prepare.sh"
 
 mkdir -p "$T/sb/state"   # tmpfiles makes these on the host
 bash "$T/prepare.sh" >"$T/out" 2>&1 || { no "prepare exited $?"; cat "$T/out"; exit 1; }
@@ -44,6 +49,8 @@ expect "authorized_keys: declared extra key" 'grep -qx "ssh-ed25519 AAAAextra al
 expect "no password-auth marker" '[ ! -e "$s/guest/password-auth" ]'
 expect "runner linked as state/current" '[ -L "$s/current" ] && case $(readlink "$s/current") in /nix/store/*) true ;; *) false ;; esac'
 expect "log lines are prefixed" 'grep -q "^\[keystone-agent\] cloning" "$T/out"'
+expect "session environment for the guest" 'grep -qx "export KEYSTONE_SANDBOX='"'"'demo'"'"'" "$s/guest/environment"'
+expect "the project's git identity for the guest" '[ "$(git config --file "$s/guest/gitconfig" user.name)" = "Project Owner" ] && [ "$(git config --file "$s/guest/gitconfig" commit.gpgsign)" = false ]'
 
 hostkey=$(cat "$s/guest/ssh_host_ed25519_key.pub")
 echo change >"$T/sb/workspace/file-from-guest"

@@ -21,6 +21,9 @@ in
 {
   "keystone-agent-prepare" = host.config.systemd.services.keystone-agent-prepare-demo.script;
   "keystone-guest-setup" = host.guests.demo.config.systemd.services.keystone-guest-setup.script;
+  "keystone-session-files" = host.guests.demo.config.systemd.services.keystone-session-files.script;
+  "keystone-home" = host.guests.demo.config.systemd.services.keystone-home.script;
+  "agent-environment-init" = host.guests.demo.config.environment.extraInit;
   "keystone-agent-ready" = host.guests.demo.config.systemd.services.keystone-agent-ready.script;
   "microvm-run" = runner.scripts.run.text;
   "microvm-run-tap" = (runnerFor "tap").scripts.run.text;

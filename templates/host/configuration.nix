@@ -14,17 +14,16 @@
   # One declared sandbox: `sudo nixos-rebuild switch` creates its units;
   # start it with `systemctl start microvm@my-app` (alice may, without sudo),
   # then `keystone agent attach my-app` as alice.
-  # claude-code is unfree: accepting its license is your decision, made here.
-  # Declared sandboxes are built from this host's nixpkgs, so this is where
-  # it counts; without it, evaluation stops with an assertion saying so.
-  nixpkgs.config.allowUnfreePredicate = pkg: builtins.elem (lib.getName pkg) [ "claude-code" ];
+  # Claude Code is unfree: accepting its licence is your decision, made here
+  # (docs/agents.md); without it, evaluation stops with an assertion saying so.
+  keystone.agent.allowUnfreeAgents = [ "claude" ];
 
   keystone.agent.sandboxes.my-app = {
     projectPath = "/home/alice/projects/my-app";
     owner = "alice";
     memory = 8192;
     vcpus = 4;
-    agents = [ "claude-code" ];
+    agent = "claude"; # runs in the sandbox's tmux session; `keystone agent attach my-app` joins it
     syncMode = "manual";
     # sshPort defaults to a port derived from the name (22300-22999)
   };

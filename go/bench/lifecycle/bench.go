@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/keystone-agent/keystone/bench/measure"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/announce"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -20,6 +23,7 @@ import (
 type bench struct {
 	runner, work, bin, home, repo string
 	phases                        [][]time.Duration // per raw boot, phaseMarks order
+	ksPhases                      [][]time.Duration // per keystone restart, from `start`
 }
 
 func newBench(runnerDir string) (*bench, error) {
@@ -80,30 +84,49 @@ func (b *bench) sandboxDir() statedir.Sandbox {
 	return statedir.Dir(filepath.Join(b.home, ".config/keystone/agent")).Sandbox("app")
 }
 
+// startResult is what startToSSH measured; medians over the restarts.
+type startResult struct {
+	cold, restart, raw, firstExec time.Duration
+	// afterListen is start → first command minus the moment dropbear
+	// listened in the same boot: the helper's own time after sshd is up.
+	afterListen time.Duration
+}
+
 // startToSSH: `start --no-attach` + `exec -- true`, cold then restarts, vs
-// the same runner started by hand plus an `ssh … true` poll loop.
-func (b *bench) startToSSH(boots int) (cold, restart, raw, firstExec time.Duration, err error) {
-	var restarts, raws, firsts []time.Duration
+// the same runner started by hand plus an `ssh … true` poll loop. The
+// console of keystone's boots is watched too, for the time left after sshd
+// listens.
+func (b *bench) startToSSH(boots int) (startResult, error) {
+	var r startResult
+	var restarts, raws, firsts, after []time.Duration
+	console := b.sandboxDir().Path(statedir.ConsoleLog)
 	for i := 0; i <= boots; i++ {
 		var first time.Duration
-		d, err := timeIt(func() error {
-			if _, err := b.keystone(b.home, "start", "--no-attach", "--memory", "2048", "--vcpus", "1", b.repo); err != nil {
-				return err
-			}
-			first, err = timeIt(func() error { _, err := b.keystone(b.home, "exec", "--", "true"); return err })
-			return err
-		})
+		stop := make(chan struct{})
+		t0 := time.Now()
+		phases := watchPhases(console, announce.End(console), t0, stop)
+		_, err := b.keystone(b.home, "start", "--no-attach", "--memory", "2048", "--vcpus", "1", b.repo)
+		if err == nil {
+			first, err = measure.Time(func() error { _, err := b.keystone(b.home, "exec", "--", "true"); return err })
+		}
+		d := time.Since(t0)
+		close(stop)
+		seen := <-phases
 		if err != nil {
-			return 0, 0, 0, 0, err
+			return r, err
 		}
 		if i == 0 {
-			cold = d
+			r.cold = d
 		} else {
 			restarts = append(restarts, d)
 			firsts = append(firsts, first)
+			b.ksPhases = append(b.ksPhases, seen)
+			if seen[listening] != 0 {
+				after = append(after, d-seen[listening])
+			}
 		}
 		if _, err := b.keystone(b.home, "stop", "app"); err != nil {
-			return 0, 0, 0, 0, err
+			return r, err
 		}
 		if i == 0 {
 			continue
@@ -111,11 +134,15 @@ func (b *bench) startToSSH(boots int) (cold, restart, raw, firstExec time.Durati
 		// Interleaved, so load from elsewhere hits both sides alike.
 		d, err = b.rawBoot()
 		if err != nil {
-			return 0, 0, 0, 0, err
+			return r, err
 		}
 		raws = append(raws, d)
 	}
-	return cold, median(restarts), median(raws), median(firsts), nil
+	r.restart, r.raw, r.firstExec = measure.Median(restarts), measure.Median(raws), measure.Median(firsts)
+	if len(after) > 0 {
+		r.afterListen = measure.Median(after)
+	}
+	return r, nil
 }
 
 // rawBoot starts the stopped sandbox's runner by hand, with the same
@@ -175,37 +202,61 @@ func (b *bench) entry() (registry.Entry, error) {
 
 // opensshTrue runs `ssh … true` with the sandbox's key and its pinned host key.
 func (b *bench) opensshTrue(ent registry.Entry) error {
+	return b.openssh(ent, []string{"-o", "ConnectTimeout=2"}, "true")
+}
+
+// openssh runs ssh(1) to the sandbox with its key, its pinned host key alone
+// and no configuration of the machine's: opts, the destination, command.
+func (b *bench) openssh(ent registry.Entry, opts []string, command ...string) error {
 	sb := b.sandboxDir()
 	kh := filepath.Join(b.work, "known_hosts")
 	os.WriteFile(kh, []byte(fmt.Sprintf("[127.0.0.1]:%d %s\n", ent.SSHPort, ent.HostKey)), 0o600)
-	c := exec.Command("ssh", "-F", "/dev/null", "-i", sb.Path(statedir.ClientKey), "-o", "IdentitiesOnly=yes",
-		"-o", "UserKnownHostsFile="+kh, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-		"-o", "ConnectTimeout=2", "-p", strconv.Itoa(ent.SSHPort), "sandbox@127.0.0.1", "true")
-	return c.Run()
+	argv := []string{"-F", "/dev/null", "-i", sb.Path(statedir.ClientKey), "-o", "IdentitiesOnly=yes",
+		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+		"-p", strconv.Itoa(ent.SSHPort)}
+	argv = append(append(append(argv, opts...), "sandbox@127.0.0.1"), command...)
+	if out, err := exec.Command("ssh", argv...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
-func (b *bench) execRoundTrip(n int) (ours, base time.Duration, err error) {
+// execRoundTrip times `keystone agent exec app -- true` (through the host
+// daemon's held connection) against OpenSSH with the same key and pinned
+// host key, as a new connection each time and as a client of an OpenSSH
+// ControlMaster that holds one, interleaved.
+func (b *bench) execRoundTrip(n int) (ours, fresh, master time.Duration, err error) {
 	if _, err := b.keystone(b.home, "start", "--no-attach", "--memory", "2048", "--vcpus", "1", b.repo); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	ent, err := b.entry()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	var o, s []time.Duration
+	ctl := filepath.Join(b.work, "cm.sock")
+	if err := b.openssh(ent, []string{"-o", "ControlMaster=yes", "-o", "ControlPath=" + ctl, "-N", "-f"}); err != nil {
+		return 0, 0, 0, fmt.Errorf("ssh ControlMaster: %v", err)
+	}
+	defer b.openssh(ent, []string{"-o", "ControlPath=" + ctl, "-O", "exit"})
+	var o, f, m []time.Duration
 	for i := 0; i < n; i++ {
-		d, err := timeIt(func() error { _, err := b.keystone(b.home, "exec", "app", "--", "true"); return err })
+		d, err := measure.Time(func() error { _, err := b.keystone(b.home, "exec", "app", "--", "true"); return err })
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		o = append(o, d)
-		d, err = timeIt(func() error { return b.opensshTrue(ent) })
-		if err != nil {
-			return 0, 0, fmt.Errorf("ssh true: %v", err)
+		if d, err = measure.Time(func() error { return b.opensshTrue(ent) }); err != nil {
+			return 0, 0, 0, fmt.Errorf("ssh true: %v", err)
 		}
-		s = append(s, d)
+		f = append(f, d)
+		if d, err = measure.Time(func() error {
+			return b.openssh(ent, []string{"-o", "ControlPath=" + ctl, "-o", "ControlMaster=no"}, "true")
+		}); err != nil {
+			return 0, 0, 0, fmt.Errorf("ssh true through the ControlMaster: %v", err)
+		}
+		m = append(m, d)
 	}
-	return median(o), median(s), nil
+	return measure.Median(o), measure.Median(f), measure.Median(m), nil
 }
 
 // listStatus registers n stopped sandboxes in a separate state directory
@@ -229,7 +280,7 @@ func (b *bench) listStatus(n, runs int) (list, status time.Duration, rss int64, 
 	var ls, ss []time.Duration
 	for i := 0; i < runs; i++ {
 		var out string
-		d, err := timeIt(func() error {
+		d, err := measure.Time(func() error {
 			var err error
 			var r int64
 			out, r, err = b.keystoneRusage(home, "list", "--json")
@@ -244,11 +295,11 @@ func (b *bench) listStatus(n, runs int) (list, status time.Duration, rss int64, 
 			return 0, 0, 0, fmt.Errorf("list --json returned %d entries; want %d", len(arr), n)
 		}
 		ls = append(ls, d)
-		d, err = timeIt(func() error { _, err := b.keystone(home, "status", "sb050", "--json"); return err })
+		d, err = measure.Time(func() error { _, err := b.keystone(home, "status", "sb050", "--json"); return err })
 		if err != nil {
 			return 0, 0, 0, err
 		}
 		ss = append(ss, d)
 	}
-	return median(ls), median(ss), rss, nil
+	return measure.Median(ls), measure.Median(ss), rss, nil
 }

@@ -4,15 +4,22 @@ import (
 	"bytes"
 	"os"
 	"time"
+
+	"github.com/keystone-agent/keystone/internal/announce"
 )
 
 // phaseMarks are console lines of the Debian test guest, in boot order: the
-// kernel's first message, the end of its init script, dropbear listening.
+// kernel's first message, the end of its init script, dropbear listening
+// (it logs this right after binding its sockets), the guest's announcement.
 var phaseMarks = []struct{ name, mark string }{
 	{"kernel: first console line", "["},
 	{"init: boot script done", "[keystone-testguest] ready"},
 	{"sshd: dropbear listening", "Not backgrounding"},
+	{"guest: readiness announced", announce.Line},
 }
+
+// listening is the index of dropbear's mark in phaseMarks.
+const listening = 2
 
 // watchPhases polls the console log from offset and records when each mark
 // first appears, relative to t0; stop ends it. Host-side arrival times: the

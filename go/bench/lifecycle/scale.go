@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keystone-agent/keystone/bench/measure"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -83,7 +84,7 @@ func (b *bench) scale(n int) ([]row, error) {
 			if err != nil {
 				return nil, err
 			}
-			rows = append(rows, row{fmt.Sprintf("scale: exec -- true with %d idle 512 MB guests", i+1), ms(lat), "", "", ""})
+			rows = append(rows, row{fmt.Sprintf("scale: exec -- true with %d idle 512 MB guests", i+1), measure.MS(lat), "", "", ""})
 		}
 	}
 	var rss int64
@@ -100,7 +101,7 @@ func (b *bench) scale(n int) ([]row, error) {
 func execLatency(t sshconn.Target) (time.Duration, error) {
 	var ds []time.Duration
 	for i := 0; i < 5; i++ {
-		d, err := timeIt(func() error {
+		d, err := measure.Time(func() error {
 			c, err := sshconn.Dial(context.Background(), t)
 			if err != nil {
 				return err
@@ -114,7 +115,7 @@ func execLatency(t sshconn.Target) (time.Duration, error) {
 		}
 		ds = append(ds, d)
 	}
-	return median(ds), nil
+	return measure.Median(ds), nil
 }
 
 // procRSS reads VmRSS (kB) of a process.

@@ -54,7 +54,7 @@ func verbs() []*verb {
 	return []*verb{
 		newStartCmd(), newStopCmd(), newAttachCmd("attach"), newAttachCmd("ssh"), newExecCmd(),
 		newSyncCmd(), newStatusCmd(), newListCmd(), newDestroyCmd(), newForwardCmd(), newSSHConfigCmd(),
-		newAllowCmd(), newCompletionCmd(), newHostdCmd(), newProxyRelayCmd(), newNamesCmd(),
+		newAllowCmd(), newCompletionCmd(), newHostdCmd(), newPrepareGuestCmd(), newProxyRelayCmd(), newNamesCmd(),
 	}
 }
 

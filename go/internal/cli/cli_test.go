@@ -14,6 +14,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/keystone-agent/keystone/internal/agents"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/statedir"
@@ -48,6 +49,10 @@ func TestScripts(t *testing.T) {
 			e.Setenv("KEYSTONE_AGENT_DECLARED", filepath.Join(e.WorkDir, "no-declared.json"))
 			e.Setenv("KEYSTONE_AGENT_RUNNER", "")
 			e.Setenv("GUEST", runnerDir)
+			// The pinned versions, for the agent transcripts.
+			for name, v := range agentVersions {
+				e.Setenv(name, v)
+			}
 			e.Setenv("GIT_CONFIG_GLOBAL", filepath.Join(e.WorkDir, "gitconfig"))
 			e.Setenv("GIT_AUTHOR_NAME", "Test")
 			e.Setenv("GIT_AUTHOR_EMAIL", "test@example.invalid")
@@ -75,6 +80,20 @@ func TestScripts(t *testing.T) {
 		},
 	})
 }
+
+// agentVersions names each pinned version as the programs print it.
+var agentVersions = func() map[string]string {
+	m, err := agents.Load()
+	if err != nil {
+		panic(err)
+	}
+	return map[string]string{
+		"CLAUDE_VERSION": m.Packages["claude-code"].Version,
+		"CODEX_VERSION":  strings.TrimSuffix(m.Packages["codex"].Version, "-linux-x64"),
+		"GEMINI_VERSION": m.Packages["gemini-cli"].Version,
+		"NODE_VERSION":   m.Packages["node"].Version,
+	}
+}()
 
 // stopAll stops every sandbox registered under root.
 func stopAll(root string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 )
@@ -48,7 +49,7 @@ func runExec(ctx context.Context, env *Env, v *verb, args []string) error {
 	}
 	defer client.Close()
 	code, err := sshconn.Exec(ctx, client, sshconn.Command{
-		Argv: argv, Dir: "/workspace",
+		Argv: argv, Dir: sandbox.WorkDir, Source: guestconf.EnvironmentPath,
 		Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr,
 	})
 	if err != nil {

@@ -122,6 +122,9 @@ func runHostd(ctx context.Context, env *Env, v *verb, args []string) error {
 		Conn:   &forward.Conn{Dial: func(ctx context.Context) (*ssh.Client, error) { return sb.Dial(ctx) }},
 		Logf:   func(format string, args ...any) { logf("forward: "+format, args...) },
 	})
+	if sb.Declared && sb.Agent != "" { // `start` starts an imperative sandbox's session itself
+		services = append(services, &sandbox.SessionService{Sandbox: sb, Logf: logf})
+	}
 	logf("host daemon of %q: %d services", sb.Name, len(services))
 	pipe := openReadyPipe()
 	err = hostd.Run(ctx, hostd.Options{

@@ -44,6 +44,16 @@ func printStatus(w io.Writer, st sandbox.Status) error {
 	if st.PID != 0 {
 		row("PID", st.PID)
 	}
+	if st.Agent != "" {
+		row("Agent", fmt.Sprintf("%s (session %s)", st.Agent, st.AgentSession))
+	}
+	if id := st.GitIdentity; id != nil {
+		source := "from the host project"
+		if !id.FromHost {
+			source = "default: the project has no user.name/user.email"
+		}
+		row("Git identity", fmt.Sprintf("%s (%s)", id, source))
+	}
 	if st.Declared {
 		row("Declared", "yes (NixOS configuration)")
 	}

@@ -20,7 +20,9 @@ func newStartCmd() *verb {
 		usage: `Usage: keystone agent start [path] [options]
 
 Clone the project's committed history into a sandbox workspace, build and
-boot the sandbox, wait for SSH and attach at /workspace.
+boot the sandbox, wait for SSH and attach at /workspace. With --agent, the
+agent runs in a tmux session in the guest, and attach joins it; the choice
+is remembered for the sandbox.
 
 Exit codes: 0 success, 1 not a git repository, 2 sandbox already running,
 3 build failed, 4 KVM not available, 64 bad option or value.
@@ -42,6 +44,7 @@ func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
 	noAttach := fs.Bool("no-attach", false, "don't attach after starting")
 	fs.StringVar(&spec.Network, "network", runner.NetworkUser, "network mode: "+strings.Join(runner.Networks, ", "))
 	fs.StringVar(&spec.SyncMode, "sync-mode", syncwatch.ModeManual, "sync mode: "+strings.Join(syncwatch.Modes, ", "))
+	fs.StringVar(&spec.Agent, "agent", "", "run this agent in the sandbox's session: claude, codex, gemini; none drops it (default: the sandbox's last choice)")
 	fs.StringVar(&spec.Runner, "runner", os.Getenv("KEYSTONE_AGENT_RUNNER"), "use a prebuilt runner directory instead of building with nix (env KEYSTONE_AGENT_RUNNER)")
 	egressFlags := addEgressFlags(fs, &spec.Egress)
 	if err := parseArgs(fs, v, args, 1); err != nil {
@@ -71,8 +74,13 @@ func runStart(ctx context.Context, env *Env, v *verb, args []string) error {
 	}
 	refreshSSHConfig(env, sbe)
 	if *noAttach {
-		fmt.Fprintf(env.Stderr, "Sandbox %q is running (SSH on 127.0.0.1:%d).\nRun `keystone agent attach %s` to open a shell.\n", sb.Name, sb.SSHPort, sb.Name)
+		fmt.Fprintf(env.Stderr, "Sandbox %q is running (SSH on 127.0.0.1:%d).\n", sb.Name, sb.SSHPort)
+		if sb.Agent != "" {
+			fmt.Fprintf(env.Stderr, "%s runs in its session. Run `keystone agent attach %s` to join it.\n", sb.Agent, sb.Name)
+		} else {
+			fmt.Fprintf(env.Stderr, "Run `keystone agent attach %s` to open a shell.\n", sb.Name)
+		}
 		return nil
 	}
-	return attach(ctx, env, sb)
+	return attach(ctx, env, sb, false)
 }

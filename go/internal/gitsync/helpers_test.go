@@ -138,3 +138,28 @@ func diffSnapshots(a, b map[string]string) []string {
 	}
 	return d
 }
+
+// plainDirs agrees with git rev-parse wherever it answers, and leaves the
+// layouts it does not know to git.
+func TestHostDirsWithoutGit(t *testing.T) {
+	host := newHost(t)
+	link := filepath.Join(t.TempDir(), "link")
+	os.Symlink(host, link)
+	wt := filepath.Join(t.TempDir(), "wt")
+	gitIn(t, host, "worktree", "add", "-q", "-b", "other", wt)
+	for _, dir := range []string{host, link, wt, filepath.Join(host, "src")} {
+		g := hostGit{bin: realGit, dir: dir}
+		want, err := g.dirs(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := gitIn(t, dir, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-dir", "--git-common-dir")
+		if got := want.top + "\n" + want.gitDir + "\n" + want.common; got != out {
+			t.Errorf("%s: %q, git says %q", dir, got, out)
+		}
+		_, plain := plainDirs(dir)
+		if plain != (dir == host || dir == link) {
+			t.Errorf("%s: resolved without git: %v", dir, plain)
+		}
+	}
+}

@@ -15,20 +15,24 @@ import (
 // answers from its own repository alone.
 
 // union reads objects from the host, and the commits and trees arriving with
-// this sync from memory (they were checked by the walk).
+// this sync from the transfer (they were checked by the walk).
 type union struct {
 	storer.EncodedObjectStorer // the host
 	incoming                   *transfer
 }
 
 func (u *union) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
-	if o, ok := u.incoming.memory(h); ok {
-		if t != plumbing.AnyObject && o.Type() != t {
-			return nil, plumbing.ErrObjectNotFound
+	o, ok, err := u.incoming.object(h)
+	if err != nil || !ok {
+		if err == nil {
+			return u.EncodedObjectStorer.EncodedObject(t, h)
 		}
-		return o, nil
+		return nil, err
 	}
-	return u.EncodedObjectStorer.EncodedObject(t, h)
+	if t != plumbing.AnyObject && o.Type() != t {
+		return nil, plumbing.ErrObjectNotFound
+	}
+	return o, nil
 }
 
 // Commit is one incoming commit.

@@ -112,6 +112,9 @@ type hostDirs struct {
 }
 
 func (g hostGit) dirs(ctx context.Context) (hostDirs, error) {
+	if d, ok := plainDirs(g.dir); ok {
+		return d, nil
+	}
 	out, err := g.run(ctx, nil, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-dir", "--git-common-dir")
 	if err != nil {
 		return hostDirs{}, fmt.Errorf("%q is %w: %v", g.dir, ErrNotWorkTree, err)
@@ -121,4 +124,34 @@ func (g hostGit) dirs(ctx context.Context) (hostDirs, error) {
 		return hostDirs{}, fmt.Errorf("unexpected output of git rev-parse in %q", g.dir)
 	}
 	return hostDirs{top: f[0], gitDir: f[1], common: f[2]}, nil
+}
+
+// plainDirs resolves the common layout without a git process (a sync starts
+// one fewer): dir is the top of a working tree whose .git is a directory of its
+// own, with no commondir and no core.worktree. Anything else (a linked
+// worktree's or a submodule's .git file, a subdirectory, a relocated working
+// tree) is left to `git rev-parse`.
+func plainDirs(dir string) (hostDirs, bool) {
+	top, err := filepath.Abs(dir)
+	if err == nil {
+		top, err = filepath.EvalSymlinks(top)
+	}
+	if err != nil {
+		return hostDirs{}, false
+	}
+	gitDir := filepath.Join(top, ".git")
+	if fi, err := os.Lstat(gitDir); err != nil || !fi.IsDir() {
+		return hostDirs{}, false
+	}
+	if _, err := os.Lstat(filepath.Join(gitDir, "commondir")); err == nil {
+		return hostDirs{}, false
+	}
+	cfg, err := os.ReadFile(filepath.Join(gitDir, "config"))
+	if err != nil || bytes.Contains(bytes.ToLower(cfg), []byte("worktree")) || bytes.Contains(bytes.ToLower(cfg), []byte("bare = true")) {
+		return hostDirs{}, false
+	}
+	if _, err := os.Stat(filepath.Join(gitDir, "HEAD")); err != nil {
+		return hostDirs{}, false
+	}
+	return hostDirs{top: top, gitDir: gitDir, common: gitDir}, true
 }

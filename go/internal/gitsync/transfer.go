@@ -5,40 +5,48 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/keystone-agent/keystone/internal/gitsync/packwrite"
 	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
 )
 
-// maxObjects bounds the objects one sync brings (docs/sync.md, "Limits").
-const maxObjects = 10_000_000
+// Limits of one sync that are not sandboxgit's (docs/sync.md, "Limits").
+const (
+	// maxObjects bounds the objects one sync brings.
+	maxObjects = 10_000_000
+	// keepMax bounds the loose commits, trees and tags kept in memory from
+	// the walk to the pack; beyond it they are read again.
+	keepMax = 256 << 20
+)
 
 // transfer collects what the host lacks of the workspace's branches and writes
 // it as one pack. Commits, trees and tags are read whole, hashed against their
-// names and checked (trees as git fsck does) while walking; blobs are only
-// named by the trees and travel as stored. The pack is verified as a whole by
-// the host's index-pack (install.go).
+// names and checked (trees as git fsck does) by the walk (walk.go); blobs are
+// only named by the trees and travel as stored. The pack is verified as a
+// whole by the host's index-pack (install.go).
 type transfer struct {
 	ws   *sandboxgit.Repo
 	have func(plumbing.Hash) bool // the host has it (and everything it reaches)
 
-	seen    map[plumbing.Hash]struct{}
+	states  objectStates
 	small   []rawObject                          // commits, trees and tags, read and checked
 	raw     map[plumbing.Hash]int                // index into small
 	commits map[plumbing.Hash]*sandboxgit.Commit // the arriving commits, parsed
 	blobs   []want                               // named by trees; read when the pack is written
+	kept    int64                                // bytes of small objects' data in memory
+	lastMu  sync.Mutex
+	last    map[string][]byte // the tree last walked at each path
 }
 
 type rawObject struct {
-	hash plumbing.Hash
-	typ  plumbing.ObjectType
-	data []byte
-	path string // trees: where the tree sits ("/" for a root), to find a delta base
+	hash   plumbing.Hash
+	typ    plumbing.ObjectType
+	data   []byte // kept for a loose object (to be compressed) while keepMax allows
+	path   string // trees: where the tree sits ("/" for a root), to find a delta base
+	packed bool   // stored in a workspace pack: it travels as stored
 }
 
 type want struct {
@@ -48,182 +56,96 @@ type want struct {
 }
 
 func newTransfer(ws *sandboxgit.Repo, have func(plumbing.Hash) bool) *transfer {
-	return &transfer{ws: ws, have: have,
-		seen: map[plumbing.Hash]struct{}{}, raw: map[plumbing.Hash]int{},
-		commits: map[plumbing.Hash]*sandboxgit.Commit{}}
+	t := &transfer{ws: ws, have: have, raw: map[plumbing.Hash]int{}, commits: map[plumbing.Hash]*sandboxgit.Commit{},
+		last: map[string][]byte{}}
+	t.states.init()
+	return t
 }
 
 // count is the number of objects the pack will hold.
 func (t *transfer) count() int { return len(t.small) + len(t.blobs) }
 
 // has reports whether h arrives with this transfer.
-func (t *transfer) has(h plumbing.Hash) bool { _, ok := t.seen[h]; return ok }
+func (t *transfer) has(h plumbing.Hash) bool { return t.states.get(h) == arriving }
 
 // hashes lists every object the pack must hold.
 func (t *transfer) hashes() []plumbing.Hash {
 	out := make([]plumbing.Hash, 0, t.count())
-	for h := range t.seen {
-		out = append(out, h)
+	for _, o := range t.small {
+		out = append(out, o.hash)
+	}
+	for _, w := range t.blobs {
+		out = append(out, w.hash)
 	}
 	return out
 }
 
-// memory returns an arriving commit, tree or tag from memory.
-func (t *transfer) memory(h plumbing.Hash) (plumbing.EncodedObject, bool) {
+// object returns an arriving commit, tree or tag: from memory, or read again
+// (verified again) from the workspace.
+func (t *transfer) object(h plumbing.Hash) (plumbing.EncodedObject, bool, error) {
 	i, ok := t.raw[h]
 	if !ok {
-		return nil, false
+		return nil, false, nil
 	}
-	o := &plumbing.MemoryObject{}
-	o.SetType(t.small[i].typ)
-	o.Write(t.small[i].data)
-	return o, true
+	o := t.small[i]
+	data := o.data
+	if data == nil {
+		var err error
+		if _, data, err = t.ws.ReadObject(h, o.typ, sandboxgit.MaxMetaSize); err != nil {
+			return nil, true, err
+		}
+	}
+	mem := &plumbing.MemoryObject{}
+	mem.SetType(o.typ)
+	mem.Write(data)
+	return mem, true, nil
 }
 
-// walk visits everything reachable from tips that the host does not have. It
-// stops at objects the host has: a repository that has a commit has its whole
-// history (shallow host repositories are refused). Commits, trees and tags are
-// read, hashed and checked on every CPU; the rest of the transfer's state is
-// only touched under the walk's lock.
-func (t *transfer) walk(ctx context.Context, tips []want) error {
-	if err := t.ws.LoadPacks(); err != nil {
-		return err
-	}
-	w := &walker{t: t}
-	w.cond = sync.NewCond(&w.mu)
-	w.mu.Lock()
-	for _, tip := range tips {
-		w.push(tip)
-	}
-	w.mu.Unlock()
-	var wg sync.WaitGroup
-	for i := 0; i < runtime.NumCPU(); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.work(ctx)
-		}()
-	}
-	wg.Wait()
-	return w.err
-}
+// States of an object the walk met.
+const (
+	unseen   byte = iota
+	arriving      // the host lacks it: it travels
+	hostHas       // the host has it (and all it reaches)
+)
 
-type walker struct {
-	t     *transfer
-	mu    sync.Mutex
-	cond  *sync.Cond
-	stack []want
-	busy  int // objects being read
-	err   error
-}
-
-// push marks x seen and queues it, unless the host has it (w.mu held).
-func (w *walker) push(x want) {
-	t := w.t
-	if _, ok := t.seen[x.hash]; ok || w.err != nil || t.have(x.hash) {
-		return
-	}
-	if len(t.seen) == maxObjects {
-		w.err = &sandboxgit.LimitError{What: "the number of new objects", Size: maxObjects + 1, Limit: maxObjects}
-		return
-	}
-	t.seen[x.hash] = struct{}{}
-	if x.typ == plumbing.BlobObject {
-		t.blobs = append(t.blobs, x)
-		return
-	}
-	w.stack = append(w.stack, x)
-}
-
-// work reads queued objects until none is left or queued by another worker.
-func (w *walker) work(ctx context.Context) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for {
-		for len(w.stack) == 0 && w.busy > 0 && w.err == nil {
-			w.cond.Wait()
-		}
-		if w.err != nil || len(w.stack) == 0 {
-			w.cond.Broadcast()
-			return
-		}
-		x := w.stack[len(w.stack)-1]
-		w.stack = w.stack[:len(w.stack)-1]
-		w.busy++
-		w.mu.Unlock()
-		o, c, next, err := w.t.read(x)
-		if err == nil {
-			err = ctx.Err()
-		}
-		w.mu.Lock()
-		w.busy--
-		if err != nil && w.err == nil {
-			w.err = err
-		}
-		if err == nil {
-			w.t.add(o, c)
-			for _, n := range next {
-				w.push(n)
-			}
-		}
-		w.cond.Broadcast()
+// objectStates records what the walk met, in shards that the walk's workers
+// lock independently: a tree of 10,000 entries is 10,000 lookups.
+type objectStates struct {
+	shards [256]struct {
+		mu sync.Mutex
+		m  map[plumbing.Hash]byte
 	}
 }
 
-// add records an object read by the walk.
-func (t *transfer) add(o rawObject, c *sandboxgit.Commit) {
-	t.raw[o.hash] = len(t.small)
-	t.small = append(t.small, o)
-	if c != nil {
-		t.commits[o.hash] = c
+func (s *objectStates) init() {
+	for i := range s.shards {
+		s.shards[i].m = map[plumbing.Hash]byte{}
 	}
 }
 
-// read loads a commit, tree or tag, verified and checked, and returns it with
-// what it points at. It touches no state of the transfer.
-func (t *transfer) read(w want) (rawObject, *sandboxgit.Commit, []want, error) {
-	typ, data, err := t.ws.ReadObject(w.hash, w.typ, sandboxgit.MaxMetaSize)
-	if err != nil {
-		return rawObject{}, nil, nil, fmt.Errorf("cannot read object %s: %w", w.hash, err)
+func (s *objectStates) get(h plumbing.Hash) byte {
+	sh := &s.shards[h[0]]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.m[h]
+}
+
+// claim records h the first time it is met, as arriving unless have says the
+// host has it, and reports whether it arrives and was met now.
+func (s *objectStates) claim(h plumbing.Hash, have func(plumbing.Hash) bool) bool {
+	sh := &s.shards[h[0]]
+	sh.mu.Lock()
+	if _, ok := sh.m[h]; ok {
+		sh.mu.Unlock()
+		return false
 	}
-	o := rawObject{w.hash, typ, data, w.path}
-	switch typ {
-	case plumbing.CommitObject:
-		c, err := sandboxgit.ParseCommit(data)
-		if err != nil {
-			return o, nil, nil, fmt.Errorf("commit %s: %w", w.hash, err)
-		}
-		next := []want{{hash: c.Tree, typ: plumbing.TreeObject, path: "/"}}
-		for _, p := range c.Parents {
-			next = append(next, want{hash: p, typ: plumbing.CommitObject})
-		}
-		return o, &c, next, nil
-	case plumbing.TreeObject:
-		var next []want
-		err := sandboxgit.ParseTree(data, func(name []byte, mode sandboxgit.Mode, h plumbing.Hash) error {
-			switch mode {
-			case sandboxgit.ModeDir:
-				next = append(next, want{hash: h, typ: plumbing.TreeObject, path: w.path + string(name) + "/"})
-			case sandboxgit.ModeFile, sandboxgit.ModeExecutable, sandboxgit.ModeSymlink:
-				next = append(next, want{hash: h, typ: plumbing.BlobObject, path: w.path + string(name)})
-			}
-			return nil
-		})
-		if err != nil {
-			return o, nil, nil, sandboxgit.TreeError(w.hash, err)
-		}
-		return o, nil, next, nil
-	case plumbing.TagObject:
-		mem := &plumbing.MemoryObject{}
-		mem.SetType(typ)
-		mem.Write(data)
-		tag, err := object.DecodeTag(nil, mem)
-		if err != nil {
-			return o, nil, nil, hostile("tag %s is malformed: %v", w.hash, err)
-		}
-		return o, nil, []want{{hash: tag.Target, typ: tag.TargetType}}, nil
+	sh.m[h] = arriving // another worker meeting h now waits for the answer below
+	defer sh.mu.Unlock()
+	if have(h) {
+		sh.m[h] = hostHas
+		return false
 	}
-	return o, nil, nil, hostile("object %s has unexpected type %s", w.hash, typ)
+	return true
 }
 
 // memoryMax is the largest blob read into memory (to be compressed in parallel
@@ -237,12 +159,21 @@ const memoryMax = 8 << 20
 func (t *transfer) writePack(ctx context.Context, p *packwrite.Writer) error {
 	var deltas packwrite.Deltas
 	for _, o := range t.small {
-		if ok, err := t.copyStored(p, o.hash, o.typ); err != nil {
-			return err
-		} else if ok {
-			continue
+		if o.packed {
+			if ok, err := t.copyStored(p, o.hash, o.typ); err != nil {
+				return err
+			} else if ok {
+				continue
+			}
 		}
-		if err := p.Add(deltas.Entry(o.typ, o.data, o.path)); err != nil {
+		data := o.data
+		if data == nil {
+			var err error
+			if _, data, err = t.ws.ReadObject(o.hash, o.typ, sandboxgit.MaxMetaSize); err != nil {
+				return fmt.Errorf("cannot read object %s: %w", o.hash, err)
+			}
+		}
+		if err := p.Add(deltas.Entry(o.typ, data, o.path)); err != nil {
 			return err
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keystone-agent/keystone/internal/agents"
 	"github.com/keystone-agent/keystone/internal/names"
 	"github.com/keystone-agent/keystone/internal/runner"
 )
@@ -52,9 +53,6 @@ const System = "x86_64-linux"
 // testOnlyGOARCH is the architecture this helper runs on.
 var testOnlyGOARCH = runtime.GOARCH
 
-// Agents the guest module can install (keystone.guest.agents).
-var Agents = []string{"claude-code", "gemini-cli", "codex"}
-
 // Networks an imperative runner supports. tap needs a tap device the user
 // made for themselves (KEYSTONE_TAP_INTERFACE), bridge the setuid
 // qemu-bridge-helper; macvtap needs host units, so only declared sandboxes
@@ -70,8 +68,13 @@ type Params struct {
 	Flake string
 	// System is the Nix system; empty means System.
 	System string
-	// Agents to install in the guest, a subset of Agents.
-	Agents []string
+	// Agent is the agent of the sandbox's session (package agents), empty
+	// for none. The guest installs every free agent anyway; an unfree one
+	// is installed only as the session's agent, because `start --agent` named it.
+	Agent string
+	// Unfree is set by normalize when Agent's licence is unfree: the flake
+	// then accepts it (keystone.guest.allowUnfreeAgents).
+	Unfree bool
 	// Network is one of Networks; empty means "user".
 	Network string
 }
@@ -105,15 +108,16 @@ func (p Params) normalize() (Params, error) {
 	case !slices.Contains(Networks, p.Network):
 		return p, fmt.Errorf("network mode %q needs a declared sandbox (keystone.agent.sandboxes in the NixOS configuration); imperative sandboxes use %s", p.Network, strings.Join(Networks, ", "))
 	}
-	seen := map[string]bool{}
-	for _, a := range p.Agents {
-		if !slices.Contains(Agents, a) {
-			return p, fmt.Errorf("unknown agent %q (want %s)", a, strings.Join(Agents, ", "))
+	if p.Agent != "" {
+		m, err := agents.Load()
+		if err != nil {
+			return p, err
 		}
-		if seen[a] {
-			return p, fmt.Errorf("agent %q listed twice", a)
+		a, err := m.Agent(p.Agent)
+		if err != nil {
+			return p, err
 		}
-		seen[a] = true
+		p.Unfree = m.Packages[a.Package].License == "unfree"
 	}
 	return p, nil
 }

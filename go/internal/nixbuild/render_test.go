@@ -18,7 +18,7 @@ const storeFlake = "path:/nix/store/0c2lzvqbg6r7a1fkc3xhj1j2nqdx8y4h-source?narH
 
 // The example rendered into templates/sandbox/flake.nix (the flake template
 // users can read); TestTemplateMatchesRender keeps the two identical.
-var templateExample = Params{Name: "my-app", Flake: "github:keystone-agent/keystone", System: "x86_64-linux", Agents: []string{"claude-code"}}
+var templateExample = Params{Name: "my-app", Flake: "github:keystone-agent/keystone", System: "x86_64-linux", Agent: "claude"}
 
 func TestRenderGolden(t *testing.T) {
 	for _, tc := range []struct {
@@ -26,7 +26,8 @@ func TestRenderGolden(t *testing.T) {
 		p      Params
 	}{
 		{"good_default.flake.nix", Params{Name: "my-app", Flake: storeFlake, System: "x86_64-linux"}},
-		{"good_agents.flake.nix", Params{Name: "api", Flake: storeFlake, System: "x86_64-linux", Agents: []string{"claude-code", "gemini-cli", "codex"}}},
+		{"good_agents.flake.nix", Params{Name: "api", Flake: storeFlake, System: "x86_64-linux", Agent: "claude"}},
+		{"good_free_agent.flake.nix", Params{Name: "api", Flake: storeFlake, System: "x86_64-linux", Agent: "codex"}},
 		{"good_bridge.flake.nix", Params{Name: "web", Flake: "github:keystone-agent/keystone", Network: "bridge"}},
 		{"good_tap.flake.nix", Params{Name: "lan", Flake: storeFlake, Network: "tap"}},
 	} {
@@ -102,8 +103,8 @@ func TestRenderRejects(t *testing.T) {
 		{"interpolation in flake", Params{Name: "a", Flake: "path:/${builtins.exec}"}, "invalid keystone flake reference"},
 		{"macvtap", Params{Name: "a", Network: "macvtap"}, `network mode "macvtap" needs a declared sandbox`},
 		{"unknown network", Params{Name: "a", Network: "nat"}, `network mode "nat"`},
-		{"unknown agent", Params{Name: "a", Agents: []string{"copilot"}}, `unknown agent "copilot"`},
-		{"agent twice", Params{Name: "a", Agents: []string{"codex", "codex"}}, `agent "codex" listed twice`},
+		{"unknown agent", Params{Name: "a", Agent: "copilot"}, `unknown agent "copilot"`},
+		{"quote in agent", Params{Name: "a", Agent: `codex"; x = "`}, `unknown agent`},
 		{"system", Params{Name: "a", System: "x86_64-darwin"}, `unsupported system "x86_64-darwin"`},
 		{"aarch64", Params{Name: "a", System: "aarch64-linux"}, `unsupported system "aarch64-linux": keystone builds x86_64-linux guests only`},
 	} {

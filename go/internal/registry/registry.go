@@ -42,6 +42,7 @@ type Entry struct {
 	SSHPort     int       `json:"sshPort"`
 	HostKey     string    `json:"hostKey"`          // guest host key, authorized_keys format: pinned
 	Runner      string    `json:"runner,omitempty"` // prebuilt runner dir; empty: built with nix
+	Agent       string    `json:"agent,omitempty"`  // the agent of the session (start --agent); empty: none
 	Created     time.Time `json:"created"`
 	// Egress is the proxy's policy and upstreams (zero: allowlist, defaults).
 	Egress egress.Settings `json:"egress,omitzero"`

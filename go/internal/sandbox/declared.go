@@ -64,6 +64,7 @@ func (e *Env) declared() ([]*Sandbox, error) {
 				SyncMode:    v.Get("syncMode").String(),
 				SSHPort:     int(v.Get("sshPort").Int()),
 				Egress:      declaredEgress(v.Get("egress")),
+				Agent:       v.Get("agent").String(),
 			},
 			Dir:      statedir.Sandbox(dir),
 			Declared: true,

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/runner"
 )
 
@@ -41,7 +42,11 @@ type Status struct {
 	Created     time.Time `json:"created,omitzero"`
 	// PasswordLogin: the guest accepts the password "sandbox" (the user had
 	// no SSH key at the last start), so any local user can log in.
-	PasswordLogin bool `json:"passwordLogin"`
+	PasswordLogin bool   `json:"passwordLogin"`
+	Agent         string `json:"agent,omitempty"`
+	// AgentSession is "running" or "stopped": the agent's tmux session.
+	AgentSession string              `json:"agentSession,omitempty"`
+	GitIdentity  *guestconf.Identity `json:"gitIdentity,omitempty"`
 }
 
 // Inspect derives the state of sb from evidence: the recorded pid, whether
@@ -54,6 +59,7 @@ func (e *Env) Inspect(sb *Sandbox) Status {
 		Runner: sb.Runner, Created: sb.Created, PasswordLogin: sb.PasswordLogin(),
 	}
 	st.State, st.PID, st.Reason = evidence(sb)
+	inspectSession(sb, &st)
 	return st
 }
 

@@ -5,9 +5,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keystone-agent/keystone/internal/agents"
 	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/egress"
 	"github.com/keystone-agent/keystone/internal/names"
+	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/syncwatch"
 )
@@ -62,7 +64,13 @@ type Spec struct {
 	// Credentials are the keys from the environment of `start`; the
 	// credentials file adds the others. Only the host daemon gets them.
 	Credentials credentials.Set
+	// Agent runs in the sandbox's session (package agents); empty keeps the
+	// sandbox's choice, NoAgent drops it.
+	Agent string
 }
+
+// NoAgent as Spec.Agent removes the sandbox's agent.
+const NoAgent = "none"
 
 // UsageError is bad input caught before anything is created.
 type UsageError struct {
@@ -112,6 +120,15 @@ func (s Spec) Validate() error {
 	case !slices.Contains(syncwatch.Modes, s.SyncMode):
 		return usagef("unknown sync mode %q (choose %s)", s.SyncMode, strings.Join(syncwatch.Modes, ", "))
 	}
+	if s.Agent != "" && s.Agent != NoAgent {
+		m, err := agents.Load()
+		if err != nil {
+			return err
+		}
+		if _, err := m.Agent(s.Agent); err != nil {
+			return usagef("--agent: %v", err)
+		}
+	}
 	if s.Egress.Mode != "" {
 		if err := egress.ValidateMode(s.Egress.Mode); err != nil {
 			return &UsageError{Msg: err.Error()}
@@ -121,4 +138,16 @@ func (s Spec) Validate() error {
 		return &UsageError{Msg: err.Error()}
 	}
 	return nil
+}
+
+// agentFor is the agent a start gives the sandbox: the one asked for, else
+// the one it had.
+func (s Spec) agentFor(old registry.Entry) string {
+	switch s.Agent {
+	case "":
+		return old.Agent
+	case NoAgent:
+		return ""
+	}
+	return s.Agent
 }

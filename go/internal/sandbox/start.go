@@ -114,6 +114,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		Nested: spec.Nested, Network: spec.Network, SyncMode: spec.SyncMode,
 		SSHPort: old.SSHPort, HostKey: old.HostKey, Runner: runnerDir, Created: old.Created,
 		Egress: pl.egress,
+		Agent:  spec.agentFor(old),
 	}
 	if !keep || sb.Created.IsZero() {
 		sb.Created = time.Now().UTC().Truncate(time.Second)
@@ -128,6 +129,9 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 	}
 	var proc *runner.Process
 	if err := e.boot(ctx, sb, runnerDir, pl.creds, &proc); err != nil {
+		return nil, e.undo(sb, proc, keep, err)
+	}
+	if err := e.startSession(ctx, sb); err != nil {
 		return nil, e.undo(sb, proc, keep, err)
 	}
 	return sb, nil
@@ -240,6 +244,9 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, creds cre
 	if err != nil {
 		return err
 	}
+	if err := e.writeGuestConf(ctx, sb); err != nil {
+		return err
+	}
 	sb.HostKey = hostKey
 	if runnerDir == "" {
 		if runnerDir, err = e.build(ctx, sb); err != nil {
@@ -334,7 +341,7 @@ func syncFS(dir string) error {
 }
 
 func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {
-	flake, err := nixbuild.Render(nixbuild.Params{Name: sb.Name, Network: sb.Network})
+	flake, err := nixbuild.Render(nixbuild.Params{Name: sb.Name, Network: sb.Network, Agent: sb.Agent})
 	if err != nil {
 		return "", err
 	}

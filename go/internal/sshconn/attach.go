@@ -20,6 +20,11 @@ const DefaultTerm = "xterm-256color"
 type Session struct {
 	// Dir is the remote directory the shell starts in (normally /workspace).
 	Dir string
+	// Source is read first when it exists, as in Command.
+	Source string
+	// Argv, when set, runs instead of the login shell (the agent's tmux
+	// session); quoted as Command's.
+	Argv []string
 	// Term is the remote TERM; the caller passes its own $TERM, empty means
 	// DefaultTerm.
 	Term string
@@ -31,20 +36,17 @@ type Session struct {
 	Stdout, Stderr io.Writer
 }
 
-// Attach runs the user's login shell in s.Dir and returns its exit status,
+// Attach runs the user's login shell (or s.Argv) in s.Dir and returns its exit status,
 // as Exec does (errors come with ExitTransport). When s.Stdin is a terminal it
 // asks for a PTY of the terminal's size with s.Term, puts the local terminal
 // in raw mode for the whole session and always restores it, and forwards
 // window size changes (SIGWINCH). Otherwise no PTY is requested, so scripts
 // can pipe commands in and read clean output.
 func Attach(ctx context.Context, c SessionOpener, sess Session) (int, error) {
-	cd, err := cdPrefix(sess.Dir)
+	line, err := sess.shellLine()
 	if err != nil {
 		return ExitTransport, err
 	}
-	// sshd runs this with the user's shell and sets $SHELL to it; -l makes
-	// the replacement a login shell that reads the profile, as ssh(1) would.
-	line := cd + `exec "${SHELL:-/bin/sh}" -l`
 
 	s, err := c.NewSession()
 	if err != nil {
@@ -79,6 +81,24 @@ func Attach(ctx context.Context, c SessionOpener, sess Session) (int, error) {
 	s.Close() // before stopReading: a write into a closed session fails at once
 	stopReading(sess.Stdin, fed)
 	return code, err
+}
+
+// shellLine is the remote command: the login shell, or Argv.
+func (sess Session) shellLine() (string, error) {
+	if len(sess.Argv) > 0 {
+		return Command{Argv: sess.Argv, Dir: sess.Dir, Source: sess.Source}.shellLine()
+	}
+	src, err := sourcePrefix(sess.Source)
+	if err != nil {
+		return "", err
+	}
+	cd, err := cdPrefix(sess.Dir)
+	if err != nil {
+		return "", err
+	}
+	// sshd runs this with the user's shell and sets $SHELL to it; -l makes
+	// the replacement a login shell that reads the profile, as ssh(1) would.
+	return src + cd + `exec "${SHELL:-/bin/sh}" -l`, nil
 }
 
 // terminalFD returns f's descriptor when f is a terminal. It goes through

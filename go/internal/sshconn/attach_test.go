@@ -186,3 +186,24 @@ func TestAttachNilStdin(t *testing.T) {
 		}
 	})
 }
+
+func TestAttachArgvAndSource(t *testing.T) {
+	dir := t.TempDir()
+	env := dir + "/env"
+	if err := os.WriteFile(env, []byte("export FROM_FILE=sourced\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eachServer(t, func(t *testing.T, _ *sshdtest.Server, c *ssh.Client) {
+		var out bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		code, err := sshconn.Attach(ctx, c, sshconn.Session{Dir: dir, Source: env,
+			Argv: []string{"sh", "-c", `echo "$FROM_FILE $(pwd) $1"; exit 5`, "sh", "it's"}, Stdout: &out})
+		if err != nil || code != 5 {
+			t.Fatalf("Attach = %d, %v; want the command's 5", code, err)
+		}
+		if want := "sourced " + dir + " it's\n"; out.String() != want {
+			t.Errorf("stdout = %q; want %q", out.String(), want)
+		}
+	})
+}

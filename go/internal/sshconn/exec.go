@@ -42,6 +42,9 @@ type Command struct {
 	Dir string
 	// Env is exported before the command; names must be shell identifiers.
 	Env map[string]string
+	// Source is a remote file of shell settings read first when it exists
+	// (the sandbox's session environment); empty means none.
+	Source string
 	// Stdin is copied to the remote command, then closed so it sees EOF;
 	// nil means EOF at once.
 	Stdin io.Reader
@@ -153,6 +156,11 @@ func (cmd Command) shellLine() (string, error) {
 		return "", fmt.Errorf("command name %q starts with '-'", cmd.Argv[0])
 	}
 	var b strings.Builder
+	src, err := sourcePrefix(cmd.Source)
+	if err != nil {
+		return "", err
+	}
+	b.WriteString(src)
 	for _, k := range slices.Sorted(maps.Keys(cmd.Env)) {
 		if !isShellName(k) {
 			return "", fmt.Errorf("environment variable name %q is not valid", k)
@@ -177,6 +185,19 @@ func (cmd Command) shellLine() (string, error) {
 		b.WriteString(" " + q)
 	}
 	return b.String(), nil
+}
+
+// sourcePrefix is `[ -r 'file' ] && . 'file'; ` for a remote command line,
+// empty for no file. A missing file is no error: an older guest has none.
+func sourcePrefix(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	q, err := Quote(file)
+	if err != nil {
+		return "", fmt.Errorf("source file: %w", err)
+	}
+	return "[ -r " + q + " ] && . " + q + "; ", nil
 }
 
 // cdPrefix is `cd -- 'dir' && ` for a remote command line, empty for no dir.

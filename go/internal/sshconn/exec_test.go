@@ -206,6 +206,27 @@ func TestExecStderrAndDir(t *testing.T) {
 	})
 }
 
+func TestExecSource(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, "it's env")
+	if err := os.WriteFile(env, []byte("export FROM_FILE='sourced'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eachServer(t, func(t *testing.T, _ *sshdtest.Server, c *ssh.Client) {
+		var out bytes.Buffer
+		run(t, c, sshconn.Command{Argv: []string{"sh", "-c", `echo "$FROM_FILE $A"`}, Source: env,
+			Env: map[string]string{"A": "env"}, Stdout: &out})
+		if out.String() != "sourced env\n" {
+			t.Errorf("stdout = %q; want the sourced variable", out.String())
+		}
+		// A guest without the file runs the command all the same.
+		out.Reset()
+		if code := run(t, c, sshconn.Command{Argv: []string{"echo", "ran"}, Source: filepath.Join(dir, "missing"), Stdout: &out}); code != 0 || out.String() != "ran\n" {
+			t.Errorf("missing source: exit %d, stdout %q", code, out.String())
+		}
+	})
+}
+
 func TestExecInvalidCommand(t *testing.T) {
 	for _, cmd := range []sshconn.Command{
 		{},
@@ -214,6 +235,7 @@ func TestExecInvalidCommand(t *testing.T) {
 		{Argv: []string{"true"}, Dir: "/a\x00"},
 		{Argv: []string{"true"}, Env: map[string]string{"A B": "x"}},
 		{Argv: []string{"true"}, Env: map[string]string{"1A": "x"}},
+		{Argv: []string{"true"}, Source: "/a\x00"},
 	} {
 		// No connection is needed to refuse these: a nil opener would
 		// panic if Exec got as far as opening a session.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/keystone-agent/keystone/internal/ownersock"
 )
 
 // openReplyTimeout bounds the wait for each word of the daemon's answer to
@@ -160,7 +162,7 @@ type channel struct {
 
 // openChannel connects to the socket and asks for a session.
 func (c *clientConn) openChannel(ctx context.Context) (*channel, error) {
-	sock, err := dialSocket(ctx, c.path)
+	sock, err := ownersock.Dial(ctx, c.path)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,8 @@
 //
 // Trust. Only the owner gets in: the socket is 0600 in the owner's 0700
 // state directory, and the daemon checks each client's uid with SO_PEERCRED
-// before reading a byte of it (the client checks the daemon's the same way).
+// before reading a byte of it, as the client checks the daemon's (package
+// ownersock).
 // The daemon relays only session channels and the requests a session makes
 // (no port, agent or X11 forwarding), checks the exit status and signal the
 // guest sends before the client's x/crypto parses them, and names the host

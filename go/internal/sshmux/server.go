@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/keystone-agent/keystone/internal/ownersock"
 )
 
 // openTimeout bounds the wait for a client's frameOpen: a client that
@@ -45,12 +47,12 @@ type Server struct {
 
 // Serve accepts connections on l until it is closed, and returns once every
 // session it serves has ended. Clients of another uid than this process's
-// are refused before a byte of theirs is read.
+// are closed before a byte of theirs is read (ownersock.Accept).
 func (s *Server) Serve(l *net.UnixListener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		c, err := l.AcceptUnix()
+		c, err := ownersock.Accept(l, func(err error) { s.logf("refused a client: %v", err) })
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -78,12 +80,6 @@ func (s *Server) logf(format string, args ...any) {
 // serve runs one client's session.
 func (s *Server) serve(c *net.UnixConn) {
 	out := &frameWriter{w: c}
-	if err := checkPeer(c); err != nil {
-		s.logf("refused a client: %v", err)
-		out.write(frameRefused, []byte("not the sandbox's owner"))
-		c.Close()
-		return
-	}
 	in := bufio.NewReaderSize(c, maxChunk+5)
 	stop := s.tellPending(out)
 	ch, reqs, addr, release, err := s.open(c, in)

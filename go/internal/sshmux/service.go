@@ -6,6 +6,7 @@ import (
 
 	"github.com/keystone-agent/keystone/internal/announce"
 	"github.com/keystone-agent/keystone/internal/hostd"
+	"github.com/keystone-agent/keystone/internal/ownersock"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 )
 
@@ -29,24 +30,56 @@ type Service struct {
 func (s *Service) Name() string { return "ssh connection" }
 
 func (s *Service) Run(ctx context.Context, vm hostd.VM) error {
-	l, err := Listen(s.Socket)
+	l, err := ownersock.Listen(s.Socket)
 	if err != nil {
 		return err
 	}
-	defer Remove(s.Socket)
+	defer ownersock.Remove(s.Socket)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
+	began := time.Now()
 	var hints <-chan struct{}
 	if s.Console != "" {
-		hints = announce.Watch(wctx, s.Console, s.ConsoleFrom)
+		hints = s.logHints(wctx, announce.Watch(wctx, s.Console, s.ConsoleFrom), began)
 	}
 	held := NewHeld(s.Target, hints, s.FirstTimeout, s.Logf)
+	ready := func() {
+		s.logf("connected to %s %v after the daemon started", s.Target.Addr, time.Since(began).Round(time.Millisecond))
+		vm.Ready()
+	}
 	srv := &Server{HostKey: s.Target.HostKey, Lease: held.Lease, Logf: s.Logf}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	err = held.Run(ctx, vm.Gone, vm.Ready)
+	err = held.Run(ctx, vm.Gone, ready)
 	// No new sessions; those open ended with the connection.
 	l.Close()
 	<-served
 	return err
+}
+
+// logHints passes the guest's announcements on, saying when each came: with
+// the time the connection was made, where a start's time goes.
+func (s *Service) logHints(ctx context.Context, in <-chan struct{}, began time.Time) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-in:
+				s.logf("the guest announced its sshd %v after the daemon started", time.Since(began).Round(time.Millisecond))
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+func (s *Service) logf(format string, args ...any) {
+	if s.Logf != nil {
+		s.Logf(format, args...)
+	}
 }

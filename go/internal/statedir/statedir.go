@@ -72,6 +72,10 @@ const (
 	AuthorizedKeys = "authorized_keys"
 	// PasswordAuth exists when the user has no SSH key: the guest allows password `sandbox` (state/guest/).
 	PasswordAuth = "password-auth"
+	// GuestEnvironment is the sessions' environment, rewritten at every start (state/guest/; package guestconf).
+	GuestEnvironment = "environment"
+	// GuestGitConfig is the guest's git identity, rewritten at every start (state/guest/; package guestconf).
+	GuestGitConfig = "gitconfig"
 
 	// DaemonPID holds the host daemon's pid while it runs (state/): the
 	// per-sandbox process of `keystone agent hostd` (sync watcher and other

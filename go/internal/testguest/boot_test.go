@@ -19,6 +19,10 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/keystone-agent/keystone/internal/agents"
+	"github.com/keystone-agent/keystone/internal/guestconf"
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 // TestBoot boots the real test guest with bin/microvm-run the way the
@@ -42,7 +46,9 @@ func TestBoot(t *testing.T) {
 	t.Logf("build (shared cache): %v", time.Since(start).Round(time.Millisecond))
 
 	vm := newTestVM(t, runner)
+	vm.writeSessionFiles(t)
 	client := vm.boot(t)
+	vm.checkAgents(t, client)
 	if got := vm.run(t, client, "id -u"); got != strconv.Itoa(vm.uid) {
 		t.Errorf("id -u = %q; want %d", got, vm.uid)
 	}
@@ -89,7 +95,7 @@ func TestBoot(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	vm.shutdown(t, "")
+	vm.shutdownWithin(t, "", 3*time.Minute)
 }
 
 // TestBootRootOwner boots with a root-owned workspace, as when the helper
@@ -119,6 +125,48 @@ func TestBootRootOwner(t *testing.T) {
 	vm.checkOwner(t, filepath.Join(vm.workspace, "f"))
 	client.Close()
 	vm.shutdown(t, "")
+}
+
+// writeSessionFiles writes the per-start files as the helper does.
+func (vm *testVM) writeSessionFiles(t *testing.T) {
+	env, err := guestconf.EnvironmentFile(guestconf.Config{Name: "test-guest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	git, err := guestconf.GitConfig(guestconf.Identity{Name: "Ada Lovelace", Email: "ada@example.org", FromHost: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(vm.state, "guest", statedir.GuestEnvironment), env, 0o644)
+	writeFile(t, filepath.Join(vm.state, "guest", statedir.GuestGitConfig), git, 0o644)
+}
+
+// checkAgents: the pinned agents and their runtime run from the read-only
+// share, bash is the login shell, and the host's files reached the guest.
+func (vm *testVM) checkAgents(t *testing.T, client *ssh.Client) {
+	m, err := agents.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cmd, want := range map[string]string{
+		"claude --version": strings.TrimSuffix(m.Packages["claude-code"].Version, "-linux-x64"),
+		"codex --version":  strings.TrimSuffix(m.Packages["codex"].Version, "-linux-x64"),
+		"gemini --version": m.Packages["gemini-cli"].Version,
+		"node --version":   "v" + m.Packages["node"].Version,
+		"npm --version":    m.Packages["npm"].Version,
+		"tmux -V":          "tmux ",
+		"echo $SHELL; bash -c 'echo $BASH_VERSION'":                                                   "/bin/bash\n5.",
+		". " + guestconf.EnvironmentPath + " && echo $IS_SANDBOX":                                     "1",
+		"cd /workspace && git config user.name && git config user.email && git config commit.gpgsign": "Ada Lovelace\nada@example.org\nfalse",
+		"touch /opt/keystone/agents/x 2>&1 || echo read-only":                                         "read-only",
+	} {
+		start := time.Now()
+		got := vm.run(t, client, cmd)
+		t.Logf("%s: %q in %v", cmd, got, time.Since(start).Round(time.Millisecond))
+		if !strings.Contains(got, want) {
+			t.Errorf("%s: got %q; want it to contain %q", cmd, got, want)
+		}
+	}
 }
 
 // testVM is one sandbox's files and its running runner.
@@ -324,6 +372,14 @@ func (vm *testVM) checkOwner(t *testing.T, name string) {
 // only set, the script finds nothing but that QMP client on its PATH.
 func (vm *testVM) shutdown(t *testing.T, only string) {
 	t.Helper()
+	vm.shutdownWithin(t, only, 10*time.Second)
+}
+
+// shutdownWithin is shutdown with its own bound: a guest asked to stop while
+// it boots powers off at the end of its boot script, as long after as the
+// boot takes (tens of seconds under TCG on a loaded machine).
+func (vm *testVM) shutdownWithin(t *testing.T, only string, within time.Duration) {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(vm.runner, shutdownBin))
 	cmd.Dir, cmd.Env = vm.state, vm.env
 	if only != "" {
@@ -351,7 +407,7 @@ func (vm *testVM) shutdown(t *testing.T, only string) {
 	case <-vm.exited:
 		t.Logf("shutdown: microvm-shutdown returned after %v, qemu exited after %v",
 			returned.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	case <-time.After(10 * time.Second):
-		t.Fatalf("qemu still runs 10s after microvm-shutdown")
+	case <-time.After(within):
+		t.Fatalf("qemu still runs %v after microvm-shutdown", within)
 	}
 }

@@ -32,7 +32,10 @@ var programs = []struct{ path, pkg string }{
 	{"/usr/bin/dropbearconvert", "dropbear-bin"},
 	{"/usr/bin/git", "git"},
 	// The user guide's examples run `bash -c`; busybox has no bash applet.
+	// bash is the sandbox user's shell, as the agents expect.
 	{"/bin/bash", "bash"},
+	// The agent session (docs/agents.md).
+	{"/usr/bin/tmux", "tmux"},
 }
 
 // guestModules are the kernel modules the guest loads, dependencies added
@@ -83,7 +86,7 @@ func findKernel(opt string) (host, error) {
 }
 
 // guestTree plans the guest's root file system.
-func guestTree(ctx context.Context, h host, scripts map[string][]byte) (tree, error) {
+func guestTree(ctx context.Context, h host, scripts map[string][]byte, ag agentTree) (tree, error) {
 	t := tree{".": {kind: 'd', perm: 0o755}} // else the root is world-writable
 	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "root", "workspace", "home/sandbox", "etc/dropbear", "var"} {
 		t.dir(d, 0o755)
@@ -109,6 +112,14 @@ func guestTree(ctx context.Context, h host, scripts map[string][]byte) (tree, er
 		return nil, err
 	}
 	if err := addGitCore(t, libs); err != nil {
+		return nil, err
+	}
+	if ag.m != nil {
+		if err := addAgents(t, ag, libs); err != nil {
+			return nil, err
+		}
+	}
+	if err := addSessionFiles(t); err != nil {
 		return nil, err
 	}
 	for lib := range libs {

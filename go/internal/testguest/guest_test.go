@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-agent/keystone/internal/agents"
 	"github.com/keystone-agent/keystone/internal/announce"
 )
 
@@ -43,7 +45,9 @@ func TestModuleOrder(t *testing.T) {
 }
 
 func TestRenderBoot(t *testing.T) {
-	boot, err := renderBoot(bootData{ModuleDir: "lib/modules/test"})
+	d := defaultGuestData()
+	d.ModuleDir = "lib/modules/test"
+	boot, err := renderGuestFile("boot.tmpl", d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,12 +72,12 @@ func TestRenderBoot(t *testing.T) {
 // The guest announces its sshd on the console with the line the host looks
 // for (package announce), rendered, not hard-coded twice.
 func TestSSHDAnnounces(t *testing.T) {
-	guest, err := guestScripts()
+	guest, err := guestScripts(agentTree{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sshd := guest["etc/keystone/sshd"]
-	if !bytes.Contains(sshd, []byte(`echo "`+announce.Line+`" >/dev/console`)) {
+	if !bytes.Contains(sshd, []byte(`echo "`+announce.Line+`"`)) {
 		t.Errorf("etc/keystone/sshd does not write %q to the console:\n%s", announce.Line, sshd)
 	}
 	if bytes.Contains(sshd, []byte("{{")) {
@@ -101,15 +105,22 @@ func shellSyntax(t *testing.T, name string, script []byte) {
 }
 
 func TestScriptsSyntax(t *testing.T) {
-	guest, err := guestScripts()
+	guest, err := guestScripts(agentTree{m: &agents.Manifest{}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	plain, err := guestScripts(agentTree{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(plain["etc/keystone/boot"], []byte("mount -t 9p -o \"trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro\" agents")) || !bytes.Contains(guest["etc/keystone/boot"], []byte("agents /"+agentMount)) {
+		t.Error("only a guest with agents mounts the agents share")
 	}
 	runner, err := runnerFiles()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []map[string][]byte{guest, runner} {
+	for _, m := range []map[string][]byte{guest, plain, runner} {
 		for name, data := range m {
 			if name == "etc/profile" || name == networkSh {
 				data = append([]byte("#!/bin/sh\n"), data...) // sourced, not run
@@ -127,11 +138,18 @@ func TestGuestTree(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	scripts, err := guestScripts()
+	if testing.Short() {
+		t.Skip("-short: the agents are not downloaded")
+	}
+	ag, err := ensureAgents(context.Background(), Options{Step: func(s string) { t.Log(s) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := guestTree(context.Background(), h, scripts)
+	scripts, err := guestScripts(ag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := guestTree(context.Background(), h, scripts, ag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +159,10 @@ func TestGuestTree(t *testing.T) {
 		"lib64/ld-linux-x86-64.so.2", "etc/inittab", "etc/keystone/boot", "etc/keystone/sshd",
 		"etc/keystone/poweroff", "etc/acpi/PWRF/00000080", "etc/gitconfig", "dev/console",
 		moduleDir + "/order", moduleDir + "/9p.ko", moduleDir + "/virtio_mmio.ko",
+		// the agents, their runtime and what they load from the host
+		"usr/bin/claude", "usr/bin/codex", "usr/bin/gemini", "usr/bin/node", "usr/bin/npm", "usr/bin/rg",
+		"usr/bin/tmux", "lib/x86_64-linux-gnu/libstdc++.so.6", "lib/x86_64-linux-gnu/libgcc_s.so.1",
+		"lib/terminfo/t/tmux-256color", "lib/terminfo/x/xterm-256color", "etc/ssl/certs/ca-certificates.crt",
 	} {
 		if _, ok := tr[p]; !ok {
 			t.Errorf("guest image lacks %q", p)
@@ -149,8 +171,42 @@ func TestGuestTree(t *testing.T) {
 	if n := tr["."]; n == nil || n.perm != 0o755 {
 		t.Errorf("guest root is %+v; want a 0755 directory", n)
 	}
+	checkLinkage(t, ag)
+	if n := tr["usr/bin/claude"]; n.kind != 'l' || n.target != "/"+agentMount+"/bin/claude" {
+		t.Errorf("usr/bin/claude is %+v; want a link into the agents share", n)
+	}
+	// The agents stay out of the initramfs: boot under TCG unpacks every byte.
+	for p, n := range tr {
+		if strings.HasPrefix(p, agentMount+"/") || n.src != "" && strings.HasPrefix(n.src, ag.dir) {
+			t.Errorf("%s (from %s) is in the initramfs", p, n.src)
+		}
+	}
 	if n := tr["etc/keystone/boot"]; n.perm != 0o755 {
 		t.Errorf("boot script mode %o; want 0755", n.perm)
+	}
+}
+
+// checkLinkage: the manifest's linkage (how the NixOS guest patches each
+// package) says what the programs really are.
+func checkLinkage(t *testing.T, ag agentTree) {
+	for _, id := range ag.m.PackageIDs() {
+		p := ag.m.Packages[id]
+		for name, rel := range p.Bin {
+			f, err := elf.Open(filepath.Join(ag.dir, "pkg", id, rel))
+			got := "" // a script
+			if err == nil {
+				got = "static"
+				for _, prog := range f.Progs {
+					if prog.Type == elf.PT_INTERP {
+						got = "glibc"
+					}
+				}
+				f.Close()
+			}
+			if got != p.Linkage {
+				t.Errorf("%s of %s: the manifest says linkage %q; the program is %q", name, id, p.Linkage, got)
+			}
+		}
 	}
 }
 
@@ -321,6 +377,9 @@ func TestBuildCache(t *testing.T) {
 	if _, err := findKernel(""); err != nil {
 		t.Skip(err)
 	}
+	if testing.Short() {
+		t.Skip("-short: the agents are not downloaded")
+	}
 	ctx := context.Background()
 	cache := t.TempDir()
 	start := time.Now()
@@ -366,6 +425,14 @@ func TestBuildCache(t *testing.T) {
 	}
 }
 
+// cmd2 runs the runner in dir with a stand-in qemu from fake.
+func cmd2(dir string, env []string, fake string) ([]byte, error) {
+	cmd := exec.Command(filepath.Join(dir, runBin))
+	cmd.Dir = filepath.Join(dir, "state")
+	cmd.Env = append(env, "PATH="+fake+":"+os.Getenv("PATH"))
+	return cmd.CombinedOutput()
+}
+
 // TestRunnerArgs runs bin/microvm-run against a stand-in qemu that prints
 // its arguments: the contract's values must reach qemu, paths with commas
 // escaped, the SSH port bound to loopback only.
@@ -379,6 +446,9 @@ func TestRunnerArgs(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, shareDir), 0o755)
 	os.WriteFile(filepath.Join(dir, runBin), runner[runBin], 0o755)
 	os.WriteFile(filepath.Join(dir, networkSh), runner[networkSh], 0o644)
+	agentTree := filepath.Join(t.TempDir(), "agents,tree")
+	os.MkdirAll(agentTree, 0o755)
+	os.Symlink(agentTree, filepath.Join(dir, agentsDir))
 	fake := t.TempDir()
 	os.WriteFile(filepath.Join(fake, "qemu-system-x86_64"), []byte("#!/bin/sh\nprintf '%s\\n' \"$@\"\n"), 0o755)
 	env := contractEnv(t, dir, 2299, 1000, 1001)
@@ -402,6 +472,7 @@ func TestRunnerArgs(t *testing.T) {
 		"\nlocal,id=keystone,path=" + esc + "/state/guest,security_model=none,readonly=on\n",
 		"\nlocal,id=home,path=" + esc + "/state/home,security_model=none\n",
 		"\nlocal,id=control,path=" + esc + "/state/control,security_model=none,readonly=on\n",
+		"\nlocal,id=agents,path=" + strings.ReplaceAll(agentTree, ",", ",,") + ",security_model=none,readonly=on\n",
 		"\nunix:qmp.sock,server=on,wait=off\n",
 		" keystone.uid=1000 keystone.gid=1001 keystone.name=test-guest keystone.network=user\n",
 		",-vmx,-svm\n",
@@ -410,6 +481,15 @@ func TestRunnerArgs(t *testing.T) {
 		if !strings.Contains(args, want) {
 			t.Errorf("qemu arguments lack %q:%s", want, args)
 		}
+	}
+	// A guest built without agents gets no agents share.
+	os.Remove(filepath.Join(dir, agentsDir))
+	out, err = cmd2(dir, env, fake)
+	if err != nil {
+		t.Fatalf("microvm-run without agents: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), "id=agents") {
+		t.Errorf("a runner without agents shares them:\n%s", out)
 	}
 	for _, d := range []string{"state/home", "state/control"} {
 		if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {

@@ -1,7 +1,9 @@
 // Package testguest builds the Debian test guest: a real runner directory
 // (docs/runner-contract.md) that boots a small Linux guest with qemu, made
-// only from Debian packages installed on the host (kernel, busybox-static,
-// dropbear-bin, git). The end-to-end tests and users without Nix run it.
+// from Debian packages installed on the host (kernel, busybox-static,
+// dropbear-bin, git, bash, tmux) and the pinned agents (package agentstore),
+// which are shared into the guest read-only rather than packed into the
+// initramfs. The end-to-end tests and users without Nix run it.
 //
 // It owns the image and its cache; it never starts a guest itself: booting
 // is the runner's bin/microvm-run, under whoever runs it.
@@ -20,13 +22,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"text/template"
 
 	"github.com/keystone-agent/keystone/internal/announce"
+	"github.com/keystone-agent/keystone/internal/guestconf"
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 // version changes whenever the builder's output changes for the same inputs.
-const version = "keystone-testguest-1"
+const version = "keystone-testguest-2"
 
 // Options configures Build. The zero value is ready to use.
 type Options struct {
@@ -41,6 +46,14 @@ type Options struct {
 	// hard-linked from the cache where possible) and Build returns it.
 	// An existing Out must be empty or a runner an earlier Build wrote.
 	Out string
+	// AgentCache holds the unpacked agents (package agentstore), apart from
+	// CacheDir so that a new guest never downloads them again. Default:
+	// $XDG_CACHE_HOME/keystone/agents, else ~/.cache/keystone/agents.
+	AgentCache string
+	// NoAgents builds the guest without the agents, their libraries and
+	// their share: no download, a smaller image (the benchmark's baseline,
+	// the guest as it was before the agents).
+	NoAgents bool
 	// Step, when set, is told each phase of an actual build as it begins (a
 	// progress line); a runner found in the cache reports none.
 	Step func(phase string)
@@ -61,6 +74,9 @@ const (
 	networkSh   = shareDir + "/network" // sourced by microvm-run: the NICs
 	vmlinuxFile = shareDir + "/vmlinux"
 	initrdFile  = shareDir + "/initrd"
+	// agentsDir is the agent tree, shared read-only into the guest: a link
+	// into the agent cache, a copy in an -out directory.
+	agentsDir = shareDir + "/agents"
 	// markerFile holds the input hash; it marks a directory Build may replace.
 	markerFile = shareDir + "/testguest"
 )
@@ -72,7 +88,11 @@ var files embed.FS
 // the cache has none for the current inputs (the kernel, every file copied
 // into the guest, the scripts and the builder's version).
 func Build(ctx context.Context, opts Options) (string, error) {
-	cache, err := cacheDir(opts.CacheDir)
+	cache, err := cacheDir(opts.CacheDir, "testguest")
+	if err != nil {
+		return "", err
+	}
+	ag, err := ensureAgents(ctx, opts)
 	if err != nil {
 		return "", err
 	}
@@ -80,11 +100,11 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	scripts, err := guestScripts()
+	scripts, err := guestScripts(ag)
 	if err != nil {
 		return "", err
 	}
-	t, err := guestTree(ctx, h, scripts)
+	t, err := guestTree(ctx, h, scripts, ag)
 	if err != nil {
 		return "", err
 	}
@@ -92,14 +112,14 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sum, err := inputHash(h, t, runner)
+	sum, err := inputHash(h, t, runner, ag)
 	if err != nil {
 		return "", err
 	}
 	dir := filepath.Join(cache, sum)
 	if _, err := os.Stat(filepath.Join(dir, markerFile)); err != nil {
 		opts.step("packing the initrd")
-		if err := build(ctx, cache, dir, sum, h, t, runner); err != nil {
+		if err := build(ctx, cache, dir, sum, h, t, runner, ag); err != nil {
 			return "", err
 		}
 	}
@@ -113,7 +133,8 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	return opts.Out, nil
 }
 
-func cacheDir(opt string) (string, error) {
+// cacheDir is opt, else the user's cache directory's keystone/<name>.
+func cacheDir(opt, name string) (string, error) {
 	if opt != "" {
 		return filepath.Abs(opt)
 	}
@@ -121,53 +142,67 @@ func cacheDir(opt string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("cannot find a cache directory (set XDG_CACHE_HOME or HOME): %w", err)
 	}
-	return filepath.Join(base, "keystone", "testguest"), nil
+	return filepath.Join(base, "keystone", name), nil
 }
 
-// bootData fills the templates files/guest/*.tmpl.
-type bootData struct {
-	ModuleDir string
+// guestData fills the templates among the guest's files (*.tmpl): the
+// paths and lines they share with the host side, from the packages that
+// own them.
+type guestData struct {
+	ModuleDir  string
+	AgentMount string
 	// Announce is the line the guest writes to its console once sshd
 	// listens (package announce).
 	Announce string
+	// The per-start files: their names in the keystone share, their paths
+	// in the guest.
+	HostEnv, HostGitConfig string
+	EnvPath, GitConfigPath string
+	ConfDir                string
+}
+
+func defaultGuestData() guestData {
+	return guestData{
+		ModuleDir: moduleDir, AgentMount: agentMount, Announce: announce.Line,
+		HostEnv: statedir.GuestEnvironment, HostGitConfig: statedir.GuestGitConfig,
+		EnvPath: guestconf.EnvironmentPath, GitConfigPath: guestconf.GitConfigPath, ConfDir: guestconf.GuestDir,
+	}
 }
 
 // guestScripts returns the guest's own files, keyed by path in the guest.
-func guestScripts() (map[string][]byte, error) {
-	d := bootData{ModuleDir: moduleDir, Announce: announce.Line}
-	boot, err := renderBoot(d)
-	if err != nil {
-		return nil, err
+func guestScripts(ag agentTree) (map[string][]byte, error) {
+	d := defaultGuestData()
+	if ag.m == nil {
+		d.AgentMount = ""
 	}
-	sshd, err := render("sshd.tmpl", d)
-	if err != nil {
-		return nil, err
-	}
-	m := map[string][]byte{"etc/keystone/boot": boot, "etc/keystone/sshd": sshd}
+	m := map[string][]byte{}
 	for dst, src := range map[string]string{
+		"etc/keystone/boot":      "boot.tmpl",
+		"etc/keystone/sshd":      "sshd.tmpl",
 		"etc/inittab":            "inittab",
 		"etc/keystone/poweroff":  "poweroff",
 		"etc/keystone/network":   "network",
 		"etc/keystone/udhcpc":    "udhcpc",
 		"etc/acpi/PWRF/00000080": "acpi-power",
-		"etc/gitconfig":          "gitconfig",
-		"etc/profile":            "profile",
+		"etc/gitconfig":          "gitconfig.tmpl",
+		"etc/profile":            "profile.tmpl",
 	} {
-		data, err := files.ReadFile("files/guest/" + src)
+		data, err := renderGuestFile(src, d)
 		if err != nil {
 			return nil, err
 		}
 		m[dst] = data
 	}
-	m["etc/shells"] = []byte("/bin/sh\n")
+	m["etc/shells"] = []byte("/bin/sh\n/bin/bash\n")
 	return m, nil
 }
 
-func renderBoot(d bootData) ([]byte, error) { return render("boot.tmpl", d) }
-
-// render fills the template files/guest/<name>.
-func render(name string, d bootData) ([]byte, error) {
-	tmpl, err := template.ParseFS(files, "files/guest/"+name)
+// renderGuestFile returns files/guest/<name>, rendered when it is a template.
+func renderGuestFile(name string, d guestData) ([]byte, error) {
+	if !strings.HasSuffix(name, ".tmpl") {
+		return files.ReadFile("files/guest/" + name)
+	}
+	tmpl, err := template.New(name).Option("missingkey=error").ParseFS(files, "files/guest/"+name)
 	if err != nil {
 		return nil, err
 	}
@@ -192,9 +227,10 @@ func runnerFiles() (map[string][]byte, error) {
 	return m, nil
 }
 
-func inputHash(h host, t tree, runner map[string][]byte) (string, error) {
+func inputHash(h host, t tree, runner map[string][]byte, ag agentTree) (string, error) {
 	d := sha256.New()
 	fmt.Fprintf(d, "%s\n", version)
+	fmt.Fprintf(d, "agents %s\n", ag.key)
 	sum, err := fileSum(h.kernel)
 	if err != nil {
 		return "", fmt.Errorf("failed to read the kernel: %w", err)
@@ -212,7 +248,7 @@ func inputHash(h host, t tree, runner map[string][]byte) (string, error) {
 // build writes the runner into a temporary directory next to dir and
 // renames it into place, so a runner in the cache is always complete and
 // concurrent builds of the same inputs do not trip over each other.
-func build(ctx context.Context, cache, dir, sum string, h host, t tree, runner map[string][]byte) (err error) {
+func build(ctx context.Context, cache, dir, sum string, h host, t tree, runner map[string][]byte, ag agentTree) (err error) {
 	if _, err := exec.LookPath("zstd"); err != nil {
 		return &MissingError{Program: "zstd", Package: "zstd"}
 	}
@@ -256,6 +292,11 @@ func build(ctx context.Context, cache, dir, sum string, h host, t tree, runner m
 	}
 	if err := writeInitrd(ctx, t, filepath.Join(tmp, initrdFile)); err != nil {
 		return err
+	}
+	if ag.dir != "" {
+		if err := os.Symlink(ag.dir, filepath.Join(tmp, agentsDir)); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(tmp, markerFile), []byte(sum+"\n"), 0o644); err != nil {
 		return err
@@ -325,6 +366,11 @@ func export(dir, out string) (err error) {
 	for _, name := range []string{runBin, shutdownBin, runnerJSON, networkSh, vmlinuxFile, initrdFile, markerFile} {
 		if err := linkOrCopy(filepath.Join(dir, name), filepath.Join(tmp, name)); err != nil {
 			return fmt.Errorf("failed to write %q: %w", filepath.Join(out, name), err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, agentsDir)); err == nil {
+		if err := copyTree(filepath.Join(dir, agentsDir), filepath.Join(tmp, agentsDir)); err != nil {
+			return fmt.Errorf("failed to write %q: %w", filepath.Join(out, agentsDir), err)
 		}
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {

@@ -244,3 +244,46 @@ func deflate(b []byte) []byte {
 	zw.Close()
 	return buf.Bytes()
 }
+
+// FuzzParseTreeSince: given a valid older version, it refuses exactly what
+// ParseTree refuses and reports exactly the entries the older one lacks.
+func FuzzParseTreeSince(f *testing.F) {
+	a := []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa40000 b\x00bbbbbbbbbbbbbbbbbbbb")
+	f.Add(a, []byte("100644 a\x00aaaaaaaaaaaaaaaaaaab40000 b\x00bbbbbbbbbbbbbbbbbbbb100644 c\x00cccccccccccccccccccc"))
+	f.Add(a, []byte("40000 .git\x00aaaaaaaaaaaaaaaaaaaa"))
+	f.Fuzz(func(t *testing.T, old, data []byte) {
+		type ent struct {
+			name string
+			mode Mode
+			h    plumbing.Hash
+		}
+		collect := func(tree []byte) (map[ent]bool, error) {
+			m := map[ent]bool{}
+			return m, ParseTree(tree, func(name []byte, mode Mode, h plumbing.Hash) error {
+				m[ent{string(name), mode, h}] = true
+				return nil
+			})
+		}
+		olds, err := collect(old)
+		if err != nil {
+			return
+		}
+		all, errAll := collect(data)
+		got := map[ent]bool{}
+		errSince := ParseTreeSince(data, old, func(name []byte, mode Mode, h plumbing.Hash) error {
+			got[ent{string(name), mode, h}] = true
+			return nil
+		})
+		if (errAll == nil) != (errSince == nil) {
+			t.Fatalf("ParseTree: %v; ParseTreeSince: %v", errAll, errSince)
+		}
+		if errAll != nil {
+			return
+		}
+		for e := range all {
+			if got[e] == olds[e] {
+				t.Fatalf("entry %+v: reported %v, in the old version %v", e, got[e], olds[e])
+			}
+		}
+	})
+}

@@ -33,4 +33,4 @@ const (
 
 // baseCacheBytes is the memory kept for delta bases already rebuilt: a chain
 // read newest first would otherwise rebuild every base again for each object.
-const baseCacheBytes = 96 << 20
+const baseCacheBytes = 32 << 20

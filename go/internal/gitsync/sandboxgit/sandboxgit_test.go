@@ -243,3 +243,32 @@ func TestOpenRefusesBorrowedObjectsAndOtherFormats(t *testing.T) {
 		})
 	}
 }
+
+func TestParseTreeSince(t *testing.T) {
+	h := func(c byte) plumbing.Hash { var x plumbing.Hash; x[0] = c; return x }
+	tree := func(entries ...string) []byte {
+		var b bytes.Buffer
+		for _, e := range entries {
+			mode, name, _ := strings.Cut(e, " ")
+			b.WriteString(mode + " " + name[:len(name)-1] + "\x00")
+			hh := h(name[len(name)-1])
+			b.Write(hh[:])
+		}
+		return b.Bytes()
+	}
+	old := tree("100644 a1", "100644 a-b1", "40000 c1", "100644 d1", "100644 e1")
+	nu := tree("100644 a1", "100644 a-b2", "100644 b1", "40000 c1", "100755 d1", "100644 e1", "100644 f1")
+	for _, tr := range [][]byte{old, nu} {
+		if err := ParseTree(tr, func([]byte, Mode, plumbing.Hash) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	ParseTreeSince(nu, old, func(name []byte, mode Mode, _ plumbing.Hash) error {
+		got = append(got, fmt.Sprint(string(name), mode))
+		return nil
+	})
+	if want := "a-b1 b1 d2 f1"; strings.Join(got, " ") != want {
+		t.Errorf("new entries %q, want %q", got, want)
+	}
+}

@@ -3,7 +3,6 @@ package sandboxgit
 import (
 	"bytes"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -22,81 +21,179 @@ const (
 
 // ParseTree checks a raw tree object and calls fn for each entry, in order. It
 // refuses what `git fsck` refuses and what could lead a checkout astray:
-// malformed entries, names checkEntryName refuses, unknown modes, a symbolic
+// malformed entries, names CheckEntryName refuses, unknown modes, a symbolic
 // link named .gitmodules, .gitattributes, .gitignore or .mailmap, and entries
 // out of git's order or repeated (two entries of one name could check out
-// either). name is only valid during the call.
+// either). name is only valid during the call. It allocates nothing per entry.
 func ParseTree(data []byte, fn func(name []byte, mode Mode, h plumbing.Hash) error) error {
+	return ParseTreeSince(data, nil, fn)
+}
+
+// ParseTreeSince is ParseTree calling fn only for the entries not in old,
+// another version of the tree that ParseTree accepted: what a walk that met
+// every entry of old still has to meet. Entries also in old have their names
+// checked already (a directory of 10,000 files that grows by one per commit
+// costs one check and one call per version, not 10,000).
+func ParseTreeSince(data, old []byte, fn func(name []byte, mode Mode, h plumbing.Hash) error) error {
+	var o treeEntry
+	oOK := false
+	advance := func() {
+		oOK = false
+		if len(old) > 0 {
+			o, old, oOK = nextEntry(old)
+		}
+	}
+	advance()
 	var prev []byte
-	var files [][]byte // sorted, as the tree is: a directory may not repeat one
+	prevDir := false
+	// files holds the file names a later directory could repeat: "a" sorts
+	// before "a-b" and "a.c", which sort before the directory "a" ("a/").
+	var files [][]byte
 	for len(data) > 0 {
-		sp := bytes.IndexByte(data, ' ')
-		if sp < 0 {
+		e, rest, ok := nextEntry(data)
+		if !ok {
 			return hostile("tree is malformed")
 		}
-		modeb := data[:sp]
-		data = data[sp+1:]
-		nul := bytes.IndexByte(data, 0)
-		if nul < 0 || len(data) < nul+1+20 {
-			return hostile("tree is malformed")
+		data = rest
+		dir := e.mode == ModeDir
+		for oOK && compareKeys(o.name, o.mode == ModeDir, e.name, dir) < 0 {
+			advance()
 		}
-		name := data[:nul:nul]
-		var h plumbing.Hash
-		copy(h[:], data[nul+1:nul+21])
-		data = data[nul+21:]
-		if err := checkEntryNameBytes(name); err != nil {
-			return err
+		same := oOK && o.mode == e.mode && bytes.Equal(o.name, e.name)
+		if !same {
+			if err := checkEntryNameBytes(e.name); err != nil {
+				return err
+			}
 		}
-		var mode Mode
-		key := name
-		switch string(modeb) { // compared without allocating
-		case "100644", "100664":
-			mode = ModeFile
-		case "100755":
-			mode = ModeExecutable
-		case "120000":
-			switch strings.ToLower(string(name)) {
+		if e.mode == 0 {
+			return hostile("tree entry %q has invalid mode %q", e.name, e.modeText)
+		}
+		if e.mode == ModeSymlink {
+			switch strings.ToLower(string(e.name)) {
 			case ".gitmodules", ".gitattributes", ".gitignore", ".mailmap":
-				return hostile("tree entry %q is a symbolic link", name)
+				return hostile("tree entry %q is a symbolic link", e.name)
 			}
-			mode = ModeSymlink
-		case "40000":
-			mode = ModeDir
-			key = append(name, '/') // name has no spare capacity: this copies
-			if _, found := slices.BinarySearchFunc(files, name, bytes.Compare); found {
-				return hostile("tree repeats %q", name)
+		}
+		if prev != nil && compareKeys(prev, prevDir, e.name, dir) >= 0 {
+			return hostile("tree is not sorted or repeats %q", e.name)
+		}
+		for len(files) > 0 {
+			top := files[len(files)-1]
+			if bytes.HasPrefix(e.name, top) && (len(e.name) == len(top) || e.name[len(top)] < '/') {
+				break
 			}
-		case "160000":
-			mode = ModeGitlink
-		default:
-			return hostile("tree entry %q has invalid mode %q", name, modeb)
+			files = files[:len(files)-1]
 		}
-		if mode != ModeDir {
-			files = append(files, name)
+		if dir && len(files) > 0 && bytes.Equal(files[len(files)-1], e.name) {
+			return hostile("tree repeats %q", e.name)
 		}
-		if bytes.Compare(key, prev) <= 0 {
-			return hostile("tree is not sorted or repeats %q", name)
+		if !dir {
+			files = append(files, e.name)
 		}
-		prev = key
-		if err := fn(name, mode, h); err != nil {
+		prev, prevDir = e.name, dir
+		if same && o.hash == e.hash {
+			continue
+		}
+		if err := fn(e.name, e.mode, e.hash); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkEntryNameBytes is CheckEntryName without allocating for ordinary names.
+// treeEntry is one entry of a raw tree.
+type treeEntry struct {
+	name     []byte
+	mode     Mode // 0: not a mode git writes
+	modeText []byte
+	hash     plumbing.Hash
+}
+
+// nextEntry splits the first entry off a raw tree.
+func nextEntry(data []byte) (treeEntry, []byte, bool) {
+	var e treeEntry
+	sp := bytes.IndexByte(data, ' ')
+	if sp < 0 {
+		return e, nil, false
+	}
+	e.modeText = data[:sp]
+	data = data[sp+1:]
+	nul := bytes.IndexByte(data, 0)
+	if nul < 0 || len(data) < nul+1+20 {
+		return e, nil, false
+	}
+	e.name = data[:nul:nul]
+	copy(e.hash[:], data[nul+1:nul+21])
+	switch string(e.modeText) { // compared without allocating
+	case "100644", "100664":
+		e.mode = ModeFile
+	case "100755":
+		e.mode = ModeExecutable
+	case "120000":
+		e.mode = ModeSymlink
+	case "40000":
+		e.mode = ModeDir
+	case "160000":
+		e.mode = ModeGitlink
+	}
+	return e, data[nul+21:], true
+}
+
+// compareKeys orders tree entries as git does: a directory's name as if it
+// ended in "/".
+func compareKeys(a []byte, aDir bool, b []byte, bDir bool) int {
+	n := min(len(a), len(b))
+	if c := bytes.Compare(a[:n], b[:n]); c != 0 {
+		return c
+	}
+	next := func(x []byte, dir bool) int {
+		switch {
+		case len(x) > n:
+			return int(x[n])
+		case dir:
+			return '/'
+		}
+		return -1 // the key ends here
+	}
+	// Names hold no "/": past the common part, at most one key goes on
+	// with a byte of its name, so comparing the next bytes decides.
+	return next(a, aDir) - next(b, bDir)
+}
+
+// checkEntryNameBytes is CheckEntryName without allocating for ASCII names.
 func checkEntryNameBytes(name []byte) error {
-	if len(name) == 0 || bytes.IndexByte(name, '/') >= 0 {
+	if len(name) == 0 || bytes.IndexByte(name, '/') >= 0 || bytes.IndexByte(name, 0) >= 0 {
 		return CheckEntryName(string(name))
 	}
 	for _, c := range name {
-		if c == '.' || c >= 0x80 || c == 'g' || c == 'G' {
-			// only names with these can spell a special name: check them fully
-			return CheckEntryName(string(name))
+		if c >= 0x80 {
+			return CheckEntryName(string(name)) // ignorable code points: the full check
 		}
 	}
+	if (len(name) == 1 && name[0] == '.') || (len(name) == 2 && name[0] == '.' && name[1] == '.') {
+		return CheckEntryName(string(name))
+	}
+	trimmed := bytes.TrimRight(name, ". ")
+	if asciiEqualFold(trimmed, ".git") || asciiEqualFold(trimmed, "git~1") {
+		return CheckEntryName(string(name))
+	}
 	return nil
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckEntryName refuses tree entry names that would step out of the checkout or

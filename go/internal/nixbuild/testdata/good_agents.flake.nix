@@ -13,7 +13,9 @@
         modules = [
           keystone.nixosModules.guest
           {
-            keystone.guest.agents = [ "claude-code" "gemini-cli" "codex" ];
+            keystone.guest.agent = "claude";
+            # `start --agent claude` asked for this unfree agent: its licence is accepted.
+            keystone.guest.allowUnfreeAgents = [ "claude" ];
             keystone.guest.network.mode = "user";
           }
         ];

@@ -13,7 +13,6 @@
         modules = [
           keystone.nixosModules.guest
           {
-            keystone.guest.agents = [ ];
             keystone.guest.network.mode = "user";
           }
         ];

@@ -1,0 +1,63 @@
+package gitsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/keystone-agent/keystone/internal/gitsync/packwrite"
+)
+
+// storeObjects writes the arriving objects as one pack through the host's
+// index-pack and installs it; a dry run has it verified in a temporary
+// directory outside the repository and removed.
+func (s *syncer) storeObjects(ctx context.Context) error {
+	if s.tr.count() == 0 {
+		return nil
+	}
+	objects := filepath.Join(s.dirs.common, "objects")
+	parent := objects
+	if s.o.DryRun {
+		parent = os.TempDir()
+	}
+	in, err := startIncoming(ctx, s.git, parent, true, nil)
+	if err != nil {
+		return err
+	}
+	werr := s.writePack(ctx, in)
+	trace("pack written")
+	if werr != nil {
+		// index-pack stopping first (it refused the pack) breaks the pipe: its
+		// reason is the one to give.
+		if _, gerr := in.finish(nil); gerr != nil && errors.Is(werr, syscall.EPIPE) {
+			werr = fmt.Errorf("%w: %w", ErrHostile, gerr)
+		}
+		in.abort()
+		return werr
+	}
+	sum, err := in.finish(s.tr.hashes())
+	if err != nil {
+		in.abort()
+		return fmt.Errorf("%w: %w", ErrHostile, err)
+	}
+	if s.o.DryRun {
+		in.remove()
+		return nil
+	}
+	return in.install(objects, sum)
+}
+
+func (s *syncer) writePack(ctx context.Context, in *incoming) error {
+	p, err := packwrite.New(in.stdin, uint32(s.tr.count()))
+	if err != nil {
+		return err
+	}
+	if err := s.tr.writePack(ctx, p); err != nil {
+		return err
+	}
+	_, err = p.Close()
+	return err
+}
