@@ -42,5 +42,7 @@ func runPrepareGuest(ctx context.Context, env *Env, v *verb, args []string) erro
 		Entry: registry.Entry{Name: fs.Arg(0), ProjectPath: *project},
 		Dir:   statedir.Sandbox(*dir), Declared: true,
 	}
-	return sandbox.WriteGuestConf(ctx, sb, env.Stderr)
+	// The host daemon reads the credentials file later, under systemd's
+	// LoadCredential; the guest gets each provider's first placeholder.
+	return sandbox.WriteGuestConf(ctx, sb, nil, env.Stderr)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/hostd"
+	"github.com/keystone-agent/keystone/internal/proxy"
 	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
@@ -23,18 +24,19 @@ const WorkDir = "/workspace"
 
 // writeGuestConf writes this start's session environment and git identity
 // into the guest share (package guestconf); the guest copies them at boot.
-func (e *Env) writeGuestConf(ctx context.Context, sb *Sandbox) error {
-	return WriteGuestConf(ctx, sb, e.Progress)
+// present are the names of the credentials the host daemon's proxy holds.
+func (e *Env) writeGuestConf(ctx context.Context, sb *Sandbox, present []string) error {
+	return WriteGuestConf(ctx, sb, present, e.Progress)
 }
 
 // WriteGuestConf is writeGuestConf for a declared sandbox, whose prepare
 // unit runs it before the VM boots; warnings go to w.
-func WriteGuestConf(ctx context.Context, sb *Sandbox, w io.Writer) error {
+func WriteGuestConf(ctx context.Context, sb *Sandbox, present []string, w io.Writer) error {
 	id, err := guestconf.HostIdentity(ctx, sb.ProjectPath, sb.Name)
 	if err != nil && w != nil {
 		fmt.Fprintf(w, "keystone: warning: cannot read the project's git identity (%v); commits in the sandbox are by %s\n", err, id)
 	}
-	env, err := guestconf.EnvironmentFile(guestconf.Config{Name: sb.Name, Identity: id})
+	env, err := guestconf.EnvironmentFile(guestconf.Config{Name: sb.Name, Identity: id, Extra: proxyVars(present)})
 	if err != nil {
 		return err
 	}
@@ -49,6 +51,18 @@ func WriteGuestConf(ctx context.Context, sb *Sandbox, w io.Writer) error {
 		return err
 	}
 	return atomicfile.Write(filepath.Join(sb.Dir.Guest(), statedir.GuestGitConfig), git, 0o644)
+}
+
+// proxyVars are the egress proxy's session variables (docs/egress.md): the
+// proxy, each provider's base URL on it and the placeholder keys. Without
+// them in the environment file an agent in the guest would call its
+// provider directly, which the guest's network refuses.
+func proxyVars(present []string) []guestconf.Var {
+	var out []guestconf.Var
+	for _, v := range proxy.GuestEnvironment(present) {
+		out = append(out, guestconf.Var{Name: v.Name, Value: v.Value})
+	}
+	return out
 }
 
 // GitIdentity is the identity the sandbox's last start gave the guest.

@@ -244,7 +244,7 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, creds cre
 	if err != nil {
 		return err
 	}
-	if err := e.writeGuestConf(ctx, sb); err != nil {
+	if err := e.writeGuestConf(ctx, sb, creds.Names()); err != nil {
 		return err
 	}
 	sb.HostKey = hostKey
