@@ -99,8 +99,9 @@ func exitError(err error) *ExitError {
 	case errors.As(err, &be):
 		// The guide's words, then the tail of the build log.
 		return &ExitError{Code: ExitBuildFailed,
-			Err:  &detailed{msg: fmt.Sprintf("Failed to build MicroVM (nix build: %v)", be.Err), detail: strings.Join(be.Tail, "\n")},
-			Hint: "the whole build log is in " + be.Log + "; the first build needs network access to fetch nixpkgs and microvm.nix"}
+			Err: &detailed{msg: fmt.Sprintf("Failed to build MicroVM (nix build: %v)", be.Err), detail: strings.Join(be.Tail, "\n")},
+			Hint: "the whole build log is in " + be.Log + "; the first build needs network access to fetch nixpkgs and microvm.nix" +
+				" (or boot a prebuilt runner with --runner DIR, such as the portable Debian guest that ./setup prints)"}
 	case errors.Is(err, nixbuild.ErrNixNotFound):
 		return &ExitError{Code: ExitBuildFailed, Err: fmt.Errorf("Failed to build MicroVM: %w", err),
 			Hint: "install the Debian packages the portable guest is made of (`./setup` in the keystone repository does), or install Nix with flakes enabled"}

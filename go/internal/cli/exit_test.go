@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/keystone-agent/keystone/internal/kvm"
@@ -30,5 +31,16 @@ func TestClassify(t *testing.T) {
 		if got := classify(tc.err).Code; got != tc.code {
 			t.Errorf("classify(%v) = %d; want %d", tc.err, got, tc.code)
 		}
+	}
+}
+
+// A failed nix build names the way around it: on a machine where nix is
+// installed but cannot build (no flakes, no network), start otherwise never
+// offers the portable guest that ./setup prepared (found by the QA campaign
+// on Debian with nix-bin).
+func TestBuildFailureHintNamesRunner(t *testing.T) {
+	hint := classify(&nixbuild.BuildError{Err: errors.New("exit status 1"), Log: "/x/build.log"}).Hint
+	if !strings.Contains(hint, "--runner") || !strings.Contains(hint, "/x/build.log") {
+		t.Errorf("hint %q: want the build log and --runner", hint)
 	}
 }

@@ -53,6 +53,9 @@ func runForward(ctx context.Context, env *Env, v *verb, args []string) error {
 		}
 		specs = append(specs, s)
 	}
+	if err := forward.Distinct(specs); err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
 	switch {
 	case *cancel && *background:
 		return &ExitError{Code: ExitUsage, Err: errors.New("forward: --cancel and --background do not go together")}

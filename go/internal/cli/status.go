@@ -76,9 +76,17 @@ func printSync(w io.Writer, st *syncwatch.Status) {
 	}
 	last := "never"
 	if !st.LastSync.IsZero() {
-		last = fmt.Sprintf("%s (%s)", st.LastSync.Local().Format("2006-01-02 15:04:05"), st.LastResult)
+		result := st.LastResult
+		if st.LastError != "" {
+			result += ": " + gitsync.Printable(st.LastError) // names sandbox objects and paths
+		}
+		last = fmt.Sprintf("%s (%s)", st.LastSync.Local().Format("2006-01-02 15:04:05"), result)
 	}
-	fmt.Fprintf(w, "Last sync:  %s\nPending:    %d commits not on the host yet\n", last, st.PendingCommits)
+	pending := fmt.Sprintf("%d commits not on the host yet", st.PendingCommits)
+	if st.PendingError != "" {
+		pending = "not counted: " + gitsync.Printable(st.PendingError)
+	}
+	fmt.Fprintf(w, "Last sync:  %s\nPending:    %s\n", last, pending)
 	if st.Paused {
 		fmt.Fprintf(w, "Auto sync:  paused: %s\n", gitsync.Printable(st.PausedReason)) // names sandbox files
 		for _, c := range st.Commands {

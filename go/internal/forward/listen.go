@@ -30,12 +30,8 @@ type Listener struct {
 // Listen binds 127.0.0.1:HostPort of every spec, all or none: when one
 // fails, the ones already bound are closed again.
 func Listen(specs []Spec) ([]*Listener, error) {
-	seen := map[int]bool{}
-	for _, s := range specs {
-		if s.HostPort != 0 && seen[s.HostPort] {
-			return nil, fmt.Errorf("host port %d is given twice", s.HostPort)
-		}
-		seen[s.HostPort] = true
+	if err := Distinct(specs); err != nil {
+		return nil, err
 	}
 	var out []*Listener
 	for _, s := range specs {

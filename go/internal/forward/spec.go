@@ -59,3 +59,15 @@ func port(s string, zeroOK bool) (int, error) {
 	}
 	return n, nil
 }
+
+// Distinct refuses a host port given twice (0, any free port, may repeat).
+func Distinct(specs []Spec) error {
+	seen := map[int]bool{}
+	for _, s := range specs {
+		if s.HostPort != 0 && seen[s.HostPort] {
+			return fmt.Errorf("host port %d is given twice", s.HostPort)
+		}
+		seen[s.HostPort] = true
+	}
+	return nil
+}

@@ -47,6 +47,12 @@ func CloneSteps(ctx context.Context, hostRepo, workspace string, step func(strin
 	if err != nil {
 		return err
 	}
+	// The workspace, sync and go-git's storage read SHA-1 names only.
+	if out, err := g.run(ctx, nil, "rev-parse", "--show-object-format"); err != nil {
+		return err
+	} else if f := strings.TrimSpace(string(out)); f != "sha1" {
+		return fmt.Errorf("%q uses object format %q: keystone supports SHA-1 repositories only", hostRepo, f)
+	}
 	if entries, err := os.ReadDir(workspace); err == nil && len(entries) > 0 {
 		return fmt.Errorf("cannot clone into %q: directory is not empty", workspace)
 	}

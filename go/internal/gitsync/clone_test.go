@@ -108,3 +108,21 @@ func TestCloneSteps(t *testing.T) {
 		t.Errorf("steps:\n%s\nwant git's object counts, then \"checking out main\"", all)
 	}
 }
+
+// A SHA-256 project is refused with a message that says so, before anything
+// is created (found by the QA campaign: it failed on index-pack's output).
+func TestCloneRefusesSHA256Project(t *testing.T) {
+	host := filepath.Join(t.TempDir(), "project")
+	gitIn(t, t.TempDir(), "init", "-q", "--object-format=sha256", host)
+	commit(t, host, "initial", map[string]string{"a.txt": "a\n"})
+	ws := filepath.Join(t.TempDir(), "ws")
+	err := Clone(context.Background(), host, ws)
+	if err == nil || !strings.Contains(err.Error(), `object format "sha256"`) {
+		t.Fatalf("clone of a SHA-256 project: %v, want a refusal naming the object format", err)
+	}
+	for _, p := range []string{ws, ws + asideSuffix} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s was created", p)
+		}
+	}
+}

@@ -39,6 +39,8 @@ var gateDirs = map[string]string{
 	".cargo":        "cargo configuration",
 	".mvn":          "Maven wrapper and extensions",
 	".yarn":         "yarn plugins and releases (run by yarn)",
+	".zed":          "editor tasks and language servers",
+	".helix":        "editor language servers",
 }
 
 // gateFiles are file names that run code.
@@ -99,6 +101,51 @@ var gateFiles = map[string]string{
 	"CLAUDE.md":                 "instructions to agents on the host",
 	"AGENTS.md":                 "instructions to agents on the host",
 	"GEMINI.md":                 "instructions to agents on the host",
+	"CLAUDE.local.md":           "instructions to agents on the host",
+	".cursorrules":              "instructions to agents on the host",
+	".windsurfrules":            "instructions to agents on the host",
+	".aider.conf.yml":           "agent configuration (lint and test commands)",
+	// Second spellings of names above: each tool reads both.
+	"docker-compose.yaml":    "container definition",
+	"compose.yml":            "container definition",
+	"Containerfile":          "container build",
+	"Taskfile.yaml":          "build commands",
+	".pre-commit-config.yml": "git hooks",
+	"mise.local.toml":        "mise tasks and tools",
+	".mise.local.toml":       "mise tasks and tools",
+	"deno.json":              "deno tasks",
+	"deno.jsonc":             "deno tasks",
+	// Version files: the version manager installs what they name and runs it
+	// (pyenv and rbenv have followed crafted names out of their directories).
+	".python-version":     "pyenv version (installs and runs it)",
+	".ruby-version":       "Ruby version manager (installs and runs it)",
+	".nvmrc":              "Node version manager (installs and runs it)",
+	".node-version":       "Node version manager (installs and runs it)",
+	"rust-toolchain":      "rustup toolchain (may name a local directory to run)",
+	"rust-toolchain.toml": "rustup toolchain (may name a local directory to run)",
+	".bazelversion":       "bazelisk (downloads and runs that bazel)",
+	// Build and task files that are code, or name commands.
+	"composer.json":      "composer scripts (run at install)",
+	"build.sbt":          "sbt build (Scala)",
+	"mix.exs":            "Mix project (Elixir)",
+	"Brewfile":           "brew bundle (evaluated as Ruby)",
+	"devbox.json":        "devbox shell hooks",
+	"devenv.nix":         "devenv shell (evaluated on the host)",
+	"WORKSPACE":          "Bazel workspace (repository rules run)",
+	"WORKSPACE.bazel":    "Bazel workspace (repository rules run)",
+	"MODULE.bazel":       "Bazel module (extensions run)",
+	".bazelrc":           "Bazel options",
+	"lefthook.yml":       "git hooks",
+	".lefthook.yml":      "git hooks",
+	"lefthook-local.yml": "git hooks",
+	"pytest.ini":         "pytest options (plugins load at test)",
+	"setup.cfg":          "Python build and pytest options",
+	".pylintrc":          "pylint plugins (load at lint)",
+	// Editors that run what a project file tells them to.
+	".exrc":          "vim/neovim exrc (runs on open)",
+	".nvim.lua":      "neovim exrc (runs on open)",
+	".nvimrc":        "neovim exrc (runs on open)",
+	".dir-locals.el": "Emacs directory variables (eval)",
 }
 
 // gateReason says why p needs review, or "" when it does not.

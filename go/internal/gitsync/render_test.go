@@ -90,6 +90,14 @@ func TestGateReason(t *testing.T) {
 		"docker/Dockerfile": true, ".lfsconfig": true, ".github/workflows/ci.yml": true,
 		"services/api/.github/workflows/ci.yml": true, "sub/.claude/settings.json": true,
 		"sub/.vscode/tasks.json": true, "gradle/wrapper/gradle-wrapper.properties": true,
+		// Found missing by the QA campaign: second spellings and version,
+		// build and editor files that run code.
+		"compose.yml": true, "deploy/docker-compose.yaml": true, "Containerfile": true,
+		"rust-toolchain.toml": true, "sub/rust-toolchain": true, ".python-version": true,
+		".nvmrc": true, "a/.ruby-version": true, "lefthook.yml": true, "pytest.ini": true,
+		".zed/settings.json": true, "sub/.helix/languages.toml": true, "CLAUDE.local.md": true,
+		".cursorrules": true, ".aider.conf.yml": true, "composer.json": true, "build.sbt": true,
+		"MODULE.bazel": true, ".exrc": true, ".dir-locals.el": true, "devenv.nix": true,
 		"src/main.go": false, "docs/github.md": false, "my.github/x": false, "README.md": false,
 	} {
 		if got := gateReason(p, false) != ""; got != want {

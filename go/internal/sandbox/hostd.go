@@ -125,7 +125,7 @@ func awaitReady(r *os.File, exited <-chan struct{}, timeout time.Duration) error
 // StopDaemon stops the sandbox's host daemon, if one runs. SIGTERM lets each
 // service finish what it must (the watcher its ref update in progress).
 func (e *Env) StopDaemon(sb *Sandbox) error {
-	pid, path := e.daemonPID(sb)
+	pid, path := sb.daemonPID()
 	if pid == 0 {
 		return nil
 	}
@@ -141,7 +141,7 @@ func (e *Env) StopDaemon(sb *Sandbox) error {
 
 // daemonPID returns the daemon's pid when it still runs (its working
 // directory is the state dir, as for the runner).
-func (e *Env) daemonPID(sb *Sandbox) (int, string) {
+func (sb *Sandbox) daemonPID() (int, string) {
 	path := sb.Dir.Path(statedir.DaemonPID)
 	pid, err := runner.ReadPIDFile(path)
 	if err != nil || pid == 0 || runner.Inspect(pid, sb.Dir.State()) != runner.Runner {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keystone-agent/keystone/internal/guestconf"
 	"github.com/keystone-agent/keystone/internal/runner"
+	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
 // States a sandbox can be in. They are derived, never stored.
@@ -93,10 +94,15 @@ func evidence(sb *Sandbox) (state string, pid int, reason string) {
 	case runner.Stranger:
 		return Broken, pid, fmt.Sprintf("pid %d in %s belongs to another program", pid, pidPath(sb))
 	}
-	if sshAnswers(sb.SSHPort) {
-		return Running, pid, ""
+	if !sshAnswers(sb.SSHPort) {
+		return Broken, pid, fmt.Sprintf("the VM runs (pid %d) but SSH does not answer on 127.0.0.1:%d", pid, sb.SSHPort)
 	}
-	return Broken, pid, fmt.Sprintf("the VM runs (pid %d) but SSH does not answer on 127.0.0.1:%d", pid, sb.SSHPort)
+	// The daemon holds the guest's only way out (its proxy), its background
+	// forwards and its auto sync; without it the sandbox only looks running.
+	if d, _ := sb.daemonPID(); d == 0 {
+		return Broken, pid, fmt.Sprintf("the VM runs (pid %d) but its host daemon does not: no proxy (the guest's network), background forwards or auto sync; see %s (`keystone agent start` restarts the sandbox)", pid, sb.Dir.Path(statedir.DaemonLog))
+	}
+	return Running, pid, ""
 }
 
 // VMAlive tells whether the sandbox's VM process runs, without asking SSH:

@@ -93,8 +93,9 @@ func (e *Env) Report(ctx context.Context, sb *Sandbox) Report {
 	if err != nil {
 		return r
 	}
-	if n, err := syncwatch.Pending(ctx, sb.GitSync()); err == nil {
-		st.PendingCommits = n
+	st.PendingCommits, err = syncwatch.Pending(ctx, sb.GitSync())
+	if err != nil {
+		st.PendingCommits, st.PendingError = 0, err.Error()
 	}
 	r.Sync = &st
 	return r

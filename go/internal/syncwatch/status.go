@@ -32,6 +32,10 @@ type Status struct {
 	Branch         string    `json:"branch,omitempty"`
 	Head           string    `json:"head,omitempty"` // the sandbox's tip that was synced
 	PendingCommits int       `json:"pendingCommits"` // on the sandbox's branch, not yet on the host's
+	// PendingError is set by status alone, when the pending commits could
+	// not be counted (the workspace is unreadable or refused); the count is
+	// then 0 and means nothing.
+	PendingError string `json:"pendingError,omitempty"`
 	// Paused: the host branch could not be fast-forwarded (diverged, dirty,
 	// detached); the sandbox's commits keep arriving in Ref only.
 	Paused       bool     `json:"paused"`
