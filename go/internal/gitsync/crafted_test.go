@@ -133,6 +133,23 @@ func copyBomb(n int) []byte {
 	return append(d, bytes.Repeat([]byte{0x80}, n)...) // copy offset 0, size 0x10000
 }
 
+// insertDelta is a delta that turns base into target by inserting all of it.
+func insertDelta(base, target []byte) []byte {
+	var d []byte
+	for _, n := range []int{len(base), len(target)} {
+		for ; n >= 0x80; n >>= 7 {
+			d = append(d, byte(n)|0x80)
+		}
+		d = append(d, byte(n))
+	}
+	for rest := target; len(rest) > 0; {
+		n := min(len(rest), 0x7f)
+		d = append(append(d, byte(n)), rest[:n]...)
+		rest = rest[n:]
+	}
+	return d
+}
+
 // TestSyncBoundsCraftedObjects: objects whose headers or deltas claim far more
 // than they hold are refused before anything that size is allocated (issue 14
 // item 5); the host is unchanged and the process stays small.
@@ -162,6 +179,14 @@ func TestSyncBoundsCraftedObjects(t *testing.T) {
 			craftPack(t, g, []packEntry{{baseName, plumbing.BlobObject, base, -1},
 				{fake, plumbing.OFSDeltaObject, copyBomb(20000), 0}}, 0)
 			return []entry{{"100644", "bomb", fake}}
+		}},
+		{"file entry naming a tree stored as a delta", func(t *testing.T, g string) []entry {
+			b := writeLoose(t, g, plumbing.BlobObject, []byte("b\n"), plumbing.ZeroHash)
+			t0 := rawTree(entry{"100644", "a", b})
+			x := rawTree(entry{"100644", "a", b}, entry{"100644", "b", b})
+			craftPack(t, g, []packEntry{{plumbing.ComputeHash(plumbing.TreeObject, t0), plumbing.TreeObject, t0, -1},
+				{plumbing.ComputeHash(plumbing.TreeObject, x), plumbing.OFSDeltaObject, insertDelta(t0, x), 0}}, 0)
+			return []entry{{"100644", "bomb", plumbing.ComputeHash(plumbing.TreeObject, x)}, {"40000", "d", plumbing.ComputeHash(plumbing.TreeObject, t0)}}
 		}},
 		{"index with an out-of-range 64-bit offset", func(t *testing.T, g string) []entry {
 			craftPack(t, g, []packEntry{{baseName, plumbing.BlobObject, base, -1}}, 1<<40)
