@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -200,3 +201,48 @@ func TestSyncBoundsCraftedObjects(t *testing.T) {
 }
 
 var _ = sandboxgit.MaxBlobSize
+
+// nested makes a chain of depth trees, each holding the next under name(i),
+// with one file at the bottom, and returns the top tree.
+func nested(t *testing.T, gitDir string, depth int, name func(int) string) plumbing.Hash {
+	h := writeLoose(t, gitDir, plumbing.BlobObject, []byte("leaf\n"), plumbing.ZeroHash)
+	h = writeLoose(t, gitDir, plumbing.TreeObject, rawTree(entry{"100644", "leaf", h}), plumbing.ZeroHash)
+	for i := depth - 1; i >= 0; i-- {
+		h = writeLoose(t, gitDir, plumbing.TreeObject, rawTree(entry{"40000", name(i), h}), plumbing.ZeroHash)
+	}
+	return h
+}
+
+// Paths are bounded: the walk keeps the path of every tree it reads, so a
+// chain of long names (a few KB compressed) made it hold the sum of all
+// their prefixes, quadratic in the depth (found by the QA campaign: a 2.6 MB
+// workspace took 1.7 GB and 13 s). A path no Linux file system can hold is
+// refused before it is kept; an ordinary deep tree still syncs.
+func TestSyncBoundsPathLength(t *testing.T) {
+	long := func(i int) string { return fmt.Sprintf("%04d%s", i, strings.Repeat("n", 2000)) }
+	host, ws := newPair(t)
+	g := filepath.Join(ws, ".git")
+	craftedCommit(t, ws, writeLoose(t, g, plumbing.TreeObject, rawTree(entry{"40000", "long", nested(t, g, 300, long)}), plumbing.ZeroHash))
+	before := snapshot(t, host)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	_, err := Sync(context.Background(), opts(host, ws))
+	runtime.ReadMemStats(&m1)
+	if !errors.Is(err, ErrHostile) || !strings.Contains(err.Error(), "path") {
+		t.Fatalf("sync of 300 nested 2 KB names: %v, want a refusal naming the path", err)
+	}
+	if got := m1.TotalAlloc - m0.TotalAlloc; got > 100<<20 {
+		t.Errorf("allocated %d MiB to refuse it", got>>20)
+	}
+	if d := diffSnapshots(before, snapshot(t, host)); len(d) > 0 {
+		t.Errorf("host changed after a refused sync: %v", d)
+	}
+
+	host, ws = newPair(t)
+	g = filepath.Join(ws, ".git")
+	craftedCommit(t, ws, writeLoose(t, g, plumbing.TreeObject, rawTree(entry{"40000", "deep", nested(t, g, 500, func(int) string { return "d" })}), plumbing.ZeroHash))
+	if _, err := Sync(context.Background(), opts(host, ws)); err != nil {
+		t.Fatalf("sync of 500 nested short names: %v", err)
+	}
+}
