@@ -95,7 +95,7 @@ let
   '';
 in
 {
-  imports = [ ./guest-egress.nix ];
+  imports = [ ./guest-egress.nix ./guest-ssh-ready.nix ];
 
   options.keystone.guest = {
     name = mkOption {

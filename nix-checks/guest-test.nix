@@ -40,6 +40,12 @@ in
     expr = with d.systemd.services.keystone-guest-setup; [ before requiredBy unitConfig.RequiresMountsFor serviceConfig.Type ];
     expected = [ [ "sshd.service" ] [ "sshd.service" ] [ "/mnt/keystone" "/workspace" ] "oneshot" ];
   };
+  test_ready_announcement = {
+    expr = with d.systemd.services.keystone-agent-ready; [ wantedBy after serviceConfig.Type
+      (has "echo 'keystone-agent: sshd is listening' >/dev/console" script) (has "*:0016 && $state == 0A" script)
+      d.services.openssh.settings.MaxSessions ];
+    expected = [ [ "sshd.service" ] [ "sshd.service" ] "oneshot" true true 64 ];
+  };
   test_setup_script = {
     expr = map (s: has s d.systemd.services.keystone-guest-setup.script) [
       ''install -m 0600 -o root -g root "$src/ssh_host_ed25519_key" /etc/ssh/ssh_host_ed25519_key''

@@ -21,6 +21,7 @@ in
 {
   "keystone-agent-prepare" = host.config.systemd.services.keystone-agent-prepare-demo.script;
   "keystone-guest-setup" = host.guests.demo.config.systemd.services.keystone-guest-setup.script;
+  "keystone-agent-ready" = host.guests.demo.config.systemd.services.keystone-agent-ready.script;
   "microvm-run" = runner.scripts.run.text;
   "microvm-run-tap" = (runnerFor "tap").scripts.run.text;
   "microvm-run-bridge" = (runnerFor "bridge").scripts.run.text;

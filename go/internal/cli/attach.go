@@ -34,7 +34,7 @@ func runAttach(ctx context.Context, env *Env, v *verb, args []string) error {
 }
 
 func attach(ctx context.Context, env *Env, sb *sandbox.Sandbox) error {
-	client, err := sb.Dial(ctx)
+	client, err := sb.Connect(ctx)
 	if err != nil {
 		return notReachable(sb, err)
 	}

@@ -42,7 +42,7 @@ func runExec(ctx context.Context, env *Env, v *verb, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, err := sb.Dial(ctx)
+	client, err := sb.Connect(ctx)
 	if err != nil {
 		return notReachable(sb, err)
 	}

@@ -198,6 +198,10 @@ const ReadyFDEnv = "KEYSTONE_HOSTD_READY_FD"
 // ReadyMessage is the line a daemon writes once every service is ready.
 const ReadyMessage = "ready\n"
 
+// FailedPrefix begins the line a daemon writes instead when a service ended
+// before it was ready; the rest of the line says why.
+const FailedPrefix = "failed: "
+
 // CredentialsFDEnv names the environment variable that gives the daemon the
 // file descriptor of a pipe carrying the sandbox's API credentials from the
 // `start` that launched it (package credentials' format), read once at

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/keystone-agent/keystone/internal/sshconn"
+	"github.com/keystone-agent/keystone/internal/sshmux"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
@@ -40,9 +41,26 @@ func (sb *Sandbox) Target() (sshconn.Target, error) {
 	}, nil
 }
 
+// Connect returns a connection for exec and attach sessions: through the
+// host daemon's held connection when the daemon serves one (package sshmux),
+// else a connection of its own (Dial), so a missing or stale socket (the
+// daemon was killed) costs nothing but the handshake it saves otherwise.
+func (sb *Sandbox) Connect(ctx context.Context) (*ssh.Client, error) {
+	// The daemon's connection counts only when it was checked against the
+	// pin the registry holds now; else the own connection says why not.
+	if pin, err := sshconn.ParseHostKey([]byte(sb.HostKey)); err == nil {
+		if c, err := sshmux.Dial(ctx, sb.Dir.Path(statedir.SessionSocket), pin); err == nil {
+			return c, nil
+		}
+	}
+	return sb.Dial(ctx)
+}
+
 // Dial connects to a running sandbox. A connection the guest's sshd drops
 // before the handshake (dropbear refuses a client's sixth unauthenticated
-// connection, as when several commands connect at once) is retried.
+// connection, as when several commands connect at once, or while the
+// readiness probes it abandoned are still ending on a loaded machine) is
+// retried, for a few seconds in all.
 func (sb *Sandbox) Dial(ctx context.Context) (*ssh.Client, error) {
 	t, err := sb.Target()
 	if err != nil {
@@ -50,13 +68,13 @@ func (sb *Sandbox) Dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	for attempt := 1; ; attempt++ {
 		c, err := sshconn.Dial(ctx, t)
-		if err == nil || attempt == 3 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		if err == nil || attempt == 6 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
 			return c, err
 		}
 		select {
 		case <-ctx.Done():
 			return nil, err
-		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
 		}
 	}
 }

@@ -2,10 +2,14 @@ package sandbox
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -13,6 +17,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/hostd"
 	"github.com/keystone-agent/keystone/internal/runner"
+	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
 )
 
@@ -23,14 +28,20 @@ import (
 // to that one guest) and ends with the sandbox's VM. Declared sandboxes run it
 // as a systemd unit instead.
 
-// DaemonReadyTimeout bounds the wait for the daemon's services to be ready.
+// DaemonReadyTimeout bounds the wait for the daemon's services to be ready
+// once SSH answers; the wait as a whole is Timeouts.Ready longer, since the
+// daemon's SSH connection is what finds the booting guest's sshd.
 const DaemonReadyTimeout = 30 * time.Second
 
-// StartDaemon starts the sandbox's host daemon, replacing one that still
-// runs (it holds an earlier start's credentials and runner), and waits until
-// it reports every service ready. creds reach the daemon over a pipe only:
-// never argv, its environment or a file.
-func (e *Env) StartDaemon(sb *Sandbox, creds credentials.Set) error {
+// StartDaemon starts the sandbox's host daemon for the boot of vm, whose
+// console begins at consoleFrom in console.log, replacing one that still runs
+// (it holds an earlier start's credentials and runner), and waits until the
+// daemon reports every service ready: its SSH connection to the guest made
+// (the proof that the sandbox is reachable, with its pinned host key), the
+// other services started. It watches vm meanwhile, and stops the daemon when
+// it fails. creds reach the daemon over a pipe only: never argv, its
+// environment or a file.
+func (e *Env) StartDaemon(sb *Sandbox, creds credentials.Set, vm *runner.Process, consoleFrom int64) error {
 	if sb.Declared {
 		return nil
 	}
@@ -53,7 +64,9 @@ func (e *Env) StartDaemon(sb *Sandbox, creds credentials.Set) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self, "agent", "hostd", "--state-dir", string(e.Root), sb.Name)
+	ready := e.Timeouts.withDefaults().Ready
+	cmd := exec.Command(self, "agent", "hostd", "--state-dir", string(e.Root),
+		"--console-from", strconv.FormatInt(consoleFrom, 10), "--ready-timeout", ready.String(), sb.Name)
 	cmd.Dir = sb.Dir.State()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w, cr} // fd 3, fd 4
@@ -77,19 +90,36 @@ func (e *Env) StartDaemon(sb *Sandbox, creds credentials.Set) error {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 		return err
 	}
-	_ = r.SetReadDeadline(time.Now().Add(DaemonReadyTimeout))
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if line == hostd.ReadyMessage {
-		return nil
+	if err := awaitReady(r, vm.Done(), ready+DaemonReadyTimeout); err != nil {
+		_ = e.StopDaemon(sb)
+		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become ready: %v (see %s)", sb.Name, err, logPath),
+			Log: tail(consolePath(sb), 15), Err: err}
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("its services were not ready after %v", DaemonReadyTimeout)
-	} else {
-		err = errors.New("it ended before its services were ready")
+	return nil
+}
+
+// awaitReady reads the daemon's one line on r (package hostd), until the VM
+// exits or the timeout passes.
+func awaitReady(r *os.File, exited <-chan struct{}, timeout time.Duration) error {
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+		line <- s
+	}()
+	select {
+	case s := <-line:
+		switch {
+		case s == hostd.ReadyMessage:
+			return nil
+		case strings.HasPrefix(s, hostd.FailedPrefix):
+			return errors.New(strings.TrimSpace(strings.TrimPrefix(s, hostd.FailedPrefix)))
+		}
+		return errors.New("the host daemon ended before its services were ready")
+	case <-exited:
+		return fmt.Errorf("%w during boot", sshconn.ErrVMExited)
+	case <-time.After(timeout):
+		return fmt.Errorf("not reachable after %v: %w", timeout, context.DeadlineExceeded)
 	}
-	_ = e.StopDaemon(sb)
-	return &BootError{Msg: fmt.Sprintf("the host daemon of %q failed: %v (see %s)", sb.Name, err, logPath),
-		Log: tail(logPath, 10)}
 }
 
 // StopDaemon stops the sandbox's host daemon, if one runs. SIGTERM lets each

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 
+	"github.com/keystone-agent/keystone/internal/announce"
 	"github.com/keystone-agent/keystone/internal/atomicfile"
 	"github.com/keystone-agent/keystone/internal/credentials"
 	"github.com/keystone-agent/keystone/internal/egress"
@@ -24,7 +25,6 @@ import (
 	"github.com/keystone-agent/keystone/internal/progress"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
-	"github.com/keystone-agent/keystone/internal/sshconn"
 	"github.com/keystone-agent/keystone/internal/statedir"
 	"github.com/keystone-agent/keystone/internal/testguest"
 )
@@ -127,10 +127,7 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		return nil, err
 	}
 	var proc *runner.Process
-	if err := e.boot(ctx, sb, runnerDir, &proc); err != nil {
-		return nil, e.undo(sb, proc, keep, err)
-	}
-	if err := e.StartDaemon(sb, pl.creds); err != nil {
+	if err := e.boot(ctx, sb, runnerDir, pl.creds, &proc); err != nil {
 		return nil, e.undo(sb, proc, keep, err)
 	}
 	return sb, nil
@@ -225,7 +222,7 @@ func (e *Env) stopLeftover(sb *Sandbox) error {
 	return runner.RemovePID(sb.Dir.State())
 }
 
-func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **runner.Process) error {
+func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, creds credentials.Set, proc **runner.Process) error {
 	for _, d := range []string{sb.Dir.Root(), sb.Dir.State()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
@@ -256,6 +253,7 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 	// the start moves on to another port.
 	reserved := e.declaredPorts()
 	for attempt := 1; ; attempt++ {
+		consoleFrom := announce.End(consolePath(sb))
 		p, err := e.launch(ctx, sb, runnerDir, reserved)
 		if p != nil {
 			*proc = p
@@ -263,7 +261,9 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, proc **ru
 		if err != nil {
 			return err
 		}
-		err = e.awaitSSH(ctx, sb, p)
+		// The daemon's SSH connection is the readiness proof, and the
+		// connection the first command then uses.
+		err = e.StartDaemon(sb, creds, p, consoleFrom)
 		var exited bool
 		select {
 		case <-p.Done():
@@ -331,20 +331,6 @@ func syncFS(dir string) error {
 	}
 	defer f.Close()
 	return unix.Syncfs(int(f.Fd()))
-}
-
-func (e *Env) awaitSSH(ctx context.Context, sb *Sandbox, p *runner.Process) error {
-	target, err := sb.Target()
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, e.Timeouts.withDefaults().Ready)
-	defer cancel()
-	if err := sshconn.WaitReady(wctx, target, p.Done()); err != nil {
-		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become reachable over SSH: %v", sb.Name, err),
-			Log: tail(consolePath(sb), 15), Err: err}
-	}
-	return nil
 }
 
 func (e *Env) build(ctx context.Context, sb *Sandbox) (string, error) {

@@ -35,6 +35,9 @@ const retryPause = 150 * time.Millisecond
 // the caller's own connection right after.
 const maxInFlight = 3
 
+// errSuperseded cancels the attempts in flight when the guest announces its sshd.
+var errSuperseded = errors.New("superseded by an attempt after the guest's announcement")
+
 // WaitError is returned by WaitReady when sshd did not become ready: Err is
 // ErrVMExited or the context's cause (context.DeadlineExceeded…), and Last is
 // the last attempt's own error, nil when no attempt finished.
@@ -71,8 +74,23 @@ func (e *WaitError) Unwrap() error { return e.Err }
 // A host key mismatch is returned at once as a *TransportError: retrying
 // cannot fix it, and it must not be hidden behind a timeout.
 func WaitReady(ctx context.Context, t Target, exited <-chan struct{}) error {
-	if err := t.validate(); err != nil {
+	c, err := DialReady(ctx, t, exited, nil)
+	if err != nil {
 		return err
+	}
+	return c.Close() // readiness is proven; the caller dials its own connection
+}
+
+// DialReady waits as WaitReady does and returns the connection that proved
+// readiness. A value received from hint (the guest announcing that its sshd
+// listens, see package announce) cancels the attempts in flight, which began
+// before sshd listened, and starts one at once, alone: on a guest with one
+// emulated CPU, concurrent handshakes only slow each other down. Paced
+// attempts resume if that one fails (a hint is never trusted). nil means no
+// hints.
+func DialReady(ctx context.Context, t Target, exited <-chan struct{}, hint <-chan struct{}) (*ssh.Client, error) {
+	if err := t.validate(); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -89,11 +107,14 @@ func WaitReady(ctx context.Context, t Target, exited <-chan struct{}) error {
 	// timeout, so an attempt hanging in qemu's forwarder (the guest kernel
 	// not answering yet) never delays the first one that can succeed.
 	type result struct {
-		c   *ssh.Client
-		err error
+		c         *ssh.Client
+		err       error
+		cancelled bool // by a hint: says nothing about sshd
+		n         int
 	}
 	results := make(chan result)
-	inFlight, attempts := 0, 0
+	inFlight, attempts, hinted := 0, 0, false
+	cancels := map[int]context.CancelCauseFunc{}
 	var last error
 	tick := time.NewTicker(retryPause)
 	defer tick.Stop()
@@ -102,12 +123,15 @@ func WaitReady(ctx context.Context, t Target, exited <-chan struct{}) error {
 		n := attempts
 		attempts++
 		inFlight++
+		actx, acancel := context.WithCancelCause(ctx)
+		cancels[n] = acancel
 		go func() {
-			actx, acancel := context.WithTimeoutCause(ctx, bound, fmt.Errorf("no answer within %v", bound))
-			defer acancel()
-			c, err := dial(actx, t, bannerWait(n))
+			tctx, tcancel := context.WithTimeoutCause(actx, bound, fmt.Errorf("no answer within %v", bound))
+			defer tcancel()
+			c, err := dial(tctx, t, bannerWait(n))
+			r := result{c: c, err: err, cancelled: errors.Is(context.Cause(actx), errSuperseded), n: n}
 			select {
-			case results <- result{c, err}:
+			case results <- r:
 			case <-ctx.Done():
 				if c != nil {
 					c.Close()
@@ -120,25 +144,32 @@ func WaitReady(ctx context.Context, t Target, exited <-chan struct{}) error {
 		select {
 		case r := <-results:
 			inFlight--
+			cancels[r.n](nil)
+			delete(cancels, r.n)
 			if r.err == nil {
-				r.c.Close() // readiness is proven; the caller dials its own connection
-				return nil
+				return r.c, nil
 			}
 			var mismatch *HostKeyMismatchError
 			if errors.As(r.err, &mismatch) {
-				return r.err
+				return nil, r.err
 			}
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !r.cancelled {
 				// An attempt cut short by the end of the whole wait says
 				// nothing about sshd; keep the one before it.
 				last = r.err
 			}
 		case <-tick.C:
-			if inFlight < maxInFlight {
+			if inFlight < maxInFlight && !(hinted && inFlight > 0) {
 				start()
 			}
+		case <-hint:
+			for _, c := range cancels {
+				c(errSuperseded)
+			}
+			hinted = true
+			start()
 		case <-ctx.Done():
-			return &WaitError{Addr: t.Addr, Attempts: attempts, Last: last, Err: context.Cause(ctx)}
+			return nil, &WaitError{Addr: t.Addr, Attempts: attempts, Last: last, Err: context.Cause(ctx)}
 		}
 	}
 }

@@ -79,6 +79,9 @@ const (
 	DaemonPID = "hostd.pid"
 	// DaemonLog receives the host daemon's output (state/).
 	DaemonLog = "hostd.log"
+	// SessionSocket is the host daemon's unix socket (0600) for exec and
+	// attach: sessions on the SSH connection it holds (state/).
+	SessionSocket = "ssh.sock"
 	// ProxySocket is the host daemon's socket for the guest's proxy
 	// connections, handed over by `keystone agent proxy-relay` (state/).
 	ProxySocket = "proxy.sock"

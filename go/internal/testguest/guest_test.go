@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keystone-agent/keystone/internal/announce"
 )
 
 func TestModuleOrder(t *testing.T) {
@@ -61,6 +63,22 @@ func TestRenderBoot(t *testing.T) {
 		t.Error("boot script has an unrendered template action")
 	}
 	shellSyntax(t, "boot", boot)
+}
+
+// The guest announces its sshd on the console with the line the host looks
+// for (package announce), rendered, not hard-coded twice.
+func TestSSHDAnnounces(t *testing.T) {
+	guest, err := guestScripts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshd := guest["etc/keystone/sshd"]
+	if !bytes.Contains(sshd, []byte(`echo "`+announce.Line+`" >/dev/console`)) {
+		t.Errorf("etc/keystone/sshd does not write %q to the console:\n%s", announce.Line, sshd)
+	}
+	if bytes.Contains(sshd, []byte("{{")) {
+		t.Error("etc/keystone/sshd has an unrendered template action")
+	}
 }
 
 // shellSyntax checks a script with the host's sh -n, and with shellcheck

@@ -21,6 +21,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"text/template"
+
+	"github.com/keystone-agent/keystone/internal/announce"
 )
 
 // version changes whenever the builder's output changes for the same inputs.
@@ -122,21 +124,28 @@ func cacheDir(opt string) (string, error) {
 	return filepath.Join(base, "keystone", "testguest"), nil
 }
 
-// bootData fills files/guest/boot.tmpl.
+// bootData fills the templates files/guest/*.tmpl.
 type bootData struct {
 	ModuleDir string
+	// Announce is the line the guest writes to its console once sshd
+	// listens (package announce).
+	Announce string
 }
 
 // guestScripts returns the guest's own files, keyed by path in the guest.
 func guestScripts() (map[string][]byte, error) {
-	boot, err := renderBoot(bootData{ModuleDir: moduleDir})
+	d := bootData{ModuleDir: moduleDir, Announce: announce.Line}
+	boot, err := renderBoot(d)
 	if err != nil {
 		return nil, err
 	}
-	m := map[string][]byte{"etc/keystone/boot": boot}
+	sshd, err := render("sshd.tmpl", d)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string][]byte{"etc/keystone/boot": boot, "etc/keystone/sshd": sshd}
 	for dst, src := range map[string]string{
 		"etc/inittab":            "inittab",
-		"etc/keystone/sshd":      "sshd",
 		"etc/keystone/poweroff":  "poweroff",
 		"etc/keystone/network":   "network",
 		"etc/keystone/udhcpc":    "udhcpc",
@@ -154,14 +163,17 @@ func guestScripts() (map[string][]byte, error) {
 	return m, nil
 }
 
-func renderBoot(d bootData) ([]byte, error) {
-	tmpl, err := template.ParseFS(files, "files/guest/boot.tmpl")
+func renderBoot(d bootData) ([]byte, error) { return render("boot.tmpl", d) }
+
+// render fills the template files/guest/<name>.
+func render(name string, d bootData) ([]byte, error) {
+	tmpl, err := template.ParseFS(files, "files/guest/"+name)
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
 	if err := tmpl.Execute(&b, d); err != nil {
-		return nil, fmt.Errorf("failed to render the guest's boot script: %w", err)
+		return nil, fmt.Errorf("failed to render the guest's %s: %w", name, err)
 	}
 	return b.Bytes(), nil
 }
