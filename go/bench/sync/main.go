@@ -1,5 +1,6 @@
 // Command sync measures `keystone agent sync` (gitsync.Sync) against the git CLI
-// doing the same job (`git fetch <workspace>` + `git merge --ff-only`) on the same
+// doing the same job (`git fetch <workspace>` + `git merge --ff-only`, which
+// prints the same diffstat keystone reports) on the same
 // repositories in the same run, and prints the medians, the ratios and the peak
 // RSS of both sides.
 //
@@ -183,7 +184,9 @@ func run(n int, keep bool, only, history string) error {
 			if _, err := s.add(launch(gitBin, "-C", copyDir, "fetch", "--quiet", "--no-tags", ws, "+refs/heads/*:refs/remotes/ws/*")); err != nil {
 				return s, err
 			}
-			_, err := s.add(launch(gitBin, "-C", copyDir, "merge", "--ff-only", "--quiet", "refs/remotes/ws/"+branch(gitBin, ws)))
+			// Not --quiet: git prints the diffstat (files changed, insertions,
+			// deletions) as keystone's report does, and counts it as keystone does.
+			_, err := s.add(launch(gitBin, "-C", copyDir, "merge", "--ff-only", "refs/remotes/ws/"+branch(gitBin, ws)))
 			return s, err
 		}
 		ourRun := func(copyDir string) (sample, error) {

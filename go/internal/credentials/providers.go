@@ -32,6 +32,8 @@ type Provider struct {
 	Credentials []Credential
 	// Slots are where the provider's clients put a key.
 	Slots []Slot
+	// BetaHeader lists the API's opt-in features; a credential may need one.
+	BetaHeader string
 }
 
 // Credential is one kind of key, named by its host environment variable.
@@ -39,6 +41,11 @@ type Credential struct {
 	Var string // host variable and guest variable: "ANTHROPIC_API_KEY"
 	// GuestAliases receive the same placeholder (agents that read another name).
 	GuestAliases []string
+	// Slot is where this kind of key goes when the host holds it but the
+	// guest sent the placeholder of another kind of the same provider.
+	Slot Slot
+	// Beta is the feature BetaHeader must list when this kind is used.
+	Beta string
 }
 
 // Slot is a place in a request that can carry a key.
@@ -56,10 +63,11 @@ var Providers = []Provider{
 		Name: "anthropic", DefaultUpstream: "https://api.anthropic.com",
 		BaseURLVars: []string{"ANTHROPIC_BASE_URL"},
 		Credentials: []Credential{
-			{Var: "ANTHROPIC_API_KEY"},
-			{Var: "CLAUDE_CODE_OAUTH_TOKEN"},
+			{Var: "ANTHROPIC_API_KEY", Slot: Slot{Header: "X-Api-Key"}},
+			{Var: "CLAUDE_CODE_OAUTH_TOKEN", Slot: Slot{Header: "Authorization", Prefix: "Bearer "}, Beta: "oauth-2025-04-20"},
 		},
-		Slots: []Slot{{Header: "X-Api-Key"}, {Header: "Authorization", Prefix: "Bearer "}},
+		Slots:      []Slot{{Header: "X-Api-Key"}, {Header: "Authorization", Prefix: "Bearer "}},
+		BetaHeader: "Anthropic-Beta",
 	},
 	{
 		// Codex and OpenAI's SDKs: OPENAI_BASE_URL includes /v1; Codex's
@@ -67,7 +75,7 @@ var Providers = []Provider{
 		Name: "openai", DefaultUpstream: "https://api.openai.com", GuestSuffix: "/v1",
 		BaseURLVars: []string{"OPENAI_BASE_URL"},
 		Credentials: []Credential{
-			{Var: "OPENAI_API_KEY", GuestAliases: []string{"CODEX_API_KEY"}},
+			{Var: "OPENAI_API_KEY", GuestAliases: []string{"CODEX_API_KEY"}, Slot: Slot{Header: "Authorization", Prefix: "Bearer "}},
 		},
 		Slots: []Slot{{Header: "Authorization", Prefix: "Bearer "}},
 	},
@@ -78,7 +86,7 @@ var Providers = []Provider{
 		Name: "gemini", DefaultUpstream: "https://generativelanguage.googleapis.com",
 		BaseURLVars: []string{"GOOGLE_GEMINI_BASE_URL"},
 		Credentials: []Credential{
-			{Var: "GEMINI_API_KEY"},
+			{Var: "GEMINI_API_KEY", Slot: Slot{Header: "X-Goog-Api-Key"}},
 		},
 		Slots: []Slot{{Header: "X-Goog-Api-Key"}, {Header: "Authorization", Prefix: "Bearer "}, {Query: "key"}},
 	},

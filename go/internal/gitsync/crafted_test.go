@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -133,6 +134,23 @@ func copyBomb(n int) []byte {
 	return append(d, bytes.Repeat([]byte{0x80}, n)...) // copy offset 0, size 0x10000
 }
 
+// insertDelta is a delta that turns base into target by inserting all of it.
+func insertDelta(base, target []byte) []byte {
+	var d []byte
+	for _, n := range []int{len(base), len(target)} {
+		for ; n >= 0x80; n >>= 7 {
+			d = append(d, byte(n)|0x80)
+		}
+		d = append(d, byte(n))
+	}
+	for rest := target; len(rest) > 0; {
+		n := min(len(rest), 0x7f)
+		d = append(append(d, byte(n)), rest[:n]...)
+		rest = rest[n:]
+	}
+	return d
+}
+
 // TestSyncBoundsCraftedObjects: objects whose headers or deltas claim far more
 // than they hold are refused before anything that size is allocated (issue 14
 // item 5); the host is unchanged and the process stays small.
@@ -162,6 +180,14 @@ func TestSyncBoundsCraftedObjects(t *testing.T) {
 			craftPack(t, g, []packEntry{{baseName, plumbing.BlobObject, base, -1},
 				{fake, plumbing.OFSDeltaObject, copyBomb(20000), 0}}, 0)
 			return []entry{{"100644", "bomb", fake}}
+		}},
+		{"file entry naming a tree stored as a delta", func(t *testing.T, g string) []entry {
+			b := writeLoose(t, g, plumbing.BlobObject, []byte("b\n"), plumbing.ZeroHash)
+			t0 := rawTree(entry{"100644", "a", b})
+			x := rawTree(entry{"100644", "a", b}, entry{"100644", "b", b})
+			craftPack(t, g, []packEntry{{plumbing.ComputeHash(plumbing.TreeObject, t0), plumbing.TreeObject, t0, -1},
+				{plumbing.ComputeHash(plumbing.TreeObject, x), plumbing.OFSDeltaObject, insertDelta(t0, x), 0}}, 0)
+			return []entry{{"100644", "bomb", plumbing.ComputeHash(plumbing.TreeObject, x)}, {"40000", "d", plumbing.ComputeHash(plumbing.TreeObject, t0)}}
 		}},
 		{"index with an out-of-range 64-bit offset", func(t *testing.T, g string) []entry {
 			craftPack(t, g, []packEntry{{baseName, plumbing.BlobObject, base, -1}}, 1<<40)
@@ -200,3 +226,48 @@ func TestSyncBoundsCraftedObjects(t *testing.T) {
 }
 
 var _ = sandboxgit.MaxBlobSize
+
+// nested makes a chain of depth trees, each holding the next under name(i),
+// with one file at the bottom, and returns the top tree.
+func nested(t *testing.T, gitDir string, depth int, name func(int) string) plumbing.Hash {
+	h := writeLoose(t, gitDir, plumbing.BlobObject, []byte("leaf\n"), plumbing.ZeroHash)
+	h = writeLoose(t, gitDir, plumbing.TreeObject, rawTree(entry{"100644", "leaf", h}), plumbing.ZeroHash)
+	for i := depth - 1; i >= 0; i-- {
+		h = writeLoose(t, gitDir, plumbing.TreeObject, rawTree(entry{"40000", name(i), h}), plumbing.ZeroHash)
+	}
+	return h
+}
+
+// Paths are bounded: the walk keeps the path of every tree it reads, so a
+// chain of long names (a few KB compressed) made it hold the sum of all
+// their prefixes, quadratic in the depth (found by the QA campaign: a 2.6 MB
+// workspace took 1.7 GB and 13 s). A path no Linux file system can hold is
+// refused before it is kept; an ordinary deep tree still syncs.
+func TestSyncBoundsPathLength(t *testing.T) {
+	long := func(i int) string { return fmt.Sprintf("%04d%s", i, strings.Repeat("n", 2000)) }
+	host, ws := newPair(t)
+	g := filepath.Join(ws, ".git")
+	craftedCommit(t, ws, writeLoose(t, g, plumbing.TreeObject, rawTree(entry{"40000", "long", nested(t, g, 300, long)}), plumbing.ZeroHash))
+	before := snapshot(t, host)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	_, err := Sync(context.Background(), opts(host, ws))
+	runtime.ReadMemStats(&m1)
+	if !errors.Is(err, ErrHostile) || !strings.Contains(err.Error(), "path") {
+		t.Fatalf("sync of 300 nested 2 KB names: %v, want a refusal naming the path", err)
+	}
+	if got := m1.TotalAlloc - m0.TotalAlloc; got > 100<<20 {
+		t.Errorf("allocated %d MiB to refuse it", got>>20)
+	}
+	if d := diffSnapshots(before, snapshot(t, host)); len(d) > 0 {
+		t.Errorf("host changed after a refused sync: %v", d)
+	}
+
+	host, ws = newPair(t)
+	g = filepath.Join(ws, ".git")
+	craftedCommit(t, ws, writeLoose(t, g, plumbing.TreeObject, rawTree(entry{"40000", "deep", nested(t, g, 500, func(int) string { return "d" })}), plumbing.ZeroHash))
+	if _, err := Sync(context.Background(), opts(host, ws)); err != nil {
+		t.Fatalf("sync of 500 nested short names: %v", err)
+	}
+}

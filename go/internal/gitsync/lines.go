@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -70,7 +72,10 @@ func (s *syncer) blob(h plumbing.Hash) (int64, io.ReadCloser, error) {
 		}
 		return size, r, err
 	}
-	// go-git holds a whole object in memory: a large one is not read.
+	// go-git's storage is not safe for concurrent use, and it holds a whole
+	// object in memory: one reader at a time, and no large object.
+	s.hostMu.Lock()
+	defer s.hostMu.Unlock()
 	if size, err := s.host.EncodedObjectSize(h); err != nil || size > diffMax {
 		if err == nil {
 			err = errTooLarge
@@ -82,7 +87,13 @@ func (s *syncer) blob(h plumbing.Hash) (int64, io.ReadCloser, error) {
 		return 0, nil, err
 	}
 	r, err := o.Reader()
-	return o.Size(), r, err
+	if err != nil {
+		return 0, nil, err
+	}
+	// A memory object: reading it later, unlocked, touches no storage.
+	b, err := io.ReadAll(r)
+	r.Close()
+	return o.Size(), io.NopCloser(bytes.NewReader(b)), err
 }
 
 // diffMax is the largest modified file diffed line by line for the summary; a
@@ -93,53 +104,77 @@ var errTooLarge = errors.New("too large to count its lines")
 
 // lineStats adds up inserted and deleted lines over changes like `git diff
 // --shortstat`: added and removed files count all their lines, binary files
-// none; modified text files are diffed line by line.
+// none; modified text files are diffed line by line. Files are counted on
+// every CPU (inflating them is most of the work).
 func lineStats(ctx context.Context, blob blobSource, changes object.Changes) (ins, del int, err error) {
-	stat := func(h plumbing.Hash) (blobStat, error) {
-		var c lineCounter
-		_, r, err := blob(h)
-		if errors.Is(err, errTooLarge) {
-			return blobStat{binary: true}, nil
-		}
-		if err != nil {
-			return blobStat{}, err
-		}
-		defer r.Close()
-		_, err = io.Copy(&c, r)
-		return c.stat(), err
+	var mu sync.Mutex
+	var errs []error
+	work := make(chan *object.Change)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.NumCPU(); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ch := range work {
+				i, d, err := changeLines(blob, ch)
+				mu.Lock()
+				ins, del = ins+i, del+d
+				if err != nil {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		}()
 	}
 	for _, ch := range changes {
-		if err := ctx.Err(); err != nil {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- ch
+	}
+	close(work)
+	wg.Wait()
+	if len(errs) > 0 {
+		return 0, 0, errs[0]
+	}
+	return ins, del, ctx.Err()
+}
+
+// changeLines counts the lines one change inserts and deletes.
+func changeLines(blob blobSource, ch *object.Change) (ins, del int, err error) {
+	from, to := blobOf(ch.From), blobOf(ch.To)
+	switch {
+	case from.IsZero() && to.IsZero():
+		return 0, 0, nil
+	case from.IsZero():
+		st, err := countLinesOf(blob, to)
+		if st.binary {
 			return 0, 0, err
 		}
-		from, to := blobOf(ch.From), blobOf(ch.To)
-		switch {
-		case from.IsZero() && to.IsZero():
-		case from.IsZero():
-			st, err := stat(to)
-			if err != nil {
-				return 0, 0, err
-			}
-			if !st.binary {
-				ins += st.lines
-			}
-		case to.IsZero():
-			st, err := stat(from)
-			if err != nil {
-				return 0, 0, err
-			}
-			if !st.binary {
-				del += st.lines
-			}
-		default:
-			i, d, err := modified(blob, from, to)
-			if err != nil {
-				return 0, 0, err
-			}
-			ins, del = ins+i, del+d
+		return st.lines, 0, err
+	case to.IsZero():
+		st, err := countLinesOf(blob, from)
+		if st.binary {
+			return 0, 0, err
 		}
+		return 0, st.lines, err
 	}
-	return ins, del, nil
+	return modified(blob, from, to)
+}
+
+// countLinesOf counts a blob's lines as it streams.
+func countLinesOf(blob blobSource, h plumbing.Hash) (blobStat, error) {
+	var c lineCounter
+	_, r, err := blob(h)
+	if errors.Is(err, errTooLarge) {
+		return blobStat{binary: true}, nil
+	}
+	if err != nil {
+		return blobStat{}, err
+	}
+	defer r.Close()
+	_, err = io.Copy(&c, r)
+	return c.stat(), err
 }
 
 // blobOf is the blob of a change side, zero for a missing side or a gitlink.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -164,6 +165,7 @@ type syncer struct {
 	rep     *Report
 	dirty   chan dirtyResult // the host's git status, asked for early
 	listed  chan listing     // the sandbox's uncommitted files
+	hostMu  sync.Mutex       // go-git's storage of the host is not safe for concurrent use
 	paths   []string         // paths changed on the current branch
 	changes object.Changes   // the same changes, counted into lines at the end
 	head    plumbing.Hash

@@ -155,6 +155,9 @@ func (t *transfer) read(w want) (rawObject, *sandboxgit.Commit, []want, error) {
 		// Every entry of the last version of this path was met already: only
 		// what changed since needs meeting.
 		err := sandboxgit.ParseTreeSince(data, t.lastVersion(w.path), func(name []byte, mode sandboxgit.Mode, h plumbing.Hash) error {
+			if n := len(w.path) + len(name); n > sandboxgit.MaxPathLength {
+				return &sandboxgit.LimitError{What: "a path", Size: int64(n), Limit: sandboxgit.MaxPathLength}
+			}
 			switch mode {
 			case sandboxgit.ModeDir:
 				meet(h, plumbing.TreeObject, func() string { return w.path + string(name) + "/" })

@@ -140,24 +140,31 @@ func TestClaudeThroughTheProxy(t *testing.T) {
 	if claude == "" {
 		t.Skipf("set %s to a claude binary to run Claude Code through the proxy", ClaudeEnv)
 	}
-	t.Run("API key", func(t *testing.T) { claudeThroughTheProxy(t, claude, "ANTHROPIC_API_KEY", "X-Api-Key", "") })
+	t.Run("API key", func(t *testing.T) {
+		claudeThroughTheProxy(t, claude, "ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY", "X-Api-Key", "")
+	})
 	t.Run("OAuth token", func(t *testing.T) {
-		claudeThroughTheProxy(t, claude, "CLAUDE_CODE_OAUTH_TOKEN", "Authorization", "Bearer ")
+		claudeThroughTheProxy(t, claude, "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "Authorization", "Bearer ")
+	})
+	t.Run("API key placeholder, OAuth token on the host", func(t *testing.T) {
+		claudeThroughTheProxy(t, claude, "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "Authorization", "Bearer ")
 	})
 }
 
-func claudeThroughTheProxy(t *testing.T, claude, variable, header, prefix string) {
+// claudeThroughTheProxy runs claude -p with guestVar's placeholder, the host
+// holding hostVar, and checks the key arrived in header.
+func claudeThroughTheProxy(t *testing.T, claude, guestVar, hostVar, header, prefix string) {
 	const key = "sk-ant-host-only-key"
 	api := apistub.New("stub says hi")
 	defer api.Close()
-	addr := serveProxy(t, api, variable+"="+key)
+	addr := serveProxy(t, api, hostVar+"="+key)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, claude, "-p", "say hi", "--output-format", "text")
 	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=/usr/bin:/bin",
 		"ANTHROPIC_BASE_URL=http://" + addr + "/anthropic",
-		variable + "=" + credentials.Placeholder(variable),
+		guestVar + "=" + credentials.Placeholder(guestVar),
 		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "DISABLE_AUTOUPDATER=1", "IS_SANDBOX=1"}
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "stub says hi") {

@@ -242,3 +242,27 @@ func TestOpenModeStillGuardsTheHost(t *testing.T) {
 		t.Fatal("the host's loopback service was reached")
 	}
 }
+
+// The guest's variables do not depend on which kind of Anthropic key the
+// host holds: a placeholder of the other kind gets the host's key where its
+// kind goes, with the beta feature an OAuth token needs (or without it).
+func TestRouteUsesTheKindTheHostHolds(t *testing.T) {
+	h := newHarness(t, func(_ *harness, o *Options) {
+		o.Credentials, _, _ = credentials.Parse([]byte("CLAUDE_CODE_OAUTH_TOKEN=" + oauthToken))
+	})
+	h.route("POST", "/anthropic/v1/messages", http.Header{"X-Api-Key": {ph("ANTHROPIC_API_KEY")}, "Anthropic-Beta": {"fine-grained-tool-streaming-2025-05-14"}}, "{}")
+	r := h.anthropic.requests()[0]
+	if r.Header.Get("Authorization") != "Bearer "+oauthToken || r.Header.Get("X-Api-Key") != "" ||
+		r.Header.Get("Anthropic-Beta") != "fine-grained-tool-streaming-2025-05-14,oauth-2025-04-20" {
+		t.Errorf("API key placeholder, OAuth token on the host: the upstream got %v", r.Header)
+	}
+
+	h2 := newHarness(t, func(_ *harness, o *Options) {
+		o.Credentials, _, _ = credentials.Parse([]byte("ANTHROPIC_API_KEY=" + anthropicKey))
+	})
+	h2.route("POST", "/anthropic/v1/messages", http.Header{"Authorization": {"Bearer " + ph("CLAUDE_CODE_OAUTH_TOKEN")}, "Anthropic-Beta": {"oauth-2025-04-20,x-1"}}, "{}")
+	r = h2.anthropic.requests()[0]
+	if r.Header.Get("X-Api-Key") != anthropicKey || r.Header.Get("Authorization") != "" || r.Header.Get("Anthropic-Beta") != "x-1" {
+		t.Errorf("OAuth placeholder, API key on the host: the upstream got %v", r.Header)
+	}
+}

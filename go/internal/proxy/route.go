@@ -19,7 +19,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "%v", err)
 		return
 	}
-	inj, err := s.inject(p, r.Header, out)
+	ed, err := s.inject(p, r.Header, out)
 	if err != nil {
 		var me *missingError
 		if errors.As(err, &me) {
@@ -33,9 +33,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL = out
 			pr.Out.Host = "" // the upstream's own host, never the guest's Host header
-			for k, v := range inj {
-				pr.Out.Header[k] = v
-			}
+			ed.apply(pr.Out.Header)
 		},
 		Transport:     s.toAPI,
 		FlushInterval: -1, // streamed responses (SSE) pass as they come
@@ -94,12 +92,30 @@ func (e *missingError) Error() string {
 	return "the host has no " + e.v + " for " + e.provider + ": set it in the environment of `keystone agent start` or in the credentials file (docs/egress.md), then restart the sandbox"
 }
 
+// edits are the changes inject makes to the outgoing request's headers.
+type edits struct {
+	del []string
+	set http.Header
+}
+
+func (e edits) apply(h http.Header) {
+	for _, k := range e.del {
+		h.Del(k)
+	}
+	for k, v := range e.set {
+		h[k] = v
+	}
+}
+
 // inject finds the provider's placeholders in the request's key slots and
-// returns the headers to set on the outgoing request; a placeholder in the
-// query is replaced in out. A slot sent twice with a placeholder is refused:
-// which copy an upstream reads is not ours to guess.
-func (s *Server) inject(p *credentials.Provider, h http.Header, out *url.URL) (http.Header, error) {
-	set := http.Header{}
+// says how the outgoing request's headers change; a placeholder in the
+// query is replaced in out. The placeholder's own kind of key replaces it
+// where it is; when the host holds only another kind of the provider's
+// (an OAuth token for an API key's placeholder), that key goes where its
+// kind goes, with the beta feature it needs. A slot sent twice with a
+// placeholder is refused: which copy an upstream reads is not ours to guess.
+func (s *Server) inject(p *credentials.Provider, h http.Header, out *url.URL) (edits, error) {
+	e := edits{set: http.Header{}}
 	var q url.Values
 	for _, slot := range p.Slots {
 		var vals []string
@@ -123,21 +139,65 @@ func (s *Server) inject(p *credentials.Provider, h http.Header, out *url.URL) (h
 				continue
 			}
 			if len(vals) != 1 {
-				return nil, errors.New("the request carries " + slotName(slot) + " more than once")
+				return e, errors.New("the request carries " + slotName(slot) + " more than once")
 			}
-			key, ok := s.o.Credentials.Get(c.Var)
+			if key, ok := s.o.Credentials.Get(c.Var); ok {
+				if slot.Query != "" {
+					q.Set(slot.Query, key)
+					out.RawQuery = q.Encode()
+				} else {
+					e.set[slot.Header] = []string{slot.Prefix + key}
+				}
+				continue
+			}
+			use, key, ok := s.otherKind(p, c)
 			if !ok {
-				return nil, &missingError{v: c.Var, provider: p.Name}
+				return e, &missingError{v: c.Var, provider: p.Name}
 			}
 			if slot.Query != "" {
-				q.Set(slot.Query, key)
+				q.Del(slot.Query)
 				out.RawQuery = q.Encode()
 			} else {
-				set[slot.Header] = []string{slot.Prefix + key}
+				e.del = append(e.del, slot.Header)
+			}
+			e.set[use.Slot.Header] = []string{use.Slot.Prefix + key}
+			if p.BetaHeader != "" {
+				betas := betaList(h.Values(p.BetaHeader), c.Beta, use.Beta)
+				if len(betas) == 0 {
+					e.del = append(e.del, p.BetaHeader)
+				} else {
+					e.set[p.BetaHeader] = []string{strings.Join(betas, ",")}
+				}
 			}
 		}
 	}
-	return set, nil
+	return e, nil
+}
+
+// otherKind is a credential of p, other than c, that the host holds.
+func (s *Server) otherKind(p *credentials.Provider, c credentials.Credential) (credentials.Credential, string, bool) {
+	for _, o := range p.Credentials {
+		if key, ok := s.o.Credentials.Get(o.Var); ok && o.Var != c.Var && o.Slot.Header != "" {
+			return o, key, true
+		}
+	}
+	return credentials.Credential{}, "", false
+}
+
+// betaList is a beta header's comma-separated features without drop, with add.
+func betaList(vals []string, drop, add string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" && f != drop && f != add {
+				out = append(out, f)
+			}
+		}
+	}
+	if add != "" {
+		out = append(out, add)
+	}
+	return out
 }
 
 // carries says whether a slot's value is the placeholder ph after the

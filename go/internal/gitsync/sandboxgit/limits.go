@@ -29,6 +29,10 @@ const (
 	MaxIndexSize = 1 << 30
 	// MaxPacks bounds the number of packs in objects/pack.
 	MaxPacks = 10_000
+	// MaxPathLength bounds a path in the tree (Linux's PATH_MAX): no longer
+	// one can be checked out here, and the walk keeps the path of every
+	// tree it reads, so long names nested deep would add up quadratically.
+	MaxPathLength = 4096
 )
 
 // baseCacheBytes is the memory kept for delta bases already rebuilt: a chain

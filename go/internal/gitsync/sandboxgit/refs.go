@@ -88,7 +88,9 @@ func (r *Repo) looseBranches(found map[string]plumbing.Hash) error {
 			}
 			return hostile("cannot list the workspace's branches: %v", err)
 		}
-		if !d.Type().IsRegular() {
+		// A *.lock file is a ref git is writing (it renames the lock over the
+		// ref when done), not a branch: git's files backend skips them too.
+		if !d.Type().IsRegular() || strings.HasSuffix(p, ".lock") {
 			return nil
 		}
 		b, err := r.readSmall(p, MaxRefFile)

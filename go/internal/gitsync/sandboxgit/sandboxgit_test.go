@@ -183,6 +183,32 @@ func TestBranchesFromPackedRefsAndFiles(t *testing.T) {
 	}
 }
 
+// A ref being updated in the workspace while a sync reads it (git writes
+// refs/heads/<branch>.lock, then renames it over the branch) is not a branch:
+// git's own files backend skips *.lock names. Found by the QA campaign: syncs
+// run while the agent committed were refused as "invalid branch name
+// master.lock" or "does not hold an object name".
+func TestBranchesSkipRefLocks(t *testing.T) {
+	dir := historyRepo(t, 1)
+	for name, content := range map[string]string{"main.lock": "", "a/b.lock": "half-writ"} {
+		p := filepath.Join(dir, ".git", "refs", "heads", name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(content), 0o644)
+	}
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	branches, err := r.Branches()
+	if err != nil {
+		t.Fatalf("branches while a ref is locked: %v", err)
+	}
+	if len(branches) != 1 || branches[0].Name != "main" {
+		t.Errorf("branches %v, want main alone", branches)
+	}
+}
+
 func TestCheckBranchName(t *testing.T) {
 	for name, ok := range map[string]bool{
 		"main": true, "feature/x": true, "a.b": true, "v1.0-rc": true,
