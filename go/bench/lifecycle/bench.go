@@ -32,6 +32,7 @@ func newBench(runnerDir string) (*bench, error) {
 	}
 	b := &bench{runner: runnerDir, work: work, bin: filepath.Join(work, "keystone"), home: filepath.Join(work, "home"), repo: filepath.Join(work, "app")}
 	build := exec.Command("go", "build", "-o", b.bin, "./cmd/keystone")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as lib/package.nix builds it: static, a faster start
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build: %v: %s", err, out)
 	}
