@@ -58,12 +58,14 @@ func run(runnerDir string, boots, execs, listN, scale int) error {
 	if err != nil {
 		return err
 	}
-	rows = append(rows,
-		ratioRow("start → first SSH command (restart)", st.restart, st.raw, "≤ 1.2×"),
-		row{"start → first SSH command (cold, first start)", ms(st.cold), "", "", ""},
-		row{"first exec after start", ms(st.firstExec), "", "", ""},
-		row{"start → first command, after dropbear listened (same boot)", ms(st.afterListen), "", "", "≤ 150 ms"},
-	)
+	rows = append(rows, row{"start → first SSH command (cold, first start)", ms(st.cold), "", "", ""})
+	if boots > 0 {
+		rows = append(rows,
+			ratioRow("start → first SSH command (restart)", st.restart, st.raw, "≤ 1.2×"),
+			row{"first exec after start", ms(st.firstExec), "", "", ""},
+			row{"start → first command, after dropbear listened (same boot)", ms(st.afterListen), "", "", "≤ 150 ms"},
+		)
+	}
 	rawListen := phaseRows(&rows, "raw runner", b.phases)
 	phaseRows(&rows, "keystone start", b.ksPhases)
 	if rawListen != 0 {
@@ -129,6 +131,9 @@ func ratioRow(metric string, ours, base time.Duration, target string) row {
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 
 func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0 // -boots 0: nothing measured
+	}
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
