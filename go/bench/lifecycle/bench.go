@@ -49,6 +49,16 @@ func newBench(runnerDir string) (*bench, error) {
 	return b, nil
 }
 
+// showLogs prints the ends of the sandbox's daemon and console logs, for a
+// failed run (cleanup removes them).
+func (b *bench) showLogs() {
+	for _, name := range []string{statedir.DaemonLog, statedir.ConsoleLog} {
+		data, _ := os.ReadFile(b.sandboxDir().Path(name))
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		fmt.Fprintf(os.Stderr, "== %s (end)\n%s\n", name, strings.Join(lines[max(0, len(lines)-25):], "\n"))
+	}
+}
+
 func (b *bench) cleanup() {
 	b.keystone(b.home, "stop", "app")
 	os.RemoveAll(b.work)

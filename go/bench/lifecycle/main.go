@@ -39,7 +39,7 @@ type row struct {
 	metric, ours, base, ratio, target string
 }
 
-func run(runnerDir string, boots, execs, listN, scale int) error {
+func run(runnerDir string, boots, execs, listN, scale int) (err error) {
 	ctx := context.Background()
 	if runnerDir == "" {
 		var err error
@@ -52,6 +52,11 @@ func run(runnerDir string, boots, execs, listN, scale int) error {
 		return err
 	}
 	defer b.cleanup()
+	defer func() {
+		if err != nil {
+			b.showLogs()
+		}
+	}()
 	var rows []row
 
 	st, err := b.startToSSH(boots)
