@@ -305,7 +305,7 @@ func (b *bench) listStatus(n, runs int) (list, status time.Duration, rss int64, 
 			return 0, 0, 0, fmt.Errorf("list --json returned %d entries; want %d", len(arr), n)
 		}
 		ls = append(ls, d)
-		d, err = timeIt(func() error { _, err := b.keystone(home, "status", "sb050", "--json"); return err })
+		d, err = timeIt(func() error { _, err := b.keystone(home, "status", fmt.Sprintf("sb%03d", n/2), "--json"); return err })
 		if err != nil {
 			return 0, 0, 0, err
 		}
