@@ -70,6 +70,12 @@ in
             host.succeed(as_alice("keystone agent list | grep -w demo"))
             host.succeed(as_alice("keystone agent status demo --json | grep -q demo"))
 
+        with subtest("the host daemon holds the SSH connection exec uses, for the owner only"):
+            host.wait_until_succeeds("journalctl -u keystone-agent-hostd-demo.service | grep -q 'ssh connection ready'", timeout=300)
+            host.succeed("stat -c '%U %a %F' /var/lib/keystone-agent/demo/state/ssh.sock | grep -x 'alice 600 socket'")
+            host.succeed("journalctl -u microvm@demo.service | grep -q 'keystone-agent: sshd is listening'")
+            assert host.succeed(as_alice("keystone agent exec demo -- sh -c 'echo held; exit 0'")).strip() == "held"
+
         with subtest("a plain git commit made inside syncs to the host repo"):
             # no -c user.name: the guest has an identity of its own
             host.succeed(as_alice("keystone agent exec demo -- sh -c 'cd /workspace && echo change >> README && git commit -qam from-the-guest'"))

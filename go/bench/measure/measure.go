@@ -16,8 +16,11 @@ func Time(f func() error) (time.Duration, error) {
 	return time.Since(t), err
 }
 
-// Median returns the median of ds (the upper one of an even count).
+// Median returns the median of ds (the upper one of an even count), 0 for none.
 func Median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0 // nothing measured (e.g. -boots 0)
+	}
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]

@@ -125,6 +125,7 @@ func Run(ctx context.Context, o Options) error {
 			cancel()
 		case <-stop:
 			stop = nil // the services are told by ctx; wait for them
+			d.logf("stopping: %v", context.Cause(ctx))
 		case <-t.C:
 			if o.Alive == nil || ended {
 				continue

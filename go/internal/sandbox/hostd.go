@@ -129,6 +129,11 @@ func (e *Env) StopDaemon(sb *Sandbox) error {
 	if pid == 0 {
 		return nil
 	}
+	// Its log says who stopped it: a daemon that ends unasked is a bug.
+	if f, err := os.OpenFile(sb.Dir.Path(statedir.DaemonLog), os.O_WRONLY|os.O_APPEND, 0); err == nil {
+		fmt.Fprintf(f, "%s stopped by pid %d: %s\n", time.Now().Format(time.RFC3339), os.Getpid(), strings.Join(os.Args, " "))
+		f.Close()
+	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if runner.Inspect(pid, sb.Dir.State()) != runner.Runner {

@@ -55,12 +55,15 @@ var ErrOtherPin = errors.New("the host daemon pinned another host key")
 // sshconn.Exec and sshconn.Attach run over it as over a connection of their
 // own. Errors are *UnavailableError.
 func Dial(ctx context.Context, path string, hostKey ssh.PublicKey) (*ssh.Client, error) {
+	if hostKey == nil {
+		return nil, &UnavailableError{Path: path, Err: errors.New("no pinned host key to check the daemon's against")}
+	}
 	c := &clientConn{path: path, pin: hostKey.Marshal(), open: map[*channel]bool{}, closed: make(chan struct{})}
 	first, err := c.openChannel(ctx)
 	if err != nil {
 		return nil, &UnavailableError{Path: path, Err: err}
 	}
-	c.addr, c.first, c.open[first] = first.addr, first, true
+	c.addr, c.first = first.addr, first
 	chans := make(chan ssh.NewChannel)
 	close(chans)
 	reqs := make(chan *ssh.Request)
@@ -113,9 +116,6 @@ func (c *clientConn) OpenChannel(name string, _ []byte) (ssh.Channel, <-chan *ss
 		if ch, err = c.openChannel(context.Background()); err != nil {
 			return nil, nil, err
 		}
-		c.mu.Lock()
-		c.open[ch] = true
-		c.mu.Unlock()
 	}
 	select {
 	case <-c.closed:
@@ -179,7 +179,15 @@ func (c *clientConn) openChannel(ctx context.Context) (*channel, error) {
 	ch.addr = sandboxAddr(addr)
 	ch.stdout = newBuffer(func(n int) { ch.out.write(frameCredit, encodeCredit(streamData, uint32(n))) })
 	ch.stderr = newBuffer(func(n int) { ch.out.write(frameCredit, encodeCredit(streamStderr, uint32(n))) })
-	go ch.read()
+	c.mu.Lock()
+	c.open[ch] = true
+	c.mu.Unlock()
+	go func() {
+		ch.read()
+		c.mu.Lock()
+		delete(c.open, ch)
+		c.mu.Unlock()
+	}()
 	return ch, nil
 }
 

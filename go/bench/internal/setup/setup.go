@@ -26,7 +26,9 @@ func New(prefix string) (*Dirs, error) {
 		return nil, err
 	}
 	d := &Dirs{Work: work, Bin: filepath.Join(work, "keystone"), Home: filepath.Join(work, "home"), Repo: filepath.Join(work, "app")}
-	if out, err := exec.Command("go", "build", "-o", d.Bin, "./cmd/keystone").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", d.Bin, "./cmd/keystone")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as lib/package.nix builds it: static, a faster start
+	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build: %v: %s", err, out)
 	}
 	if err := os.MkdirAll(d.Home, 0o700); err != nil {
