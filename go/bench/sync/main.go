@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -45,6 +46,7 @@ func main() {
 	child := flag.Bool("child", false, "internal: run one sync (host, workspace as arguments) and report")
 	pending := flag.Bool("pending", false, "internal, with -child: count the pending commits instead")
 	launch := flag.Bool("launch", false, "internal: run the command given as arguments and report its usage")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of keystone's syncs to this file (the last run's)")
 	flag.Parse()
 	if *child {
 		os.Exit(runChild(flag.Args(), *pending))
@@ -79,6 +81,9 @@ var scenarios = []scenario{
 	{"one 200 MB file (1 commit, loose)", 1, 200 << 20, true, false},
 }
 
+// cpuProfile is where a keystone child writes its CPU profile ("": none).
+var cpuProfile string
+
 // childReport is what a keystone child prints.
 type childReport struct {
 	Commits int   `json:"commits"`
@@ -99,6 +104,14 @@ func runChild(args []string, pending bool) int {
 		rep.Pending, err = gitsync.Pending(context.Background(), o)
 		rep.PendingTime = time.Since(t0)
 	} else {
+		if cpuProfile != "" {
+			stop, perr := startProfile(cpuProfile)
+			if perr != nil {
+				fmt.Fprintln(os.Stderr, perr)
+				return 1
+			}
+			defer stop()
+		}
 		var r *gitsync.Report
 		if r, err = gitsync.Sync(context.Background(), o); err == nil {
 			rep.Commits = len(r.Commits)
@@ -113,6 +126,19 @@ func runChild(args []string, pending bool) int {
 	rep.SelfRSS = ru.Maxrss
 	json.NewEncoder(os.Stdout).Encode(rep)
 	return 0
+}
+
+// startProfile starts a CPU profile into path and returns what stops it.
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // runLaunch runs a command and prints, after its output, a line with its
@@ -197,7 +223,7 @@ func run(n int, keep bool, only, history string) error {
 				err = json.Unmarshal([]byte(out), &pend)
 			}
 			if err == nil {
-				out, err = s.add(launch(self, "-child", copyDir, ws))
+				out, err = s.add(launch(self, "-child", "-cpuprofile="+cpuProfile, copyDir, ws))
 			}
 			if err == nil {
 				err = json.Unmarshal([]byte(out), &rep)

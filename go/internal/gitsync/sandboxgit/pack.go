@@ -94,8 +94,15 @@ func (p *Pack) header(off int64) (entry, error) {
 
 // inflate returns a reader of the entry's zlib stream that yields exactly
 // e.size bytes and then checks that the stream ends there, with a valid checksum.
+// The stream is read up to where the next entry starts: reads of a small entry
+// stay small (most commits and trees compress to a few hundred bytes), and a
+// stream that runs into the next entry is refused as corrupt.
 func (p *Pack) inflate(e entry) (io.ReadCloser, error) {
-	z, err := newInflater(io.NewSectionReader(p.f, e.data, p.size-20-e.data))
+	end := p.entryEnd(e.off)
+	if end <= e.data {
+		return nil, hostile("%s has a truncated entry at %d", p.name, e.off)
+	}
+	z, err := newInflater(io.NewSectionReader(p.f, e.data, end-e.data))
 	if err != nil {
 		return nil, hostile("%s has a corrupt entry at %d: %v", p.name, e.off, err)
 	}
