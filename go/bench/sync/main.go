@@ -46,7 +46,7 @@ func main() {
 	child := flag.Bool("child", false, "internal: run one sync (host, workspace as arguments) and report")
 	pending := flag.Bool("pending", false, "internal, with -child: count the pending commits instead")
 	launch := flag.Bool("launch", false, "internal: run the command given as arguments and report its usage")
-	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of keystone's syncs to this file (the last run's)")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of keystone's syncs (or, with -child -pending, of the count) to this file (the last run's)")
 	flag.Parse()
 	if *child {
 		os.Exit(runChild(flag.Args(), *pending))
@@ -99,19 +99,19 @@ func runChild(args []string, pending bool) int {
 	o := gitsync.Options{Name: "bench", HostRepo: args[0], Workspace: args[1]}
 	var rep childReport
 	var err error
+	if cpuProfile != "" {
+		stop, perr := startProfile(cpuProfile)
+		if perr != nil {
+			fmt.Fprintln(os.Stderr, perr)
+			return 1
+		}
+		defer stop()
+	}
 	if pending {
 		t0 := time.Now()
 		rep.Pending, err = gitsync.Pending(context.Background(), o)
 		rep.PendingTime = time.Since(t0)
 	} else {
-		if cpuProfile != "" {
-			stop, perr := startProfile(cpuProfile)
-			if perr != nil {
-				fmt.Fprintln(os.Stderr, perr)
-				return 1
-			}
-			defer stop()
-		}
 		var r *gitsync.Report
 		if r, err = gitsync.Sync(context.Background(), o); err == nil {
 			rep.Commits = len(r.Commits)
