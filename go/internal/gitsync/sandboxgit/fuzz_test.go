@@ -251,6 +251,11 @@ func FuzzParseTreeSince(f *testing.F) {
 	a := []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa40000 b\x00bbbbbbbbbbbbbbbbbbbb")
 	f.Add(a, []byte("100644 a\x00aaaaaaaaaaaaaaaaaaab40000 b\x00bbbbbbbbbbbbbbbbbbbb100644 c\x00cccccccccccccccccccc"))
 	f.Add(a, []byte("40000 .git\x00aaaaaaaaaaaaaaaaaaaa"))
+	// Entries with old's bytes around an inserted one, a changed hash, a repeated name.
+	f.Add(a, []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa100644 a0\x00cccccccccccccccccccc40000 b\x00bbbbbbbbbbbbbbbbbbbb"))
+	f.Add(a, []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa40000 b\x00bbbbbbbbbbbbbbbbbbbc"))
+	f.Add(a, []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa40000 b.\x00bbbbbbbbbbbbbbbbbbbb40000 b\x00bbbbbbbbbbbbbbbbbbbb"))
+	f.Add(a, []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa40000 b\x00bbbbbbbbbbbbbbbbbbbb100644 b\x00bbbbbbbbbbbbbbbbbbbb"))
 	f.Fuzz(func(t *testing.T, old, data []byte) {
 		type ent struct {
 			name string

@@ -298,3 +298,35 @@ func TestParseTreeSince(t *testing.T) {
 		t.Errorf("new entries %q, want %q", got, want)
 	}
 }
+
+// A large directory that grows by one file: the entries around it are read as
+// old's by their bytes, and a file that repeats one of them is refused.
+func TestParseTreeSinceSharedBytes(t *testing.T) {
+	entry := func(name string, c byte) []byte {
+		var x plumbing.Hash
+		x[0] = c
+		return append([]byte("100644 "+name+"\x00"), x[:]...)
+	}
+	var old, grown, repeated []byte
+	for i := 0; i < 200; i++ {
+		name := fmt.Sprintf("f%03d", i)
+		old = append(old, entry(name, 1)...)
+		grown = append(grown, entry(name, 1)...)
+		repeated = append(repeated, entry(name, 1)...)
+		if i == 150 {
+			grown = append(grown, entry(name+"x", 2)...)
+			repeated = append(repeated, entry(name, 1)...)
+		}
+	}
+	var got []string
+	err := ParseTreeSince(grown, old, func(name []byte, _ Mode, _ plumbing.Hash) error {
+		got = append(got, string(name))
+		return nil
+	})
+	if err != nil || strings.Join(got, " ") != "f150x" {
+		t.Errorf("ParseTreeSince: %v, new entries %q, want f150x", err, got)
+	}
+	if err := ParseTreeSince(repeated, old, func([]byte, Mode, plumbing.Hash) error { return nil }); err == nil {
+		t.Error("a repeated entry after the shared bytes was accepted")
+	}
+}

@@ -34,16 +34,11 @@ func ParseTree(data []byte, fn func(name []byte, mode Mode, h plumbing.Hash) err
 // every entry of old still has to meet. Entries also in old have their names
 // checked already (a directory of 10,000 files that grows by one per commit
 // costs one check and one call per version, not 10,000).
+//
+// The two versions are read side by side: an entry whose bytes are those of
+// old's next entry is that entry (parsing from an entry's start depends only on
+// its bytes), so old is parsed only where the versions differ.
 func ParseTreeSince(data, old []byte, fn func(name []byte, mode Mode, h plumbing.Hash) error) error {
-	var o treeEntry
-	oOK := false
-	advance := func() {
-		oOK = false
-		if len(old) > 0 {
-			o, old, oOK = nextEntry(old)
-		}
-	}
-	advance()
 	var prev []byte
 	prevDir := false
 	// files holds the file names a later directory could repeat: "a" sorts
@@ -54,13 +49,31 @@ func ParseTreeSince(data, old []byte, fn func(name []byte, mode Mode, h plumbing
 		if !ok {
 			return hostile("tree is malformed")
 		}
+		raw := data[:len(data)-len(rest)]
 		data = rest
 		dir := e.mode == ModeDir
-		for oOK && compareKeys(o.name, o.mode == ModeDir, e.name, dir) < 0 {
-			advance()
+		var inOld, sameHash bool
+		if bytes.HasPrefix(old, raw) {
+			old, inOld, sameHash = old[len(raw):], true, true
+		} else {
+			// Skip old's entries that sort before e; take the one of e's name.
+			for len(old) > 0 {
+				o, oRest, ok := nextEntry(old)
+				if !ok {
+					break
+				}
+				c := compareKeys(o.name, o.mode == ModeDir, e.name, dir)
+				if c > 0 {
+					break
+				}
+				old = oRest
+				if c == 0 {
+					inOld, sameHash = o.mode == e.mode, o.mode == e.mode && o.hash == e.hash
+					break
+				}
+			}
 		}
-		same := oOK && o.mode == e.mode && bytes.Equal(o.name, e.name)
-		if !same {
+		if !inOld {
 			if err := checkEntryNameBytes(e.name); err != nil {
 				return err
 			}
@@ -91,7 +104,7 @@ func ParseTreeSince(data, old []byte, fn func(name []byte, mode Mode, h plumbing
 			files = append(files, e.name)
 		}
 		prev, prevDir = e.name, dir
-		if same && o.hash == e.hash {
+		if sameHash {
 			continue
 		}
 		if err := fn(e.name, e.mode, e.hash); err != nil {
