@@ -270,11 +270,49 @@ func TestReconnectsAfterTheConnectionDrops(t *testing.T) {
 	})
 }
 
+// A burst on a server of one session per connection needs spare
+// connections; when some fail (dropbear's limit of unauthenticated
+// connections, under load) the daemon makes them again, and every session
+// still goes through it rather than falling back to a connection of its own.
+func TestFailedSpareConnectionsAreMadeAgain(t *testing.T) {
+	srv := sshdtest.Start(t, sshdtest.Dropbear)
+	px := startProxy(t, srv.Addr)
+	px.mu.Lock()
+	px.refuse = func(n int) bool { return n > 0 && n%2 == 1 } // every other spare
+	px.mu.Unlock()
+	target := srv.Target()
+	target.Addr = px.addr()
+	d := daemon(t, target)
+	const n = 8
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = run(t, d, sshconn.Command{Argv: []string{"sh", "-c", `sleep 1; echo "$0"`, fmt.Sprintf("n%d", i)}})
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.err != nil || r.code != 0 || r.stdout != fmt.Sprintf("n%d\n", i) {
+			t.Errorf("exec %d through the daemon = %d, %v, %q; want 0, %q", i, r.code, r.err, r.stdout, fmt.Sprintf("n%d\n", i))
+		}
+	}
+	if !strings.Contains(d.logs.String(), "trying again") {
+		t.Errorf("no spare connection failed, so nothing was tried again:\n%s", d.logs)
+	}
+}
+
 // proxy forwards loopback TCP connections to a server, and can cut them all.
 type proxy struct {
 	l     net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
+	// refuse, when set, is asked about the nth connection (from 0): true
+	// closes it unanswered, as dropbear does past its limit of
+	// unauthenticated connections.
+	refuse func(n int) bool
 }
 
 func startProxy(t *testing.T, to string) *proxy {
@@ -285,10 +323,17 @@ func startProxy(t *testing.T, to string) *proxy {
 	p := &proxy{l: l}
 	t.Cleanup(func() { l.Close(); p.dropAll() })
 	go func() {
-		for {
+		for n := 0; ; n++ {
 			c, err := l.Accept()
 			if err != nil {
 				return
+			}
+			p.mu.Lock()
+			refuse := p.refuse != nil && p.refuse(n)
+			p.mu.Unlock()
+			if refuse {
+				c.Close()
+				continue
 			}
 			s, err := net.Dial("tcp", to)
 			if err != nil {
