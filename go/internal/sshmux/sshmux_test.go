@@ -202,6 +202,22 @@ func TestLargeStreams(t *testing.T) {
 	})
 }
 
+// runConcurrently runs n commands at once through the daemon, the ith
+// printing "n<i>" after a second and exiting with status i.
+func runConcurrently(t *testing.T, d *testDaemon, n int) []result {
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = run(t, d, sshconn.Command{Argv: []string{"sh", "-c", `sleep 1; echo "$0"; exit "$1"`, fmt.Sprintf("n%d", i), fmt.Sprint(i)}})
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
 // 50 commands at once through the daemon, each with its own output and
 // status: on the held connection where its server allows (OpenSSH, up to its
 // MaxSessions), on spare connections where not (dropbear 2022.83, see
@@ -209,18 +225,7 @@ func TestLargeStreams(t *testing.T) {
 func TestFiftyConcurrentExecs(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *sshdtest.Server) {
 		d := daemon(t, srv.Target())
-		const n = 50
-		results := make([]result, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				results[i] = run(t, d, sshconn.Command{Argv: []string{"sh", "-c", `sleep 1; echo "$0"; exit "$1"`, fmt.Sprintf("n%d", i), fmt.Sprint(i)}})
-			}()
-		}
-		wg.Wait()
-		for i, r := range results {
+		for i, r := range runConcurrently(t, d, 50) {
 			if r.err != nil || r.code != i || r.stdout != fmt.Sprintf("n%d\n", i) {
 				t.Errorf("exec %d = %d, %v, %q; want %d, %q", i, r.code, r.err, r.stdout, i, fmt.Sprintf("n%d\n", i))
 			}
@@ -283,20 +288,9 @@ func TestFailedSpareConnectionsAreMadeAgain(t *testing.T) {
 	target := srv.Target()
 	target.Addr = px.addr()
 	d := daemon(t, target)
-	const n = 8
-	results := make([]result, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = run(t, d, sshconn.Command{Argv: []string{"sh", "-c", `sleep 1; echo "$0"`, fmt.Sprintf("n%d", i)}})
-		}()
-	}
-	wg.Wait()
-	for i, r := range results {
-		if r.err != nil || r.code != 0 || r.stdout != fmt.Sprintf("n%d\n", i) {
-			t.Errorf("exec %d through the daemon = %d, %v, %q; want 0, %q", i, r.code, r.err, r.stdout, fmt.Sprintf("n%d\n", i))
+	for i, r := range runConcurrently(t, d, 8) {
+		if r.err != nil || r.code != i || r.stdout != fmt.Sprintf("n%d\n", i) {
+			t.Errorf("exec %d through the daemon = %d, %v, %q; want %d, %q", i, r.code, r.err, r.stdout, i, fmt.Sprintf("n%d\n", i))
 		}
 	}
 	if !strings.Contains(d.logs.String(), "trying again") {
