@@ -94,12 +94,14 @@ func TestAgentsThroughTheProxy(t *testing.T) {
 		if len(reqs) == 0 {
 			t.Fatalf("%s answered without a request to the stub", argv[0])
 		}
+		var paths []string
 		for _, r := range reqs {
 			if got := r.Header.Get(header); got != want {
 				t.Errorf("%s %s reached the stub with %s %q; want the host's key", r.Method, r.Path, header, got)
 			}
+			paths = append(paths, r.Method+" "+r.Path)
 		}
-		t.Logf("%s: %q in %d requests", argv[0], strings.TrimSpace(out), len(reqs))
+		t.Logf("%s: %q in %d requests: %s", argv[0], strings.TrimSpace(out), len(reqs), strings.Join(paths, ", "))
 		return reqs
 	}
 

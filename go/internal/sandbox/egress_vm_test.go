@@ -297,11 +297,13 @@ func assertNoKeyInGuest(t *testing.T, sb *sandbox.Sandbox, keys ...string) {
 // sandbox's VM and host daemon processes: keys reach the daemon over a pipe.
 func assertNoKeyOnHost(t *testing.T, env *testenv.Env, sb *sandbox.Sandbox, keys ...string) {
 	t.Helper()
+	read := map[string]bool{}
 	filepath.WalkDir(string(env.Root), func(p string, d os.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return nil
 		}
 		b, _ := os.ReadFile(p)
+		read[p] = true
 		for _, k := range keys {
 			if bytes.Contains(b, []byte(k)) {
 				t.Errorf("%s holds a key", p)
@@ -309,6 +311,12 @@ func assertNoKeyOnHost(t *testing.T, env *testenv.Env, sb *sandbox.Sandbox, keys
 		}
 		return nil
 	})
+	// the search is not vacuous: it read the registry and the logs
+	for _, p := range []string{env.Root.Registry(), sb.Dir.Path(statedir.DaemonLog), sb.Dir.Path(statedir.ConsoleLog)} {
+		if !read[p] {
+			t.Errorf("the search did not read %s", p)
+		}
+	}
 	vmPID, _ := runner.ReadPID(sb.Dir.State())
 	daemonPID, _ := runner.ReadPIDFile(sb.Dir.Path(statedir.DaemonPID))
 	for _, pid := range []int{vmPID, daemonPID} {
