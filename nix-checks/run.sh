@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Nix side's checks on a machine without nixpkgs (CI):
-#   1. always: `nix-instantiate --parse` of every tracked .nix file
+#   1. always: `nix-instantiate --parse` of every tracked .nix file, and the
+#      NixOS agents test's model-API stub (api-stub-test.sh)
 #   2. when NIXPKGS_LIB and MICROVM_SRC name the two source trees (nixpkgs.lib
 #      and microvm.nix, see ../shared/tools/nixeval/README.md): the module
 #      evaluation tests (host-test.nix, guest-test.nix, nixos-tests-test.nix)
@@ -15,7 +16,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 NIXEVAL="${NIXEVAL:-$ROOT/../shared/tools/nixeval}"
 # fake package names the guest uses beyond nixeval's default set
-PKGS=vim,wget,htop,direnv,codex,claude-code,procps
+PKGS=vim,wget,htop,direnv,codex,claude-code,procps,openssl
 rc=0
 say() { echo "nix-checks: $*"; }
 
@@ -31,6 +32,18 @@ for f in "${files[@]}"; do
   fi
 done
 if [ $bad = 0 ]; then say "parse: ${#files[@]} .nix files ok"; else rc=1; fi
+
+# the model-API stub of nixos-tests/agents.nix, and its check, as that test runs them
+if command -v openssl >/dev/null && command -v curl >/dev/null && command -v python3 >/dev/null; then
+  log="${TMPDIR:-/tmp}/keystone-api-stub-test.log"
+  if "$HERE/api-stub-test.sh" >"$log" 2>&1; then
+    say "api-stub-test: ok ($(grep -c '^ok' "$log") checks)"
+  else
+    say "api-stub-test: FAILED"; cat "$log"; rc=1
+  fi
+else
+  say "SKIPPED api-stub-test: it needs openssl, curl and python3"
+fi
 
 if [ -z "${NIXPKGS_LIB:-}" ] || [ -z "${MICROVM_SRC:-}" ]; then
   say "SKIPPED module evaluation tests: NIXPKGS_LIB and MICROVM_SRC are not set (they name nixpkgs.lib and microvm.nix source trees; see docs/nixos.md, section Checks)"
@@ -98,7 +111,7 @@ else
 fi
 
 # the NixOS tests' scripts: lib.py + testScript, as the test driver runs them
-for t in declared imperative; do
+for t in declared imperative agents; do
   if "$NIXEVAL/eval-module.sh" -q --strict --pkgs "$PKGS,procps" -e "(import $ROOT/nixos-tests/$t.nix { self = { }; }).testScript" modules/default.nix \
       | python3 -c 'import json,sys; compile(json.load(sys.stdin), sys.argv[1], "exec")' "nixos-tests/$t.nix"; then
     say "nixos-tests/$t.nix: Python test script compiles"
