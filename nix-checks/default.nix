@@ -50,14 +50,22 @@ let
   results = run ./host-test.nix ++ run ./guest-test.nix;
   failures = lib.filter (r: !r.ok) results;
 
-  # templates/host as `nix flake init -t` gives it, with the flake's module:
-  # evaluated to the toplevel's .drv (unfree packages throw there), not built
-  templateHost = lib.nixosSystem { inherit system; modules = [ self.nixosModules.default ../templates/host/configuration.nix ]; };
+  # templates/host as `nix flake init -t` gives it: its own flake.nix's
+  # outputs, called with this nixpkgs and this flake as its inputs, as
+  # `nixos-rebuild --flake .#workstation` evaluates them. Evaluated to the
+  # toplevel's .drv (nixpkgs' unfree check throws there), not built. Its pkgs
+  # (which declared guests share) must allow no unfree package wholesale:
+  # keystone.agent.allowUnfreeAgents is the one consent.
+  templateHost = ((import ../templates/host/flake.nix).outputs { inherit nixpkgs; keystone = self; }).nixosConfigurations.workstation;
+  unfreeWholesale = c: (c.allowUnfree or false) || c ? allowUnfreePredicate;
 in
 {
-  template-host = pkgs.runCommand "keystone-template-host" { } ''
-    echo ${builtins.unsafeDiscardStringContext templateHost.config.system.build.toplevel.drvPath} > $out
-  '';
+  template-host =
+    assert lib.assertMsg (!unfreeWholesale (templateHost.config.nixpkgs.config or { }))
+      "templates/host: its nixpkgs allows unfree packages wholesale; keystone.agent.allowUnfreeAgents is the consent";
+    pkgs.runCommand "keystone-template-host" { } ''
+      echo ${builtins.unsafeDiscardStringContext templateHost.config.system.build.toplevel.drvPath} > $out
+    '';
 
   module-eval = pkgs.runCommand "keystone-module-eval" { } (
     if failures == [ ] then ''

@@ -330,5 +330,21 @@ in
     expected = [ [ ] [ "claude" ] "claude" ];
   };
   test_template_host_evaluates = { expr = (evalHost [ pkg ../templates/host/configuration.nix ]).toplevel; };
+  test_template_host_flake = {
+    # the template's own flake.nix, as `nixos-rebuild --flake .#workstation` calls it
+    # (nixosSystem stands in by evalHost): its nixpkgs allows nothing unfree wholesale
+    expr = let
+      nixpkgs = { lib = lib // { nixosSystem = { modules, ... }: evalHost modules; }; };
+      keystone = { nixosModules.default = pkg; };
+      t = ((import ../templates/host/flake.nix).outputs { inherit nixpkgs keystone; }).nixosConfigurations.workstation;
+      nc = t.config.nixpkgs.config or { };
+    in [ t.failedAssertions t.config.keystone.agent.sandboxes.my-app.agent ((nc.allowUnfree or false) || nc ? allowUnfreePredicate) ];
+    expected = [ [ ] "claude" false ];
+  };
+  test_template_host_without_consent = {
+    # one assertion says it, the guest module's (no second one on the host side)
+    expr = (evalHost [ pkg ../templates/host/configuration.nix { keystone.agent.allowUnfreeAgents = lib.mkForce [ ]; } ]).failedAssertions;
+    expected = [ "guest my-app: keystone.guest.agents contains \"claude\", whose licence is unfree (claude-code): accept it with keystone.guest.allowUnfreeAgents = [ \"claude\" ] (declared sandboxes: keystone.agent.allowUnfreeAgents), or remove \"claude\" from the agents." ];
+  };
   test_agent_enum = { expr = (one { agent = "cursor"; }).toplevel; expectError = ".*agent.*"; };
 }
