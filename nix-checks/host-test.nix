@@ -346,5 +346,14 @@ in
     expr = (evalHost [ pkg ../templates/host/configuration.nix { keystone.agent.allowUnfreeAgents = lib.mkForce [ ]; } ]).failedAssertions;
     expected = [ "guest my-app: keystone.guest.agents contains \"claude\", whose licence is unfree (claude-code): accept it with keystone.guest.allowUnfreeAgents = [ \"claude\" ] (declared sandboxes: keystone.agent.allowUnfreeAgents), or remove \"claude\" from the agents." ];
   };
+  test_package_stamp_is_the_version = {
+    # the Go build is stamped with the release version only (no commit, no
+    # date), so a change outside go/ does not rebuild it
+    expr = (import ../lib/package.nix {
+      inherit lib; buildGoModule = a: a; installShellFiles = null;
+      stdenv = { buildPlatform.canExecute = _: true; hostPlatform = { }; };
+    }).ldflags;
+    expected = [ "-s" "-w" "-X github.com/keystone-agent/keystone/internal/cli.Version=0.1.0" ];
+  };
   test_agent_enum = { expr = (one { agent = "cursor"; }).toplevel; expectError = ".*agent.*"; };
 }
