@@ -153,6 +153,13 @@ in
     expr = (builtins.fromJSON (one { egress = { mode = "none"; allow = [ "pypi.corp.example" ]; upstreams.anthropic = "https://gw.example/a"; upstreamCA = "/etc/ssl/corp.pem"; }; }).config.environment.etc."keystone/agent/declared.json".text).sandboxes.x.egress;
     expected = { mode = "none"; allow = [ "pypi.corp.example" ]; upstreams.anthropic = "https://gw.example/a"; upstreamCA = "/etc/ssl/corp.pem"; };
   };
+  test_assert_upstream_https = {
+    expr = (one { egress.upstreams.anthropic = "http://gw.example/a"; }).toplevel;
+    expectError = ".*keystone\\.agent\\.sandboxes\\.x\\.egress\\.upstreams\\.anthropic is \"http://gw\\.example/a\": want an https URL.*";
+  };
+  test_assert_upstream_no_query = { expr = (one { egress.upstreams.openai = "https://gw.example/o?k=1"; }).toplevel; expectError = ".*egress\\.upstreams\\.openai is .*want an https URL.*"; };
+  test_upstream_ok = { expr = (one { egress.upstreams = { anthropic = "https://gw.example/a"; gemini = "https://127.0.0.1:8443"; }; }).failedAssertions; expected = [ ]; };
+  test_assert_upstream_ca_absolute = { expr = (one { egress.upstreamCA = "corp.pem"; }).toplevel; expectError = ".*egress\\.upstreamCA \"corp\\.pem\" is not an absolute path.*"; };
   test_credentials_file = {
     expr = with (one { credentialsFile = "/run/agenix/keystone-x"; }).config.systemd.services.keystone-agent-hostd-x.serviceConfig; [ LoadCredential (lib.hasSuffix " hostd x --credentials %d/credentials" ExecStart) ];
     expected = [ [ "credentials:/run/agenix/keystone-x" ] true ];
