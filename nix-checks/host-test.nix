@@ -27,6 +27,15 @@ let
   cmdInfra = host.hypervisor.infra.command;
   has = lib.hasInfix;
   registry = builtins.fromJSON c.environment.etc."keystone/agent/declared.json".text;
+  # the flake's outputs, with this scope's lib and pkgs as nixpkgs (only
+  # attributes that need no microvm.nix or build are read)
+  flake = let
+    out = (import ../flake.nix).outputs {
+      self = out // { outPath = "/nix/store/00000000000000000000000000000000-source"; };
+      nixpkgs = { inherit lib; legacyPackages.x86_64-linux = pkgs; };
+      microvm = { };
+    };
+  in out;
 in
 {
   test_no_failed_assertions = { expr = host.failedAssertions; expected = [ ]; };
@@ -353,6 +362,11 @@ in
     expr = (evalHost [ pkg ../templates/host/configuration.nix { keystone.agent.allowUnfreeAgents = lib.mkForce [ ]; } ]).failedAssertions;
     expected = [ "guest my-app: keystone.guest.agents contains \"claude\", whose licence is unfree (claude-code): accept it with keystone.guest.allowUnfreeAgents = [ \"claude\" ] (declared sandboxes: keystone.agent.allowUnfreeAgents), or remove \"claude\" from the agents." ];
   };
+  # nixpkgs' conventions: mkEnableOption, mkPackageOption, overlays.default, a formatter
+  test_enable_option = { expr = with (evalHost [ ]).options.keystone.agent.enable; [ type.name default ]; expected = [ "bool" false ]; };
+  test_package_option = { expr = (evalHost [ ]).options.keystone.agent.package.defaultText.text; expected = "pkgs.keystone"; };
+  test_overlay = { expr = lib.attrNames (flake.overlays.default pkgs pkgs); expected = [ "keystone" "keystone-unwrapped" ]; };
+  test_formatter = { expr = flake.formatter.x86_64-linux == pkgs.nixfmt-rfc-style; expected = true; };
   test_package_stamp_is_the_version = {
     # the Go build is stamped with the release version only (no commit, no
     # date), so a change outside go/ does not rebuild it

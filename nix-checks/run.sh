@@ -16,7 +16,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 NIXEVAL="${NIXEVAL:-$ROOT/../shared/tools/nixeval}"
 # fake package names the guest uses beyond nixeval's default set
-PKGS=vim,wget,htop,direnv,codex,claude-code,procps,openssl
+PKGS=vim,wget,htop,direnv,codex,claude-code,procps,openssl,nixfmt-rfc-style
 rc=0
 say() { echo "nix-checks: $*"; }
 
