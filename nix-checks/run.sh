@@ -5,8 +5,8 @@
 #   2. when NIXPKGS_LIB and MICROVM_SRC name the two source trees (nixpkgs.lib
 #      and microvm.nix, see ../shared/tools/nixeval/README.md): the module
 #      evaluation tests (host-test.nix, guest-test.nix, nixos-tests-test.nix)
-#      with the offline evaluator, the runner script test, a syntax check of
-#      the NixOS tests' Python scripts, and the flake's outputs evaluated with
+#      with the offline evaluator, the runner script test, a dry run of
+#      the NixOS tests' Python scripts against a stand-in driver, and the flake's outputs evaluated with
 #      nixeval standing in for nixpkgs (flake-check.sh; `nix flake check`
 #      itself needs pkgs.testers, i.e. real nixpkgs).
 # Exit status: 0 all run checks pass; 1 a check failed; 2 a tool is missing.
@@ -110,13 +110,14 @@ else
   say "SKIPPED polkit rule test: node not installed"
 fi
 
-# the NixOS tests' scripts: lib.py + testScript, as the test driver runs them
+# the NixOS tests' scripts: lib.py + testScript, run against a stand-in test
+# driver (nixos-test-dry-run.py: every name, method and keyword must exist)
 for t in declared imperative agents; do
-  if "$NIXEVAL/eval-module.sh" -q --strict --pkgs "$PKGS,procps" -e "(import $ROOT/nixos-tests/$t.nix { self = { }; }).testScript" modules/default.nix \
-      | python3 -c 'import json,sys; compile(json.load(sys.stdin), sys.argv[1], "exec")' "nixos-tests/$t.nix"; then
-    say "nixos-tests/$t.nix: Python test script compiles"
+  if out=$("$NIXEVAL/eval-module.sh" -q --strict --pkgs "$PKGS,procps" -e "(import $ROOT/nixos-tests/$t.nix { self = { }; }).testScript" modules/default.nix \
+      | python3 "$HERE/nixos-test-dry-run.py" "nixos-tests/$t.nix" 2>&1); then
+    say "nixos-tests/$t.nix: Python test script runs against a stand-in driver ($out)"
   else
-    say "nixos-tests/$t.nix: Python test script does not compile"; rc=1
+    say "nixos-tests/$t.nix: Python test script FAILED against a stand-in driver:"; echo "$out" | tail -5; rc=1
   fi
 done
 
