@@ -8,10 +8,12 @@
 let
   inherit (nixpkgs) lib;
   testPkgs = pkgs // { mkFake = name: _: pkgs.writeText name ""; };
+  # defaults only: templates/host's configuration.nix, evaluated with it,
+  # brings its own root filesystem and stateVersion
   baseHost = {
-    boot.loader.grub.enable = false;
-    fileSystems."/" = { device = "none"; fsType = "tmpfs"; };
-    system.stateVersion = "25.05";
+    boot.loader.grub.enable = lib.mkDefault false;
+    fileSystems."/" = lib.mkDefault { device = "none"; fsType = "tmpfs"; };
+    system.stateVersion = lib.mkDefault "25.05";
   };
   failedOf = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
   hypervisorFor = g: import "${microvm}/lib/runners/qemu.nix" {
