@@ -6,9 +6,8 @@ VM's), so every line runs: a misspelt helper, a method the driver does not
 have, a wrong keyword or an f-string naming an unknown variable fails here
 instead of on the KVM host. Nested KVM is answered as present, so run() runs.
 
-usage: nixos-test-dry-run.py NAME < script.json   (the script as a JSON string)
+usage: nixos-test-dry-run.py NAME < script.py
 """
-import json
 import sys
 from contextlib import contextmanager
 
@@ -80,7 +79,7 @@ def subtest(name):
 
 def main():
     name = sys.argv[1]
-    script = json.load(sys.stdin)
+    script = sys.stdin.read()
     host = Machine("host")
     scope = {"__name__": "__main__", "host": host, "machines": [host], "subtest": subtest,
              "start_all": lambda: None}

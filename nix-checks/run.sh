@@ -111,14 +111,27 @@ else
 fi
 
 # the NixOS tests' scripts: lib.py + testScript, run against a stand-in test
-# driver (nixos-test-dry-run.py: every name, method and keyword must exist)
+# driver (nixos-test-dry-run.py: every name, method and keyword must exist),
+# and linted by pyflakes, as the driver lints it before a run
+pyflakes=()
+for p in pyflakes3 pyflakes "python3 -m pyflakes" "/usr/bin/python3 -m pyflakes"; do
+  read -ra cmd <<<"$p"
+  if "${cmd[@]}" --version >/dev/null 2>&1; then pyflakes=("${cmd[@]}"); break; fi
+done
+[ ${#pyflakes[@]} -gt 0 ] || say "SKIPPED pyflakes of the NixOS tests' scripts: pyflakes not installed (Debian: apt-get install python3-pyflakes)"
 for t in declared imperative agents; do
-  if out=$("$NIXEVAL/eval-module.sh" -q --strict --pkgs "$PKGS,procps" -e "(import $ROOT/nixos-tests/$t.nix { self = { }; }).testScript" modules/default.nix \
-      | python3 "$HERE/nixos-test-dry-run.py" "nixos-tests/$t.nix" 2>&1); then
+  script="${TMPDIR:-/tmp}/keystone-nixos-test-$t.py"
+  "$NIXEVAL/eval-module.sh" -q --strict --pkgs "$PKGS,procps" -e "(import $ROOT/nixos-tests/$t.nix { self = { }; }).testScript" modules/default.nix \
+    | python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin))' >"$script"
+  if out=$(python3 "$HERE/nixos-test-dry-run.py" "nixos-tests/$t.nix" <"$script" 2>&1); then
     say "nixos-tests/$t.nix: Python test script runs against a stand-in driver ($out)"
   else
     say "nixos-tests/$t.nix: Python test script FAILED against a stand-in driver:"; echo "$out" | tail -5; rc=1
   fi
+  if [ ${#pyflakes[@]} -gt 0 ] && ! PYFLAKES_BUILTINS=host,subtest,start_all,machines,driver "${pyflakes[@]}" "$script"; then
+    say "nixos-tests/$t.nix: pyflakes findings"; rc=1
+  fi
+  rm -f "$script"
 done
 
 # the flake's outputs, evaluated with nixeval as nixpkgs (in a private store)
