@@ -125,11 +125,16 @@ func (in *incoming) abort() {
 	in.remove()
 }
 
-// install moves the verified pack into objectsDir/pack as pack-<sum>: the pack
-// and its reverse index first, the index last, since git finds a pack by its
-// index. A pack of that name already there is kept.
+// install moves the verified pack into objectsDir/pack and removes the rest.
 func (in *incoming) install(objectsDir string, sum plumbing.Hash) error {
 	defer in.remove()
+	return in.movePack(objectsDir, sum)
+}
+
+// movePack moves the verified pack into objectsDir/pack as pack-<sum>: the
+// pack and its reverse index first, the index last, since git finds a pack by
+// its index. A pack of that name already there is kept.
+func (in *incoming) movePack(objectsDir string, sum plumbing.Hash) error {
 	final := filepath.Join(objectsDir, "pack", "pack-"+sum.String())
 	if _, err := os.Stat(final + ".idx"); err == nil {
 		return nil

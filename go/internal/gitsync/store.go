@@ -13,7 +13,7 @@ import (
 
 // storeObjects writes the arriving objects as one pack through the host's
 // index-pack and installs it; a dry run has it verified in a temporary
-// directory outside the repository and removed.
+// directory outside the repository, removed by s.close.
 func (s *syncer) storeObjects(ctx context.Context) error {
 	if s.tr.count() == 0 {
 		return nil
@@ -44,8 +44,14 @@ func (s *syncer) storeObjects(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrHostile, err)
 	}
 	if s.o.DryRun {
-		in.remove()
-		return nil
+		// The verified pack stays, as the pack of a temporary object directory
+		// of its own, until the host's git has counted the changed lines.
+		s.verified = in
+		if err := os.Mkdir(filepath.Join(in.dir, "pack"), 0o700); err != nil {
+			return err
+		}
+		s.alternates = in.dir
+		return in.movePack(in.dir, sum)
 	}
 	return in.install(objects, sum)
 }

@@ -17,11 +17,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
@@ -108,20 +106,29 @@ func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 			s.dirty <- dirtyResult{paths, err}
 		}()
 	}
-	// The changed lines are counted while the objects are written.
-	counted := make(chan error, 1)
-	go func() {
-		var err error
-		rep.Insertions, rep.Deletions, err = lineStats(ctx, s.blob, s.changes)
-		counted <- err
-	}()
 	if err := s.storeObjects(ctx); err != nil {
-		<-counted
 		return nil, fmt.Errorf("cannot store the sandbox's objects in %q: %w", o.HostRepo, err)
 	}
 	trace("stored")
-	if err := <-counted; err != nil {
-		return nil, fmt.Errorf("cannot count the changed lines: %w", err)
+	// The objects are verified and where the host's git finds them: it counts
+	// the changed lines while the refs move and the branch fast-forwards.
+	if len(rep.Commits) > 0 {
+		counted := make(chan lineCount, 1)
+		go func() {
+			var c lineCount
+			c.ins, c.del, c.err = s.countLines(ctx, s.alternates)
+			counted <- c
+		}()
+		defer func() {
+			c := <-counted
+			switch {
+			case rep == nil:
+			case c.err != nil: // the sync itself stands
+				rep.Warnings = append(rep.Warnings, "cannot count the changed lines: "+c.err.Error())
+			default:
+				rep.Insertions, rep.Deletions = c.ins, c.del
+			}
+		}()
 	}
 	if !o.DryRun {
 		if err := s.updateRefs(ctx); err != nil {
@@ -154,24 +161,36 @@ func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 
 // syncer is one sync's state between its phases.
 type syncer struct {
-	o       Options
-	git     hostGit
-	dirs    hostDirs
-	host    *filesystem.Storage
-	have    *objectSet
-	ws      *sandboxgit.Repo
-	u       *union
-	tr      *transfer
-	rep     *Report
-	dirty   chan dirtyResult // the host's git status, asked for early
-	listed  chan listing     // the sandbox's uncommitted files
-	hostMu  sync.Mutex       // go-git's storage of the host is not safe for concurrent use
-	paths   []string         // paths changed on the current branch
-	changes object.Changes   // the same changes, counted into lines at the end
-	head    plumbing.Hash
+	o      Options
+	git    hostGit
+	dirs   hostDirs
+	host   *filesystem.Storage
+	have   *objectSet
+	ws     *sandboxgit.Repo
+	u      *union
+	tr     *transfer
+	rep    *Report
+	dirty  chan dirtyResult // the host's git status, asked for early
+	listed chan listing     // the sandbox's uncommitted files
+	paths  []string         // paths changed on the current branch
+	head   plumbing.Hash
+
+	// A dry run's verified objects, kept out of the host repository until
+	// the lines are counted: alternates is their object directory.
+	verified   *incoming
+	alternates string
+}
+
+// lineCount is what countLines returns.
+type lineCount struct {
+	ins, del int
+	err      error
 }
 
 func (s *syncer) close() {
+	if s.verified != nil {
+		s.verified.remove()
+	}
 	if s.host != nil {
 		s.host.Close()
 	}
@@ -288,7 +307,7 @@ func (s *syncer) current(ctx context.Context, branches []sandboxgit.Branch, wsHe
 	if err != nil {
 		return fmt.Errorf("cannot compute the changes: %w", err)
 	}
-	s.paths, s.changes = d.paths, d.changes
+	s.paths = d.paths
 	s.rep.FilesChanged = d.files
 	s.rep.Review = append(s.rep.Review, d.review...)
 	return nil

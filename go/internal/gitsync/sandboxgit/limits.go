@@ -12,8 +12,7 @@ const (
 	// memory, to be hashed, checked and walked.
 	MaxMetaSize = 64 << 20
 	// MaxResolveSize bounds a blob that must be rebuilt in memory from a delta
-	// (its delta base does not travel and the host lacks it, or its lines
-	// are counted for the summary).
+	// (its delta base does not travel and the host lacks it).
 	MaxResolveSize = 256 << 20
 	// MaxDeltaDepth bounds a chain of deltas (git writes at most 4095).
 	MaxDeltaDepth = 5000
