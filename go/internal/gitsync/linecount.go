@@ -22,6 +22,13 @@ import (
 // alternate object directory): the host's git inflates with C zlib, several
 // times faster than Go's, and the count runs beside the checkout.
 
+// countMax is the largest file whose lines are counted; a larger one counts
+// as changed with no lines, like a binary file, and is not even read: git's
+// diff holds both versions of a file and an index of its lines in memory
+// (about 4.5 times the file), which would make a sync's memory grow with the
+// largest file.
+const countMax = 16 << 20
+
 // emptyTree is git's empty tree, which every git knows without storing it: the
 // side to compare with when the host's branch has no commit yet.
 const emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -29,8 +36,8 @@ const emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 // countLines returns the lines that the changes from s.rep.From to s.rep.To
 // insert and delete, counted as keystone always has: no rename detection (a
 // moved file is deleted and added), binary files (a NUL in the first 8000
-// bytes, or larger than core.bigFileThreshold, 512 MiB) and gitlinks count
-// none, a symlink counts its target as one line. alternates names an object
+// bytes, or larger than countMax) and gitlinks count none, a symlink counts
+// its target as one line. alternates names an object
 // directory holding objects of this sync that are not installed in the host
 // repository ("" when they are).
 //
@@ -55,8 +62,10 @@ func (s *syncer) countLines(ctx context.Context, alternates string) (ins, del in
 		from = emptyTree
 	}
 	// git reads the working tree's attributes relative to where it runs.
-	cmd := hostGit{bin: s.git.bin, dir: empty}.command(ctx, "diff-tree", "-r", "-z", "--numstat", "--no-renames",
-		"--no-ext-diff", "--no-textconv", "--ignore-submodules=all", from, s.rep.To)
+	cmd := hostGit{bin: s.git.bin, dir: empty}.command(ctx,
+		"-c", "core.bigFileThreshold="+strconv.Itoa(countMax),
+		"diff-tree", "-r", "-z", "--numstat", "--no-renames", "--no-ext-diff", "--no-textconv",
+		"--ignore-submodules=all", from, s.rep.To)
 	cmd.Env = append(cmd.Env, "GIT_DIR="+s.dirs.common, "GIT_WORK_TREE="+empty,
 		"GIT_INDEX_FILE="+filepath.Join(empty, "index"), "GIT_ATTR_SOURCE="+emptyTree, "LC_ALL=C")
 	if alternates != "" {

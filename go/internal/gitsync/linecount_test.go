@@ -56,6 +56,17 @@ func TestSyncCountsLinesOfEveryKindOfChange(t *testing.T) {
 	}
 }
 
+// A file larger than countMax counts no lines (git would hold it whole, and
+// an index of its lines, in memory).
+func TestSyncCountsNoLinesOfHugeFiles(t *testing.T) {
+	host, ws := newPair(t)
+	commit(t, ws, "huge", map[string]string{"huge.txt": strings.Repeat("x\n", countMax/2+1), "small.txt": "a\n"})
+	r := mustSync(t, opts(host, ws))
+	if r.FilesChanged != 2 || r.Insertions != 1 || r.Deletions != 0 {
+		t.Errorf("%d files, +%d -%d; want 2 files, +1 -0", r.FilesChanged, r.Insertions, r.Deletions)
+	}
+}
+
 func TestParseNumstat(t *testing.T) {
 	long := strings.Repeat("p", sandboxgit.MaxPathLength)
 	for _, tc := range []struct {
