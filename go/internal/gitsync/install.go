@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -95,6 +96,9 @@ func (in *incoming) finish(want []plumbing.Hash) (plumbing.Hash, error) {
 		msg := strings.TrimSpace(in.stderr.String())
 		if msg == "" {
 			msg = err.Error()
+		}
+		if hostFault(in.cmd.ProcessState, msg) {
+			return sum, &HostFaultError{lastLines(msg, 3)}
 		}
 		return sum, fmt.Errorf("git index-pack refused the pack: %s", lastLines(msg, 3))
 	}
@@ -185,6 +189,36 @@ func readIndex(base string) (*sandboxgit.Index, error) {
 		return nil, err
 	}
 	return sandboxgit.ParseIndex(data, fi.Size())
+}
+
+// HostFaultError is an index-pack that failed for a reason of the host's own
+// (its disk full or read-only, git killed), not for what the pack holds: the
+// workspace is not to blame, and the same sync can succeed once the host is
+// fixed (the watcher tries again).
+type HostFaultError struct{ Reason string }
+
+func (e *HostFaultError) Error() string {
+	return "the host's git index-pack could not store the objects: " + e.Reason
+}
+
+// hostFaultReasons are the system errors (strerror, as git prints them) that
+// come from the host's file system or resources, never from a pack's content.
+var hostFaultReasons = []string{"No space left on device", "Disk quota exceeded", "Read-only file system",
+	"Input/output error", "Too many open files", "Cannot allocate memory", "Out of memory"}
+
+// hostFault tells whether index-pack, which ended as st and said msg, failed
+// because of the host: killed by a signal (the OOM killer, a user) or
+// stopped on one of hostFaultReasons.
+func hostFault(st *os.ProcessState, msg string) bool {
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return true
+	}
+	for _, r := range hostFaultReasons {
+		if strings.Contains(msg, r) {
+			return true
+		}
+	}
+	return false
 }
 
 type nopWriteCloser struct{}

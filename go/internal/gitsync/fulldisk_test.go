@@ -1,0 +1,58 @@
+package gitsync
+
+import (
+	"context"
+	"errors"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keystone-agent/keystone/internal/testenv/smallfs"
+)
+
+// A sync into a host repository whose file system fills up half-way fails
+// with the host's reason, not as the workspace's fault (the watcher tries a
+// host fault again, a hostile workspace only once its branches change), and
+// leaves the host's refs, files and objects as they were, with no temporary
+// directory; once there is room, the same sync completes.
+func TestSyncOnAFullDiskChangesNothing(t *testing.T) {
+	fs := smallfs.Mount(t, 32<<20)
+	host := filepath.Join(fs, "project")
+	gitIn(t, fs, "init", "-q", "-b", "main", host)
+	commit(t, host, "initial", map[string]string{"README.md": "hello\n"})
+	ws := filepath.Join(t.TempDir(), "workspace")
+	if err := Clone(context.Background(), host, ws); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 12<<20)
+	rand.New(rand.NewSource(1)).Read(big) // incompressible: the pack is as large
+	tip := commit(t, ws, "big", map[string]string{"big.bin": string(big)})
+	filler := filepath.Join(fs, "filler")
+	if err := os.WriteFile(filler, make([]byte, 24<<20), 0o600); err != nil { // 8 MiB left
+		t.Fatal(err)
+	}
+	before := snapshot(t, host)
+
+	_, err := Sync(context.Background(), opts(host, ws))
+	var hf *HostFaultError
+	if !errors.As(err, &hf) || errors.Is(err, ErrHostile) || !strings.Contains(err.Error(), "No space left on device") {
+		t.Fatalf("sync of 12 MiB into 8 MiB: %v; want a host fault naming the full disk, not ErrHostile", err)
+	}
+	t.Logf("sync on a full disk: %v", err)
+	if d := diffSnapshots(before, snapshot(t, host)); len(d) > 0 {
+		t.Errorf("host changed after the failed sync: %v", d)
+	}
+	if left, _ := filepath.Glob(filepath.Join(host, ".git", "objects", incomingPrefix+"*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	gitIn(t, host, "fsck", "--no-dangling")
+
+	os.Remove(filler)
+	mustSync(t, opts(host, ws))
+	if got := gitIn(t, host, "rev-parse", "main"); got != tip {
+		t.Fatalf("main = %s, want %s", got, tip)
+	}
+	gitIn(t, host, "fsck", "--no-dangling")
+}
