@@ -56,3 +56,54 @@ func TestSyncOnAFullDiskChangesNothing(t *testing.T) {
 	}
 	gitIn(t, host, "fsck", "--no-dangling")
 }
+
+// A fast-forward whose checkout runs out of space half-way (the pack fits,
+// the files do not) leaves git's HEAD and index as they were but files
+// written, cut short and deleted in the working tree; the sync puts them back
+// as HEAD has them, so the host's working tree is clean, and the next sync,
+// with room, completes.
+func TestSyncFastForwardOnAFullDiskIsUndone(t *testing.T) {
+	fs := smallfs.Mount(t, 32<<20)
+	host := filepath.Join(fs, "project")
+	gitIn(t, fs, "init", "-q", "-b", "main", host)
+	start := commit(t, host, "initial", map[string]string{"a.txt": "a\n", "old.txt": "old\n"})
+	ws := filepath.Join(t.TempDir(), "workspace")
+	if err := Clone(context.Background(), host, ws); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 12<<20)
+	rand.New(rand.NewSource(1)).Read(big)
+	gitIn(t, ws, "rm", "-q", "old.txt")
+	tip := commit(t, ws, "big", map[string]string{"a.txt": "changed\n", "big.bin": string(big), "zz/new.txt": "new\n"})
+	filler := filepath.Join(fs, "filler")
+	if err := os.WriteFile(filler, make([]byte, 17<<20), 0o600); err != nil { // the pack fits, its checkout does not
+		t.Fatal(err)
+	}
+	before := snapshot(t, host)
+
+	_, err := Sync(context.Background(), opts(host, ws))
+	var merr *ManualMergeError
+	if !errors.As(err, &merr) || merr.Kind != KindMergeFailed {
+		t.Fatalf("sync whose checkout cannot be written: %v; want a failed merge", err)
+	}
+	t.Logf("fast-forward on a full disk: %v", err)
+	if got := gitIn(t, host, "rev-parse", "main"); got != start {
+		t.Fatalf("main moved to %s", got)
+	}
+	os.Remove(filler)
+	if st := gitIn(t, host, "status", "--porcelain", "--untracked-files=all"); st != "" {
+		t.Errorf("the failed fast-forward left the working tree changed:\n%s", st)
+	}
+	after := snapshot(t, host)
+	for _, f := range []string{"a.txt", "old.txt", "big.bin", "zz/new.txt"} {
+		if before[f] != after[f] {
+			t.Errorf("%s: %.20q, was %.20q", f, after[f], before[f])
+		}
+	}
+
+	mustSync(t, opts(host, ws))
+	if got := gitIn(t, host, "rev-parse", "main"); got != tip {
+		t.Fatalf("main = %s, want %s", got, tip)
+	}
+	gitIn(t, host, "fsck", "--no-dangling")
+}
