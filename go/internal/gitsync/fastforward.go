@@ -86,6 +86,15 @@ func overlap(incoming, dirty []string) []string {
 	return out
 }
 
+// checkoutCutShort tells from git merge's message whether its checkout
+// stopped on a file it could not write. Only then is there anything to put
+// back; a merge refused before writing (another git holds index.lock, and
+// may be writing the same files) is left alone.
+func checkoutCutShort(msg string) bool {
+	return strings.Contains(msg, "unable to write file") || strings.Contains(msg, "unable to create file") ||
+		hostFault(nil, msg)
+}
+
 // undoFailedMerge puts back what a failed fast-forward wrote. git's checkout
 // stops on a file it cannot write (the host's disk full) with HEAD and the
 // index unchanged, but the files before it updated, that one cut short and

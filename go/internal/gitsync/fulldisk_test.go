@@ -107,3 +107,35 @@ func TestSyncFastForwardOnAFullDiskIsUndone(t *testing.T) {
 	}
 	gitIn(t, host, "fsck", "--no-dangling")
 }
+
+// A fast-forward refused before it wrote anything (another git holds
+// index.lock, and may be writing the same files) is not undone: the sync
+// leaves every file of the working tree to the other git.
+func TestSyncFastForwardRefusedByAnotherGitIsLeftAlone(t *testing.T) {
+	host, ws := newPair(t)
+	commit(t, ws, "edit", map[string]string{"README.md": "the sandbox's\n"})
+	// The host's git, except that its merge finds another git at work: that
+	// one has written README.md and holds the index.
+	wrapper := filepath.Join(t.TempDir(), "git")
+	write(t, wrapper, `#!/bin/sh
+for a; do
+  if [ "$a" = merge ]; then
+    echo "the other git's" > "$2/README.md" # keystone runs git -C <host> …
+    echo "fatal: Unable to create '$2/.git/index.lock': File exists." >&2
+    exit 128
+  fi
+done
+exec `+realGit+` "$@"
+`)
+	os.Chmod(wrapper, 0o755)
+	o := opts(host, ws)
+	o.Git = wrapper
+	_, err := Sync(context.Background(), o)
+	var merr *ManualMergeError
+	if !errors.As(err, &merr) || merr.Kind != KindMergeFailed || strings.Contains(err.Error(), "put back") {
+		t.Fatalf("sync whose merge finds index.lock: %v; want a failed merge, nothing put back", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "README.md")); string(b) != "the other git's\n" {
+		t.Errorf("README.md is %q; the other git's file was touched", b)
+	}
+}

@@ -206,12 +206,14 @@ func (e *HostFaultError) Error() string {
 var hostFaultReasons = []string{"No space left on device", "Disk quota exceeded", "Read-only file system",
 	"Input/output error", "Too many open files", "Cannot allocate memory", "Out of memory"}
 
-// hostFault tells whether index-pack, which ended as st and said msg, failed
-// because of the host: killed by a signal (the OOM killer, a user) or
-// stopped on one of hostFaultReasons.
+// hostFault tells whether a git, which ended as st (nil: not known) and said
+// msg, failed because of the host: killed by a signal (the OOM killer, a
+// user) or stopped on one of hostFaultReasons.
 func hostFault(st *os.ProcessState, msg string) bool {
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return true
+	if st != nil {
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return true
+		}
 	}
 	for _, r := range hostFaultReasons {
 		if strings.Contains(msg, r) {

@@ -151,9 +151,12 @@ func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	if !o.DryRun {
 		if _, err := s.git.run(context.WithoutCancel(ctx), nil, "merge", "--ff-only", "--quiet", rep.Ref); err != nil {
-			detail := err.Error() + " (the files it wrote were put back as they were)"
-			if uerr := s.undoFailedMerge(context.WithoutCancel(ctx)); uerr != nil {
-				detail = fmt.Sprintf("%v (putting back the files it wrote failed too: %v)", err, uerr)
+			detail := err.Error()
+			if checkoutCutShort(detail) {
+				detail += " (the files it wrote were put back as they were)"
+				if uerr := s.undoFailedMerge(context.WithoutCancel(ctx)); uerr != nil {
+					detail = fmt.Sprintf("%v (putting back the files it wrote failed too: %v)", err, uerr)
+				}
 			}
 			merr := &ManualMergeError{Kind: KindMergeFailed, Branch: rep.Branch, Ref: rep.Ref,
 				Detail: detail, Commands: []string{"git merge --ff-only " + rep.Ref}}
