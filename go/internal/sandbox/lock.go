@@ -40,16 +40,28 @@ func lockSandbox(sb *Sandbox) (*flock.Flock, error) {
 // aside, then removed, with whatever a killed removal left aside. Where the
 // rename fails (a full disk can refuse one), it is removed in place.
 func removeDir(sb *Sandbox) error {
-	left, _ := filepath.Glob(sb.Dir.Discarded())
 	var suffix [8]byte
 	rand.Read(suffix[:])
 	aside := strings.Replace(sb.Dir.Discarded(), "*", hex.EncodeToString(suffix[:]), 1)
-	switch err := os.Rename(sb.Dir.Root(), aside); {
-	case err == nil:
-		left = append(left, aside)
-	case !errors.Is(err, fs.ErrNotExist):
-		left = append(left, sb.Dir.Root())
+	dir := aside
+	if err := os.Rename(sb.Dir.Root(), aside); errors.Is(err, fs.ErrNotExist) {
+		dir = ""
+	} else if err != nil {
+		dir = sb.Dir.Root()
 	}
+	var errs []error
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("failed to remove %q: %w", dir, err))
+		}
+	}
+	return errors.Join(append(errs, removeDiscarded(sb))...)
+}
+
+// removeDiscarded removes what a killed removal of the sandbox's directory
+// left aside.
+func removeDiscarded(sb *Sandbox) error {
+	left, _ := filepath.Glob(sb.Dir.Discarded())
 	var errs []error
 	for _, dir := range left {
 		if err := os.RemoveAll(dir); err != nil {

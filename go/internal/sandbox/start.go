@@ -96,6 +96,9 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		if err := e.stopLeftover(sb); err != nil {
 			return nil, err
 		}
+		if err := removeDiscarded(sb); err != nil {
+			e.progressf("keystone: warning: %v", err)
+		}
 	}
 	if _, err := os.Stat(sb.Dir.Root()); (spec.Fresh || !existed) && err == nil {
 		if existed {
