@@ -59,8 +59,14 @@ func startIncoming(ctx context.Context, g hostGit, parent string, thin bool, src
 		return nil, err
 	}
 	in := &incoming{dir: dir}
-	if in.lock, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
-		err = unix.Flock(int(in.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	// The lock file is locked before it has its name: another sync's
+	// removeStale, which takes a lock it can get for a killed sync's, must
+	// never get this one in between (it removed the directory under us).
+	unnamed := filepath.Join(dir, "lock.new")
+	if in.lock, err = os.OpenFile(unnamed, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600); err == nil {
+		if err = unix.Flock(int(in.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+			err = os.Rename(unnamed, filepath.Join(dir, "lock"))
+		}
 	}
 	if err != nil {
 		in.remove()
