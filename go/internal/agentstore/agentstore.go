@@ -14,10 +14,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -149,7 +151,9 @@ func linkPrograms(m *agents.Manifest, tree string) error {
 		return err
 	}
 	for _, id := range m.PackageIDs() {
-		for name, rel := range m.Packages[id].Bin {
+		bin := m.Packages[id].Bin
+		for _, name := range slices.Sorted(maps.Keys(bin)) { // the same error every run
+			rel := bin[name]
 			target := filepath.Join(tree, PkgDir, id, rel)
 			fi, err := os.Stat(target)
 			if err != nil || !fi.Mode().IsRegular() {

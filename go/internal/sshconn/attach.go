@@ -48,16 +48,11 @@ func Attach(ctx context.Context, c SessionOpener, sess Session) (int, error) {
 		return ExitTransport, err
 	}
 
-	s, err := c.NewSession()
-	if err != nil {
-		return ExitTransport, &TransportError{Addr: remoteAddr(c), Err: fmt.Errorf("cannot open a session: %w", err)}
-	}
-	defer s.Close()
-	s.Stdout, s.Stderr = sess.Stdout, sess.Stderr
-	stdin, err := s.StdinPipe()
+	s, stdin, err := newSession(c, sess.Stdout, sess.Stderr)
 	if err != nil {
 		return ExitTransport, err
 	}
+	defer s.Close()
 	if fd, ok := terminalFD(sess.Stdin); ok {
 		restore, err := startTerminal(c, s, fd, sess.Term)
 		if err != nil {

@@ -52,6 +52,22 @@ type Command struct {
 	Stdout, Stderr io.Writer
 }
 
+// newSession opens a session on c whose output goes to stdout and stderr,
+// and returns it with its input.
+func newSession(c SessionOpener, stdout, stderr io.Writer) (*ssh.Session, io.WriteCloser, error) {
+	s, err := c.NewSession()
+	if err != nil {
+		return nil, nil, &TransportError{Addr: remoteAddr(c), Err: fmt.Errorf("cannot open a session: %w", err)}
+	}
+	s.Stdout, s.Stderr = stdout, stderr
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, stdin, nil
+}
+
 // Exec runs cmd on c and returns its exit status: the remote status as is,
 // 128+signal number when a signal killed it (as a shell reports it). A
 // non-zero status is not an error. Any error comes with ExitTransport: a
@@ -63,16 +79,11 @@ func Exec(ctx context.Context, c SessionOpener, cmd Command) (int, error) {
 	if err != nil {
 		return ExitTransport, err
 	}
-	s, err := c.NewSession()
-	if err != nil {
-		return ExitTransport, &TransportError{Addr: remoteAddr(c), Err: fmt.Errorf("cannot open a session: %w", err)}
-	}
-	defer s.Close()
-	s.Stdout, s.Stderr = cmd.Stdout, cmd.Stderr
-	stdin, err := s.StdinPipe()
+	s, stdin, err := newSession(c, cmd.Stdout, cmd.Stderr)
 	if err != nil {
 		return ExitTransport, err
 	}
+	defer s.Close()
 	if err := s.Start(line); err != nil {
 		return ExitTransport, &TransportError{Addr: remoteAddr(c), Err: fmt.Errorf("cannot start the remote command: %w", err)}
 	}

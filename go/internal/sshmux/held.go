@@ -29,6 +29,9 @@ const (
 	maxIdleSpares = 8
 	spareIdle     = 30 * time.Second
 	spareWait     = 2 * time.Minute // a queue of sessions in a burst, each waiting for a connection
+	// maxSpareFailures is how many failed spare connections one session
+	// waits through before it is refused.
+	maxSpareFailures = 3
 )
 
 // errHeldEnded answers Conn once the held connection is given up.
@@ -209,6 +212,7 @@ func (h *Held) Lease(ctx context.Context, spare bool) (Conn, func(), error) {
 	}
 	timeout := time.NewTimer(spareWait)
 	defer timeout.Stop()
+	failed := 0
 	for {
 		h.mu.Lock()
 		c := h.c
@@ -232,10 +236,17 @@ func (h *Held) Lease(ctx context.Context, spare bool) (Conn, func(), error) {
 			h.dials++
 			h.mu.Unlock()
 			s, err := h.dialSpare()
-			if err != nil {
+			if err == nil {
+				return s, func() { h.giveBack(s) }, nil
+			}
+			// A burst under load meets dropbear's limit of unauthenticated
+			// connections; the client falling back to a connection of its
+			// own would meet it too. Wait for a turn again, a few times.
+			if failed++; failed == maxSpareFailures || errors.Is(err, errHeldEnded) {
 				return nil, nil, err
 			}
-			return s, func() { h.giveBack(s) }, nil
+			h.logf("a spare connection failed (%v); trying again", err)
+			continue
 		}
 		if h.changed == nil {
 			h.changed = make(chan struct{})

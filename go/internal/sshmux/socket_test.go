@@ -161,7 +161,9 @@ func TestAnotherUserIsRefused(t *testing.T) {
 		t.Errorf("another user connecting to the 0600 socket: %q; want permission denied", got)
 	}
 	os.Chmod(sock, 0o666)
-	if got := asOther(); got != "read: EOF" {
+	// Closed unanswered: EOF, or a reset when the daemon closed before
+	// reading what the client had sent.
+	if got := asOther(); got != "read: EOF" && !strings.HasSuffix(got, "connection reset by peer") {
 		t.Errorf("another user connecting to a loosened socket: %q; want the connection closed unanswered", got)
 	}
 	if want := fmt.Sprintf("runs as uid %d, not %d", other.uid, os.Geteuid()); !strings.Contains(d.logs.String(), want) {

@@ -202,6 +202,22 @@ func TestLargeStreams(t *testing.T) {
 	})
 }
 
+// runConcurrently runs n commands at once through the daemon, the ith
+// printing "n<i>" after a second and exiting with status i.
+func runConcurrently(t *testing.T, d *testDaemon, n int) []result {
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = run(t, d, sshconn.Command{Argv: []string{"sh", "-c", `sleep 1; echo "$0"; exit "$1"`, fmt.Sprintf("n%d", i), fmt.Sprint(i)}})
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
 // 50 commands at once through the daemon, each with its own output and
 // status: on the held connection where its server allows (OpenSSH, up to its
 // MaxSessions), on spare connections where not (dropbear 2022.83, see
@@ -209,18 +225,7 @@ func TestLargeStreams(t *testing.T) {
 func TestFiftyConcurrentExecs(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *sshdtest.Server) {
 		d := daemon(t, srv.Target())
-		const n = 50
-		results := make([]result, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				results[i] = run(t, d, sshconn.Command{Argv: []string{"sh", "-c", `sleep 1; echo "$0"; exit "$1"`, fmt.Sprintf("n%d", i), fmt.Sprint(i)}})
-			}()
-		}
-		wg.Wait()
-		for i, r := range results {
+		for i, r := range runConcurrently(t, d, 50) {
 			if r.err != nil || r.code != i || r.stdout != fmt.Sprintf("n%d\n", i) {
 				t.Errorf("exec %d = %d, %v, %q; want %d, %q", i, r.code, r.err, r.stdout, i, fmt.Sprintf("n%d\n", i))
 			}
@@ -270,11 +275,38 @@ func TestReconnectsAfterTheConnectionDrops(t *testing.T) {
 	})
 }
 
+// A burst on a server of one session per connection needs spare
+// connections; when some fail (dropbear's limit of unauthenticated
+// connections, under load) the daemon makes them again, and every session
+// still goes through it rather than falling back to a connection of its own.
+func TestFailedSpareConnectionsAreMadeAgain(t *testing.T) {
+	srv := sshdtest.Start(t, sshdtest.Dropbear)
+	px := startProxy(t, srv.Addr)
+	px.mu.Lock()
+	px.refuse = func(n int) bool { return n > 0 && n%2 == 1 } // every other spare
+	px.mu.Unlock()
+	target := srv.Target()
+	target.Addr = px.addr()
+	d := daemon(t, target)
+	for i, r := range runConcurrently(t, d, 8) {
+		if r.err != nil || r.code != i || r.stdout != fmt.Sprintf("n%d\n", i) {
+			t.Errorf("exec %d through the daemon = %d, %v, %q; want %d, %q", i, r.code, r.err, r.stdout, i, fmt.Sprintf("n%d\n", i))
+		}
+	}
+	if !strings.Contains(d.logs.String(), "trying again") {
+		t.Errorf("no spare connection failed, so nothing was tried again:\n%s", d.logs)
+	}
+}
+
 // proxy forwards loopback TCP connections to a server, and can cut them all.
 type proxy struct {
 	l     net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
+	// refuse, when set, is asked about the nth connection (from 0): true
+	// closes it unanswered, as dropbear does past its limit of
+	// unauthenticated connections.
+	refuse func(n int) bool
 }
 
 func startProxy(t *testing.T, to string) *proxy {
@@ -285,10 +317,17 @@ func startProxy(t *testing.T, to string) *proxy {
 	p := &proxy{l: l}
 	t.Cleanup(func() { l.Close(); p.dropAll() })
 	go func() {
-		for {
+		for n := 0; ; n++ {
 			c, err := l.Accept()
 			if err != nil {
 				return
+			}
+			p.mu.Lock()
+			refuse := p.refuse != nil && p.refuse(n)
+			p.mu.Unlock()
+			if refuse {
+				c.Close()
+				continue
 			}
 			s, err := net.Dial("tcp", to)
 			if err != nil {
