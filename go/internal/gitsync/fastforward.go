@@ -103,8 +103,9 @@ func checkoutCutShort(msg string) bool {
 // fast-forward touches was clean before it (checkFastForward), so putting
 // them back as HEAD has them loses nothing of the user's.
 func (s *syncer) undoFailedMerge(ctx context.Context) error {
+	// traditional with all: every file in an ignored directory is listed
 	out, err := s.git.run(ctx, nil, "status", "--porcelain=v1", "-z", "--no-renames",
-		"--untracked-files=all", "--ignored=matching")
+		"--untracked-files=all", "--ignored=traditional")
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ func TestSyncFastForwardOnAFullDiskIsUndone(t *testing.T) {
 	fs := smallfs.Mount(t, 32<<20)
 	host := filepath.Join(fs, "project")
 	gitIn(t, fs, "init", "-q", "-b", "main", host)
-	start := commit(t, host, "initial", map[string]string{"a.txt": "a\n", "old.txt": "old\n"})
+	start := commit(t, host, "initial", map[string]string{"a.txt": "a\n", "old.txt": "old\n", ".gitignore": "gen/\n"})
 	ws := filepath.Join(t.TempDir(), "workspace")
 	if err := Clone(context.Background(), host, ws); err != nil {
 		t.Fatal(err)
@@ -74,6 +74,8 @@ func TestSyncFastForwardOnAFullDiskIsUndone(t *testing.T) {
 	big := make([]byte, 12<<20)
 	rand.New(rand.NewSource(1)).Read(big)
 	gitIn(t, ws, "rm", "-q", "old.txt")
+	write(t, filepath.Join(ws, "gen", "z.txt"), "generated, committed anyway\n")
+	gitIn(t, ws, "add", "-f", "gen/z.txt")
 	tip := commit(t, ws, "big", map[string]string{"a.txt": "changed\n", "big.bin": string(big), "zz/new.txt": "new\n"})
 	filler := filepath.Join(fs, "filler")
 	if err := os.WriteFile(filler, make([]byte, 17<<20), 0o600); err != nil { // the pack fits, its checkout does not
@@ -91,11 +93,11 @@ func TestSyncFastForwardOnAFullDiskIsUndone(t *testing.T) {
 		t.Fatalf("main moved to %s", got)
 	}
 	os.Remove(filler)
-	if st := gitIn(t, host, "status", "--porcelain", "--untracked-files=all"); st != "" {
+	if st := gitIn(t, host, "status", "--porcelain", "--untracked-files=all", "--ignored"); st != "" {
 		t.Errorf("the failed fast-forward left the working tree changed:\n%s", st)
 	}
 	after := snapshot(t, host)
-	for _, f := range []string{"a.txt", "old.txt", "big.bin", "zz/new.txt"} {
+	for _, f := range []string{"a.txt", "old.txt", "big.bin", "gen/z.txt", "zz/new.txt"} {
 		if before[f] != after[f] {
 			t.Errorf("%s: %.20q, was %.20q", f, after[f], before[f])
 		}
