@@ -133,6 +133,12 @@ func (s *syncer) undoFailedMerge(ctx context.Context) error {
 		case (xy == "??" || xy == "!!") && added[path]:
 			// git lists no path below a link: every directory on the way is real
 			errs = append(errs, root.Remove(path))
+			// and the directories the checkout made for it, once empty
+			for dir := filepath.Dir(path); dir != "."; dir = filepath.Dir(dir) {
+				if root.Remove(dir) != nil {
+					break
+				}
+			}
 		case inHead[path]:
 			restore.WriteString(path + "\x00")
 		}

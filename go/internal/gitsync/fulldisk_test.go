@@ -96,6 +96,11 @@ func TestSyncFastForwardOnAFullDiskIsUndone(t *testing.T) {
 	if st := gitIn(t, host, "status", "--porcelain", "--untracked-files=all", "--ignored"); st != "" {
 		t.Errorf("the failed fast-forward left the working tree changed:\n%s", st)
 	}
+	for _, dir := range []string{"gen", "zz"} {
+		if _, err := os.Stat(filepath.Join(host, dir)); err == nil {
+			t.Errorf("the directory %s the failed checkout made is still there", dir)
+		}
+	}
 	after := snapshot(t, host)
 	for _, f := range []string{"a.txt", "old.txt", "big.bin", "gen/z.txt", "zz/new.txt"} {
 		if before[f] != after[f] {
