@@ -20,6 +20,7 @@ import (
 	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/gitsync/gitcraft"
 	"github.com/keystone-agent/keystone/internal/statedir"
+	"github.com/keystone-agent/keystone/internal/testenv/smallfs"
 )
 
 var realGit, _ = exec.LookPath("git")
@@ -447,4 +448,35 @@ func running(pid string) bool {
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// A sync that fails for the host's reasons (its disk full) is tried again
+// after the idle period without a new commit, unlike a hostile workspace:
+// once there is room, the commit arrives by itself.
+func TestWatchRetriesWhenTheHostDiskIsFull(t *testing.T) {
+	fs := smallfs.Mount(t, 32<<20)
+	f := fixture{filepath.Join(fs, "project"), filepath.Join(t.TempDir(), "ws"), t.TempDir()}
+	gitIn(t, fs, "init", "-q", "-b", "main", f.host)
+	commit(t, f.host, "README.md", "hello\n")
+	if err := gitsync.Clone(context.Background(), f.host, f.ws); err != nil {
+		t.Fatal(err)
+	}
+	o := f.options(ModeAutoCommit)
+	clock := startWatch(t, o)
+	big := make([]byte, 12<<20)
+	rand.New(rand.NewSource(1)).Read(big)
+	c := commit(t, f.ws, "big.bin", string(big))
+	filler := filepath.Join(fs, "filler")
+	if err := os.WriteFile(filler, make([]byte, 24<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clock.Tick(o.Interval)
+	if st, _ := ReadStatus(f.state); st.LastResult != "error" || !strings.Contains(st.LastError, "No space left") {
+		t.Fatalf("status on a full disk: %+v; want the host's error", st)
+	}
+	os.Remove(filler)
+	clock.Tick(o.Idle)
+	if got := hostAt(t, f.host, "main"); got != c {
+		t.Fatalf("host main after room was made: %s; want %s (retried without a new commit)", got, c)
+	}
 }
