@@ -50,6 +50,16 @@ in
       assertion = sb.credentialsFile == null || !lib.hasPrefix builtins.storeDir sb.credentialsFile;
       message = "${opt name "credentialsFile"} is in the Nix store, which every user can read: point it at a runtime secret (agenix, sops-nix), e.g. /run/agenix/keystone-${name}.";
     })
+    # the proxy's own rule (credentials.ValidateUpstream), at the rebuild
+    # rather than when the host daemon starts
+    ++ lib.concatLists (each (name: sb: lib.mapAttrsToList (p: u: {
+      assertion = builtins.match "https://[^/?#@[:space:]]+(/[^?#[:space:]]*)?" u != null;
+      message = "${opt name "egress.upstreams.${p}"} is \"${u}\": want an https URL such as https://gateway.example.com/${p}, without user, query or fragment (keys are sent over TLS only).";
+    }) sb.egress.upstreams))
+    ++ each (name: sb: {
+      assertion = sb.egress.upstreamCA == null || lib.hasPrefix "/" sb.egress.upstreamCA;
+      message = "${opt name "egress.upstreamCA"} \"${toString sb.egress.upstreamCA}\" is not an absolute path: name the PEM file, e.g. /etc/ssl/corp-root.pem.";
+    })
     ++ each (name: sb: {
       assertion = sb.network.mode == "bridge" -> sb.network.bridge != null;
       message = "${opt name "network.mode"} is \"bridge\" but ${opt name "network.bridge"} is not set: name the host bridge, e.g. ${opt name "network.bridge"} = \"br0\".";

@@ -8,10 +8,12 @@
 let
   inherit (nixpkgs) lib;
   testPkgs = pkgs // { mkFake = name: _: pkgs.writeText name ""; };
+  # defaults only: templates/host's configuration.nix, evaluated with it,
+  # brings its own root filesystem and stateVersion
   baseHost = {
-    boot.loader.grub.enable = false;
-    fileSystems."/" = { device = "none"; fsType = "tmpfs"; };
-    system.stateVersion = "25.05";
+    boot.loader.grub.enable = lib.mkDefault false;
+    fileSystems."/" = lib.mkDefault { device = "none"; fsType = "tmpfs"; };
+    system.stateVersion = lib.mkDefault "25.05";
   };
   failedOf = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
   hypervisorFor = g: import "${microvm}/lib/runners/qemu.nix" {
@@ -50,14 +52,22 @@ let
   results = run ./host-test.nix ++ run ./guest-test.nix;
   failures = lib.filter (r: !r.ok) results;
 
-  # templates/host as `nix flake init -t` gives it, with the flake's module:
-  # evaluated to the toplevel's .drv (unfree packages throw there), not built
-  templateHost = lib.nixosSystem { inherit system; modules = [ self.nixosModules.default ../templates/host/configuration.nix ]; };
+  # templates/host as `nix flake init -t` gives it: its own flake.nix's
+  # outputs, called with this nixpkgs and this flake as its inputs, as
+  # `nixos-rebuild --flake .#workstation` evaluates them. Evaluated to the
+  # toplevel's .drv (nixpkgs' unfree check throws there), not built. Its pkgs
+  # (which declared guests share) must allow no unfree package wholesale:
+  # keystone.agent.allowUnfreeAgents is the one consent.
+  templateHost = ((import ../templates/host/flake.nix).outputs { inherit nixpkgs; keystone = self; }).nixosConfigurations.workstation;
+  unfreeWholesale = c: (c.allowUnfree or false) || c ? allowUnfreePredicate;
 in
 {
-  template-host = pkgs.runCommand "keystone-template-host" { } ''
-    echo ${builtins.unsafeDiscardStringContext templateHost.config.system.build.toplevel.drvPath} > $out
-  '';
+  template-host =
+    assert lib.assertMsg (!unfreeWholesale (templateHost.config.nixpkgs.config or { }))
+      "templates/host: its nixpkgs allows unfree packages wholesale; keystone.agent.allowUnfreeAgents is the consent";
+    pkgs.runCommand "keystone-template-host" { } ''
+      echo ${builtins.unsafeDiscardStringContext templateHost.config.system.build.toplevel.drvPath} > $out
+    '';
 
   module-eval = pkgs.runCommand "keystone-module-eval" { } (
     if failures == [ ] then ''

@@ -27,6 +27,15 @@ let
   cmdInfra = host.hypervisor.infra.command;
   has = lib.hasInfix;
   registry = builtins.fromJSON c.environment.etc."keystone/agent/declared.json".text;
+  # the flake's outputs, with this scope's lib and pkgs as nixpkgs (only
+  # attributes that need no microvm.nix or build are read)
+  flake = let
+    out = (import ../flake.nix).outputs {
+      self = out // { outPath = "/nix/store/00000000000000000000000000000000-source"; };
+      nixpkgs = { inherit lib; legacyPackages.x86_64-linux = pkgs; };
+      microvm = { };
+    };
+  in out;
 in
 {
   test_no_failed_assertions = { expr = host.failedAssertions; expected = [ ]; };
@@ -153,6 +162,13 @@ in
     expr = (builtins.fromJSON (one { egress = { mode = "none"; allow = [ "pypi.corp.example" ]; upstreams.anthropic = "https://gw.example/a"; upstreamCA = "/etc/ssl/corp.pem"; }; }).config.environment.etc."keystone/agent/declared.json".text).sandboxes.x.egress;
     expected = { mode = "none"; allow = [ "pypi.corp.example" ]; upstreams.anthropic = "https://gw.example/a"; upstreamCA = "/etc/ssl/corp.pem"; };
   };
+  test_assert_upstream_https = {
+    expr = (one { egress.upstreams.anthropic = "http://gw.example/a"; }).toplevel;
+    expectError = ".*keystone\\.agent\\.sandboxes\\.x\\.egress\\.upstreams\\.anthropic is \"http://gw\\.example/a\": want an https URL.*";
+  };
+  test_assert_upstream_no_query = { expr = (one { egress.upstreams.openai = "https://gw.example/o?k=1"; }).toplevel; expectError = ".*egress\\.upstreams\\.openai is .*want an https URL.*"; };
+  test_upstream_ok = { expr = (one { egress.upstreams = { anthropic = "https://gw.example/a"; gemini = "https://127.0.0.1:8443"; }; }).failedAssertions; expected = [ ]; };
+  test_assert_upstream_ca_absolute = { expr = (one { egress.upstreamCA = "corp.pem"; }).toplevel; expectError = ".*egress\\.upstreamCA \"corp\\.pem\" is not an absolute path.*"; };
   test_credentials_file = {
     expr = with (one { credentialsFile = "/run/agenix/keystone-x"; }).config.systemd.services.keystone-agent-hostd-x.serviceConfig; [ LoadCredential (lib.hasSuffix " hostd x --credentials %d/credentials" ExecStart) ];
     expected = [ [ "credentials:/run/agenix/keystone-x" ] true ];
@@ -330,5 +346,35 @@ in
     expected = [ [ ] [ "claude" ] "claude" ];
   };
   test_template_host_evaluates = { expr = (evalHost [ pkg ../templates/host/configuration.nix ]).toplevel; };
+  test_template_host_flake = {
+    # the template's own flake.nix, as `nixos-rebuild --flake .#workstation` calls it
+    # (nixosSystem stands in by evalHost): its nixpkgs allows nothing unfree wholesale
+    expr = let
+      nixpkgs = { lib = lib // { nixosSystem = { modules, ... }: evalHost modules; }; };
+      keystone = { nixosModules.default = pkg; };
+      t = ((import ../templates/host/flake.nix).outputs { inherit nixpkgs keystone; }).nixosConfigurations.workstation;
+      nc = t.config.nixpkgs.config or { };
+    in [ t.failedAssertions t.config.keystone.agent.sandboxes.my-app.agent ((nc.allowUnfree or false) || nc ? allowUnfreePredicate) ];
+    expected = [ [ ] "claude" false ];
+  };
+  test_template_host_without_consent = {
+    # one assertion says it, the guest module's (no second one on the host side)
+    expr = (evalHost [ pkg ../templates/host/configuration.nix { keystone.agent.allowUnfreeAgents = lib.mkForce [ ]; } ]).failedAssertions;
+    expected = [ "guest my-app: keystone.guest.agents contains \"claude\", whose licence is unfree (claude-code): accept it with keystone.guest.allowUnfreeAgents = [ \"claude\" ] (declared sandboxes: keystone.agent.allowUnfreeAgents), or remove \"claude\" from the agents." ];
+  };
+  # nixpkgs' conventions: mkEnableOption, mkPackageOption, overlays.default, a formatter
+  test_enable_option = { expr = with (evalHost [ ]).options.keystone.agent.enable; [ type.name default ]; expected = [ "bool" false ]; };
+  test_package_option = { expr = (evalHost [ ]).options.keystone.agent.package.defaultText.text; expected = "pkgs.keystone"; };
+  test_overlay = { expr = lib.attrNames (flake.overlays.default pkgs pkgs); expected = [ "keystone" "keystone-unwrapped" ]; };
+  test_formatter = { expr = flake.formatter.x86_64-linux == pkgs.nixfmt-rfc-style; expected = true; };
+  test_package_stamp_is_the_version = {
+    # the Go build is stamped with the release version only (no commit, no
+    # date), so a change outside go/ does not rebuild it
+    expr = (import ../lib/package.nix {
+      inherit lib; buildGoModule = a: a; installShellFiles = null;
+      stdenv = { buildPlatform.canExecute = _: true; hostPlatform = { }; };
+    }).ldflags;
+    expected = [ "-s" "-w" "-X github.com/keystone-agent/keystone/internal/cli.Version=0.1.0" ];
+  };
   test_agent_enum = { expr = (one { agent = "cursor"; }).toplevel; expectError = ".*agent.*"; };
 }

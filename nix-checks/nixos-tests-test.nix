@@ -20,6 +20,7 @@ let
   };
   declared = import ../nixos-tests/declared.nix { inherit self; };
   imperative = import ../nixos-tests/imperative.nix { inherit self; };
+  agents = import ../nixos-tests/agents.nix { inherit self; };
   hostOf = t: evalHost [ t.nodes.host ];
   has = lib.hasInfix;
 in
@@ -48,9 +49,36 @@ in
     expr = lib.elem "keystone-0.1.0" (map (p: p.name) (hostOf imperative).config.environment.systemPackages);
     expected = true;
   };
+  test_agents_node = { expr = (hostOf agents).failedAssertions; expected = [ ]; };
+  test_agents_node_evaluates = { expr = (hostOf agents).toplevel; };
+  test_agents_installed = {
+    # agents = null: the free ones and those of allowUnfreeAgents, i.e. all three
+    expr = let names = map (p: p.name) (hostOf agents).guests.agents.config.environment.systemPackages; in
+      map (n: lib.any (lib.hasPrefix "keystone-${n}-") names) [ "claude-code" "codex" "gemini-cli" ];
+    expected = [ true true true ];
+  };
+  test_agents_credentials_to_the_daemon = {
+    expr = let s = (hostOf agents).config.systemd.services.keystone-agent-hostd-agents.serviceConfig; in
+      [ s.LoadCredential (has " --credentials %d/credentials" s.ExecStart) ];
+    expected = [ [ "credentials:/run/keystone-test/credentials" ] true ];
+  };
+  test_agents_upstreams_are_the_stub = {
+    expr = let e = (builtins.fromJSON (hostOf agents).config.environment.etc."keystone/agent/declared.json".text).sandboxes.agents.egress; in
+      [ e.upstreams (lib.hasSuffix "-keystone-test-api-stub-cert/cert.pem" e.upstreamCA) ];
+    expected = [ { anthropic = "https://127.0.0.1:8443"; gemini = "https://127.0.0.1:8443"; openai = "https://127.0.0.1:8443"; } true ];
+  };
+  test_agents_stub_runs = {
+    expr = has "api-stub serve --port 8443" (hostOf agents).config.systemd.services.keystone-test-api-stub.serviceConfig.ExecStart;
+    expected = true;
+  };
+  test_agents_without_consent = {
+    # the same node without the licence accepted: one assertion, the guest module's
+    expr = (evalHost [ agents.nodes.host { keystone.agent.allowUnfreeAgents = lib.mkForce [ ]; } ]).failedAssertions;
+    expected = [ "guest agents: keystone.guest.agents contains \"claude\", whose licence is unfree (claude-code): accept it with keystone.guest.allowUnfreeAgents = [ \"claude\" ] (declared sandboxes: keystone.agent.allowUnfreeAgents), or remove \"claude\" from the agents." ];
+  };
   test_nested_kvm = { expr = (hostOf declared).config.virtualisation.qemu.options; expected = [ "-cpu" "kvm64,+svm,+vmx" ]; };
   test_scripts_cover_the_issue = {
-    expr = lib.filter (s: !has s (declared.testScript + imperative.testScript)) [
+    expr = lib.filter (s: !has s (declared.testScript + imperative.testScript + agents.testScript)) [
       ''subtest("a declared sandbox boots")''
       ''subtest("the helper execs in it")''
       ''subtest("a plain git commit made inside syncs to the host repo")''
@@ -66,6 +94,13 @@ in
       ''subtest("and after SIGKILL, with qmp.sock left behind")''
       ''subtest("start --network bridge: on br0, reached through the control NIC")''
       "git commit -qam from-the-guest'"
+      ''subtest("every agent is installed, at the manifest's version")''
+      ''subtest("a request with the placeholder reaches the API with the real key")''
+      ''subtest("claude -p answers through the proxy")''
+      ''subtest("no key in the guest: files, environments, command lines")''
+      ''subtest("no key in the sandbox's files and disk, the registry, the journal or the store")''
+      ''subtest("a plain git commit in the guest (the agents' identity) syncs")''
+      "git commit -qam by-an-agent'"
       "if nested_kvm(host):"
     ];
     expected = [ ];

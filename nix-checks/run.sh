@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The Nix side's checks on a machine without nixpkgs (CI):
-#   1. always: `nix-instantiate --parse` of every tracked .nix file
+#   1. always: `nix-instantiate --parse` of every tracked .nix file, and the
+#      NixOS agents test's model-API stub (api-stub-test.sh)
 #   2. when NIXPKGS_LIB and MICROVM_SRC name the two source trees (nixpkgs.lib
 #      and microvm.nix, see ../shared/tools/nixeval/README.md): the module
 #      evaluation tests (host-test.nix, guest-test.nix, nixos-tests-test.nix)
-#      with the offline evaluator, the runner script test, a syntax check of
-#      the NixOS tests' Python scripts, and the flake's outputs evaluated with
+#      with the offline evaluator, the runner script test, a dry run of
+#      the NixOS tests' Python scripts against a stand-in driver, and the flake's outputs evaluated with
 #      nixeval standing in for nixpkgs (flake-check.sh; `nix flake check`
 #      itself needs pkgs.testers, i.e. real nixpkgs).
 # Exit status: 0 all run checks pass; 1 a check failed; 2 a tool is missing.
@@ -15,7 +16,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 NIXEVAL="${NIXEVAL:-$ROOT/../shared/tools/nixeval}"
 # fake package names the guest uses beyond nixeval's default set
-PKGS=vim,wget,htop,direnv,codex,claude-code,procps
+PKGS=vim,wget,htop,direnv,codex,claude-code,procps,openssl,nixfmt-rfc-style
 rc=0
 say() { echo "nix-checks: $*"; }
 
@@ -31,6 +32,18 @@ for f in "${files[@]}"; do
   fi
 done
 if [ $bad = 0 ]; then say "parse: ${#files[@]} .nix files ok"; else rc=1; fi
+
+# the model-API stub of nixos-tests/agents.nix, and its check, as that test runs them
+if command -v openssl >/dev/null && command -v curl >/dev/null && command -v python3 >/dev/null; then
+  log="${TMPDIR:-/tmp}/keystone-api-stub-test.log"
+  if "$HERE/api-stub-test.sh" >"$log" 2>&1; then
+    say "api-stub-test: ok ($(grep -c '^ok' "$log") checks)"
+  else
+    say "api-stub-test: FAILED"; cat "$log"; rc=1
+  fi
+else
+  say "SKIPPED api-stub-test: it needs openssl, curl and python3"
+fi
 
 if [ -z "${NIXPKGS_LIB:-}" ] || [ -z "${MICROVM_SRC:-}" ]; then
   say "SKIPPED module evaluation tests: NIXPKGS_LIB and MICROVM_SRC are not set (they name nixpkgs.lib and microvm.nix source trees; see docs/nixos.md, section Checks)"
@@ -97,14 +110,28 @@ else
   say "SKIPPED polkit rule test: node not installed"
 fi
 
-# the NixOS tests' scripts: lib.py + testScript, as the test driver runs them
-for t in declared imperative; do
-  if "$NIXEVAL/eval-module.sh" -q --strict --pkgs "$PKGS,procps" -e "(import $ROOT/nixos-tests/$t.nix { self = { }; }).testScript" modules/default.nix \
-      | python3 -c 'import json,sys; compile(json.load(sys.stdin), sys.argv[1], "exec")' "nixos-tests/$t.nix"; then
-    say "nixos-tests/$t.nix: Python test script compiles"
+# the NixOS tests' scripts: lib.py + testScript, run against a stand-in test
+# driver (nixos-test-dry-run.py: every name, method and keyword must exist),
+# and linted by pyflakes, as the driver lints it before a run
+pyflakes=()
+for p in pyflakes3 pyflakes "python3 -m pyflakes" "/usr/bin/python3 -m pyflakes"; do
+  read -ra cmd <<<"$p"
+  if "${cmd[@]}" --version >/dev/null 2>&1; then pyflakes=("${cmd[@]}"); break; fi
+done
+[ ${#pyflakes[@]} -gt 0 ] || say "SKIPPED pyflakes of the NixOS tests' scripts: pyflakes not installed (Debian: apt-get install python3-pyflakes)"
+for t in declared imperative agents; do
+  script="${TMPDIR:-/tmp}/keystone-nixos-test-$t.py"
+  "$NIXEVAL/eval-module.sh" -q --strict --pkgs "$PKGS,procps" -e "(import $ROOT/nixos-tests/$t.nix { self = { }; }).testScript" modules/default.nix \
+    | python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin))' >"$script"
+  if out=$(python3 "$HERE/nixos-test-dry-run.py" "nixos-tests/$t.nix" <"$script" 2>&1); then
+    say "nixos-tests/$t.nix: Python test script runs against a stand-in driver ($out)"
   else
-    say "nixos-tests/$t.nix: Python test script does not compile"; rc=1
+    say "nixos-tests/$t.nix: Python test script FAILED against a stand-in driver:"; echo "$out" | tail -5; rc=1
   fi
+  if [ ${#pyflakes[@]} -gt 0 ] && ! PYFLAKES_BUILTINS=host,subtest,start_all,machines,driver "${pyflakes[@]}" "$script"; then
+    say "nixos-tests/$t.nix: pyflakes findings"; rc=1
+  fi
+  rm -f "$script"
 done
 
 # the flake's outputs, evaluated with nixeval as nixpkgs (in a private store)

@@ -5,4 +5,5 @@
 {
   nixos-declared = pkgs.testers.runNixOSTest (import ./declared.nix { inherit self; });
   nixos-imperative = pkgs.testers.runNixOSTest (import ./imperative.nix { inherit self; });
+  nixos-agents = pkgs.testers.runNixOSTest (import ./agents.nix { inherit self; });
 }
