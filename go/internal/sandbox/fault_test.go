@@ -373,3 +373,31 @@ func count(t *testing.T, dir string) int {
 	})
 	return n
 }
+
+// A start whose disk fills up during the first clone (the registry entry
+// written, the workspace not) fails with the reason and leaves the state
+// directory as it was: the entry removed, no directory, nothing set aside.
+func TestStartOnADiskThatFillsDuringTheClone(t *testing.T) {
+	fs := smallfs.Mount(t, 32<<20)
+	env := testenv.NewOn(t, t.TempDir(), filepath.Join(fs, "agent"))
+	project := bigRepo(t, env, "filling", 3000) // 12 MB of files
+	if err := env.Registry.Update(func(*registry.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(env.Registry.Path())
+	if err := os.WriteFile(filepath.Join(fs, "filler"), make([]byte, 26<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := env.Env.Start(context.Background(), sandbox.Spec{Project: project, MemoryMB: sandbox.MinMemoryMB, VCPUs: 1,
+		Network: "user", SyncMode: "manual", Runner: fakeRunner(t, "exit 1")})
+	if err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("start on a disk that fills during the clone: %v; want the full disk named", err)
+	}
+	t.Logf("start: %v", err)
+	if after, _ := os.ReadFile(env.Registry.Path()); !bytes.Equal(before, after) {
+		t.Errorf("the registry changed:\n%s\nwas:\n%s", after, before)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(fs, "agent", "sandboxes")); len(ents) != 0 {
+		t.Errorf("the failed start left %v in sandboxes/", ents)
+	}
+}
