@@ -401,3 +401,55 @@ func TestStartOnADiskThatFillsDuringTheClone(t *testing.T) {
 		t.Errorf("the failed start left %v in sandboxes/", ents)
 	}
 }
+
+// While a start of a sandbox boots, a second start, a stop and a destroy of
+// it are refused at once (busy), changing nothing; when the boot then fails,
+// the start removes everything it made, its runner included.
+func TestCommandsDuringAStartAreRefused(t *testing.T) {
+	env := testenv.New(t)
+	env.Timeouts.Ready = 5 * time.Second
+	project := env.Repo(t, "contested")
+	spec := sandbox.Spec{Project: project, MemoryMB: sandbox.MinMemoryMB, VCPUs: 1, Network: "user",
+		SyncMode: "manual", Runner: fakeRunner(t, "exec sleep 60")} // never answers SSH
+	first := make(chan error, 1)
+	go func() { _, err := env.Env.Start(context.Background(), spec); first <- err }()
+	state := env.Root.Sandbox("contested").State()
+	var pid int
+	for pid == 0 {
+		select {
+		case err := <-first:
+			t.Fatalf("the start ended before its runner was seen: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		pid, _ = runner.ReadPID(state)
+	}
+	before, _ := os.ReadFile(env.Registry.Path())
+	if _, err := env.Env.Start(context.Background(), spec); !errors.Is(err, sandbox.ErrBusy) {
+		t.Errorf("a second start during the first: %v; want busy", err)
+	}
+	sb, err := env.Get("contested")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Stop(sb); !errors.Is(err, sandbox.ErrBusy) {
+		t.Errorf("stop during the start: %v; want busy", err)
+	}
+	if err := env.Destroy(sb); !errors.Is(err, sandbox.ErrBusy) {
+		t.Errorf("destroy during the start: %v; want busy", err)
+	}
+	if after, _ := os.ReadFile(env.Registry.Path()); !bytes.Equal(before, after) {
+		t.Errorf("the refused commands changed the registry")
+	}
+	if err := <-first; err == nil {
+		t.Fatal("a start whose VM never answered succeeded")
+	}
+	if runner.Inspect(pid, state) != runner.Gone && syscall.Kill(pid, 0) == nil {
+		t.Errorf("the failed start left its runner (pid %d) running", pid)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(sb.Dir.Root())); len(ents) != 0 {
+		t.Errorf("the failed start left %v in sandboxes/", ents)
+	}
+	if all, _ := env.List(); len(all) != 0 {
+		t.Errorf("list after the failed start: %d sandboxes", len(all))
+	}
+}
