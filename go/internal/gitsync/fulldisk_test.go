@@ -66,14 +66,17 @@ func TestSyncFastForwardOnAFullDiskIsUndone(t *testing.T) {
 	fs := smallfs.Mount(t, 32<<20)
 	host := filepath.Join(fs, "project")
 	gitIn(t, fs, "init", "-q", "-b", "main", host)
-	start := commit(t, host, "initial", map[string]string{"a.txt": "a\n", "old.txt": "old\n", ".gitignore": "gen/\n"})
+	start := commit(t, host, "initial", map[string]string{"a.txt": "a\n", "old.txt": "old\n", ".gitignore": "gen/\n",
+		"m": "a file that becomes a directory\n", "n/x": "a directory that becomes a file\n"})
 	ws := filepath.Join(t.TempDir(), "workspace")
 	if err := Clone(context.Background(), host, ws); err != nil {
 		t.Fatal(err)
 	}
 	big := make([]byte, 12<<20)
 	rand.New(rand.NewSource(1)).Read(big)
-	gitIn(t, ws, "rm", "-q", "old.txt")
+	gitIn(t, ws, "rm", "-q", "old.txt", "m", "n/x")
+	write(t, filepath.Join(ws, "m", "y"), "now a directory\n")
+	write(t, filepath.Join(ws, "n"), "now a file\n")
 	write(t, filepath.Join(ws, "gen", "z.txt"), "generated, committed anyway\n")
 	gitIn(t, ws, "add", "-f", "gen/z.txt")
 	tip := commit(t, ws, "big", map[string]string{"a.txt": "changed\n", "big.bin": string(big), "zz/new.txt": "new\n"})
@@ -102,7 +105,7 @@ func TestSyncFastForwardOnAFullDiskIsUndone(t *testing.T) {
 		}
 	}
 	after := snapshot(t, host)
-	for _, f := range []string{"a.txt", "old.txt", "big.bin", "gen/z.txt", "zz/new.txt"} {
+	for _, f := range []string{"a.txt", "old.txt", "big.bin", "gen/z.txt", "zz/new.txt", "m", "m/y", "n", "n/x"} {
 		if before[f] != after[f] {
 			t.Errorf("%s: %.20q, was %.20q", f, after[f], before[f])
 		}
