@@ -480,3 +480,44 @@ func TestWatchRetriesWhenTheHostDiskIsFull(t *testing.T) {
 		t.Fatalf("host main after room was made: %s; want %s (retried without a new commit)", got, c)
 	}
 }
+
+// waitingFor is how long the watcher waits until its next look.
+func (c *fakeClock) waitingFor() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var next time.Duration
+	for i, w := range c.waiters {
+		if d := w.at.Sub(c.now); i == 0 || d < next {
+			next = d
+		}
+	}
+	return next
+}
+
+// A workspace of many files (a hostile agent can make millions) is looked
+// at less often, in proportion, so that auto-idle's walk of the working tree
+// costs the host daemon a bounded share of a core; a small one again every
+// interval once they are gone.
+func TestWatchLooksAtALargeWorkspaceLessOften(t *testing.T) {
+	f := newFixture(t)
+	o := f.options(ModeAutoIdle)
+	many := filepath.Join(f.ws, "many")
+	for d := 0; d < 100; d++ {
+		dir := filepath.Join(many, fmt.Sprint(d))
+		os.MkdirAll(dir, 0o755)
+		for i := 0; i < 1000; i++ {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprint(i)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	clock := startWatch(t, o)
+	if got := clock.waitingFor(); got != 2*o.Interval {
+		t.Fatalf("next look of a workspace of 100,000+ entries in %v; want %v", got, 2*o.Interval)
+	}
+	os.RemoveAll(many)
+	clock.Tick(2 * o.Interval)
+	if got := clock.waitingFor(); got != o.Interval {
+		t.Fatalf("next look once the files are gone in %v; want %v", got, o.Interval)
+	}
+}
