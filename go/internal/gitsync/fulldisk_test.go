@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,7 +18,9 @@ import (
 // host fault again, a hostile workspace only once its branches change), and
 // leaves the host's refs, files and objects as they were, with no temporary
 // directory; once there is room, the same sync completes.
-func TestSyncOnAFullDiskChangesNothing(t *testing.T) {
+func TestSyncOnAFullDiskChangesNothing(t *testing.T) { inEveryLocale(t, syncOnAFullDisk) }
+
+func syncOnAFullDisk(t *testing.T) {
 	fs := smallfs.Mount(t, 32<<20)
 	host := filepath.Join(fs, "project")
 	gitIn(t, fs, "init", "-q", "-b", "main", host)
@@ -62,7 +65,9 @@ func TestSyncOnAFullDiskChangesNothing(t *testing.T) {
 // written, cut short and deleted in the working tree; the sync puts them back
 // as HEAD has them, so the host's working tree is clean, and the next sync,
 // with room, completes.
-func TestSyncFastForwardOnAFullDiskIsUndone(t *testing.T) {
+func TestSyncFastForwardOnAFullDiskIsUndone(t *testing.T) { inEveryLocale(t, fastForwardOnAFullDisk) }
+
+func fastForwardOnAFullDisk(t *testing.T) {
 	fs := smallfs.Mount(t, 32<<20)
 	host := filepath.Join(fs, "project")
 	gitIn(t, fs, "init", "-q", "-b", "main", host)
@@ -148,4 +153,24 @@ exec `+realGit+` "$@"
 	if b, _ := os.ReadFile(filepath.Join(host, "README.md")); string(b) != "the other git's\n" {
 		t.Errorf("README.md is %q; the other git's file was touched", b)
 	}
+}
+
+// inEveryLocale runs test as is and again with git speaking German: keystone
+// tells git's failures apart by what git says, so git must say it in English
+// whatever the user's locale (the locale needs to exist: Debian's locales,
+// localedef -i de_DE -f UTF-8 de_DE.UTF-8; without it, skipped, except under CI).
+func inEveryLocale(t *testing.T, test func(t *testing.T)) {
+	t.Run("C", test)
+	t.Run("de_DE", func(t *testing.T) {
+		if out, _ := exec.Command("locale", "-a").Output(); !strings.Contains(strings.ToLower(string(out)), "de_de.utf8") {
+			if os.Getenv("CI") != "" {
+				t.Fatal("the de_DE.UTF-8 locale is missing")
+			}
+			t.Skip("the de_DE.UTF-8 locale is missing (localedef -i de_DE -f UTF-8 de_DE.UTF-8)")
+		}
+		t.Setenv("LC_ALL", "de_DE.UTF-8")
+		t.Setenv("LANG", "de_DE.UTF-8")
+		t.Setenv("LANGUAGE", "de")
+		test(t)
+	})
 }
