@@ -9,9 +9,20 @@ fuzztime=${FUZZTIME:-3s}
 for dir in $(grep -rl --include='*_test.go' '^func Fuzz' internal | xargs -n1 dirname | sort -u); do
   for target in $(grep -h --include='*_test.go' -r -o '^func Fuzz[A-Za-z0-9_]*' "$dir" | sed 's/^func //' | sort -u); do
     echo "fuzz ./$dir $target ($fuzztime)"
-    if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "./$dir" 2>&1); then
+    for try in 1 2; do
+      if out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "./$dir" 2>&1); then
+        break
+      fi
+      # Go before 1.27 can fail a duration-bounded run with a bare "context
+      # deadline exceeded" when the time is up while a worker is busy (a
+      # loaded machine; go.dev/issue/75804): no input failed, none was
+      # written. Run such a target once more; any other failure stops here.
+      if [ "$try" = 1 ] && grep -q 'context deadline exceeded' <<<"$out" && ! grep -q 'Failing input written' <<<"$out"; then
+        echo "fuzz ./$dir $target: the fuzzer's own deadline race (go.dev/issue/75804), no failing input; once more"
+        continue
+      fi
       echo "$out"
       exit 1
-    fi
+    done
   done
 done

@@ -1,13 +1,17 @@
 package agents
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/keystone-agent/keystone/internal/credentials"
 )
 
 func TestEmbeddedManifest(t *testing.T) {
@@ -188,5 +192,23 @@ func TestHomeFilesRefuse(t *testing.T) {
 		if (err == nil) != (want == "") || err != nil && !strings.Contains(err.Error(), want) {
 			t.Errorf("home %s: got %v; want %q", home, err, want)
 		}
+	}
+}
+
+// Claude Code asks in its session whether to use an ANTHROPIC_API_KEY it
+// has not seen, "No (recommended)" preselected, unless the key's last 20
+// characters are approved in ~/.claude.json: the guest's key is always the
+// proxy's placeholder, approved there.
+func TestClaudeApprovesThePlaceholder(t *testing.T) {
+	m, _ := Load()
+	var cfg struct {
+		CustomAPIKeyResponses struct{ Approved []string } `json:"customApiKeyResponses"`
+	}
+	if err := json.Unmarshal(m.Agents["claude"].Home[".claude.json"], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := credentials.Placeholder("ANTHROPIC_API_KEY")
+	if want := p[len(p)-20:]; !slices.Equal(cfg.CustomAPIKeyResponses.Approved, []string{want}) {
+		t.Fatalf("approved keys %q; want the placeholder's last 20 characters %q", cfg.CustomAPIKeyResponses.Approved, want)
 	}
 }

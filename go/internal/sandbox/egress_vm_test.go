@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -118,8 +119,7 @@ func TestEgressEndToEnd(t *testing.T) {
 
 	api := newRecorder(t, true, `{"type":"message","content":[{"type":"text","text":"stub says hi"}]}`)
 	site := newRecorder(t, false, "site answer\n")
-	ca := filepath.Join(env.Work, "stub-ca.pem")
-	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}), 0o644)
+	ca := writeCA(t, env, api.Certificate())
 	creds, _, _ := credentials.Parse([]byte("ANTHROPIC_API_KEY=" + key + "\n"))
 	siteAddr := "127.0.0.1:" + strconv.Itoa(site.port())
 
@@ -128,16 +128,7 @@ func TestEgressEndToEnd(t *testing.T) {
 		Egress: egress.Changes{Allow: []string{siteAddr}, SetAllow: true,
 			Upstreams: map[string]string{"anthropic": api.URL}, SetUpstreams: true,
 			UpstreamCA: ca, SetUpstreamCA: true}}
-	sb, err := env.Env.Start(context.Background(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(sb.Dir.Path(statedir.DaemonLog))
-			t.Logf("hostd.log:\n%s", b)
-		}
-	})
+	sb := startWithProxy(t, env, spec)
 	vars := proxy.GuestEnvironment(egress.Allowlist, creds.Names())
 	varOf := func(name string) string {
 		for _, v := range vars {
@@ -225,44 +216,11 @@ func TestEgressEndToEnd(t *testing.T) {
 		})
 	})
 
-	t.Run("the key is nowhere in the guest", func(t *testing.T) {
-		for _, k := range []string{key, strayKey} {
-			// The key is in grep's argv for the search, never in an environment or a file.
-			out, _ := guestRun(t, sb, nil, fmt.Sprintf(`grep -r -l -F '%s' /proc/[0-9]*/environ /home /workspace /etc 2>/dev/null; true`, k))
-			if strings.TrimSpace(out) != "" {
-				t.Errorf("found a key in the guest: %s", out)
-			}
-		}
-	})
-
+	t.Run("the key is nowhere in the guest", func(t *testing.T) { assertNoKeyInGuest(t, sb, key, strayKey) })
 	// Every file the host keeps for the sandbox, and the environment of its
 	// VM and daemon processes.
 	t.Run("the key is nowhere in the state directory or the processes' environment", func(t *testing.T) {
-		filepath.WalkDir(string(env.Root), func(p string, d os.DirEntry, err error) error {
-			if err != nil || !d.Type().IsRegular() {
-				return nil
-			}
-			b, _ := os.ReadFile(p)
-			for _, k := range []string{key, strayKey} {
-				if bytes.Contains(b, []byte(k)) {
-					t.Errorf("%s holds a key", p)
-				}
-			}
-			return nil
-		})
-		vmPID, _ := runner.ReadPID(sb.Dir.State())
-		daemonPID, _ := runner.ReadPIDFile(sb.Dir.Path(statedir.DaemonPID))
-		for _, pid := range []int{vmPID, daemonPID} {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-			if err != nil || pid == 0 {
-				t.Fatalf("environ of %d: %v", pid, err)
-			}
-			for _, k := range []string{key, strayKey} {
-				if bytes.Contains(b, []byte(k)) {
-					t.Errorf("process %d has a key in its environment", pid)
-				}
-			}
-		}
+		assertNoKeyOnHost(t, env, sb, key, strayKey)
 	})
 
 	stopAndStart := func(t *testing.T, mode string) *sandbox.Sandbox {
@@ -318,4 +276,85 @@ func TestEgressEndToEnd(t *testing.T) {
 	if ent.Egress.Mode != egress.None {
 		t.Errorf("registry: %+v", ent.Egress)
 	}
+}
+
+// assertNoKeyInGuest checks that no key is in any process environment of the
+// guest or any file of its home, workspace, /etc or /run (where the session
+// environment is).
+func assertNoKeyInGuest(t *testing.T, sb *sandbox.Sandbox, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		// The key is in grep's argv for the search, never in an environment or a file.
+		out, _ := guestRun(t, sb, nil, fmt.Sprintf(`grep -r -l -F '%s' /proc/[0-9]*/environ /home /workspace /etc /run 2>/dev/null; true`, k))
+		if strings.TrimSpace(out) != "" {
+			t.Errorf("found a key in the guest: %s", out)
+		}
+	}
+}
+
+// assertNoKeyOnHost checks every file of the state directory (the registry,
+// the sandbox's state, its logs, the guest share) and the environment of the
+// sandbox's VM and host daemon processes: keys reach the daemon over a pipe.
+func assertNoKeyOnHost(t *testing.T, env *testenv.Env, sb *sandbox.Sandbox, keys ...string) {
+	t.Helper()
+	read := map[string]bool{}
+	filepath.WalkDir(string(env.Root), func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		read[p] = true
+		for _, k := range keys {
+			if bytes.Contains(b, []byte(k)) {
+				t.Errorf("%s holds a key", p)
+			}
+		}
+		return nil
+	})
+	// the search is not vacuous: it read the registry and the logs
+	for _, p := range []string{env.Root.Registry(), sb.Dir.Path(statedir.DaemonLog), sb.Dir.Path(statedir.ConsoleLog)} {
+		if !read[p] {
+			t.Errorf("the search did not read %s", p)
+		}
+	}
+	vmPID, _ := runner.ReadPID(sb.Dir.State())
+	daemonPID, _ := runner.ReadPIDFile(sb.Dir.Path(statedir.DaemonPID))
+	for _, pid := range []int{vmPID, daemonPID} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil || pid == 0 {
+			t.Fatalf("environ of %d: %v", pid, err)
+		}
+		for _, k := range keys {
+			if bytes.Contains(b, []byte(k)) {
+				t.Errorf("process %d has a key in its environment", pid)
+			}
+		}
+	}
+}
+
+// writeCA writes a stub's certificate where --upstream-ca can name it.
+func writeCA(t *testing.T, env *testenv.Env, cert *x509.Certificate) string {
+	t.Helper()
+	path := filepath.Join(env.Work, "stub-ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startWithProxy starts a sandbox and shows its host daemon's log (the
+// proxy's) if the test fails.
+func startWithProxy(t *testing.T, env *testenv.Env, spec sandbox.Spec) *sandbox.Sandbox {
+	t.Helper()
+	sb, err := env.Env.Start(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(sb.Dir.Path(statedir.DaemonLog))
+			t.Logf("hostd.log:\n%s", b)
+		}
+	})
+	return sb
 }
