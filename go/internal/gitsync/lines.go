@@ -116,7 +116,7 @@ func lineStats(ctx context.Context, blob blobSource, changes object.Changes) (in
 		go func() {
 			defer wg.Done()
 			for ch := range work {
-				i, d, err := changeLines(blob, ch)
+				i, d, err := safeChangeLines(blob, ch)
 				mu.Lock()
 				ins, del = ins+i, del+d
 				if err != nil {
@@ -138,6 +138,13 @@ func lineStats(ctx context.Context, blob blobSource, changes object.Changes) (in
 		return 0, 0, errs[0]
 	}
 	return ins, del, ctx.Err()
+}
+
+// safeChangeLines is changeLines on a worker goroutine, where Sync's recover
+// cannot reach: a panic is the change's error.
+func safeChangeLines(blob blobSource, ch *object.Change) (ins, del int, err error) {
+	defer recoverInto(&err)
+	return changeLines(blob, ch)
 }
 
 // changeLines counts the lines one change inserts and deletes.

@@ -41,6 +41,14 @@ func hostile(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrHostile}, args...)...)
 }
 
+// recoverInto, deferred on a sync's worker goroutine (Sync's own recover
+// cannot reach it), turns a panic into *err, as Sync does.
+func recoverInto(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("%w: sync stopped on an internal error: %v", ErrHostile, p)
+	}
+}
+
 // Options says what to sync.
 type Options struct {
 	Name      string // sandbox name
@@ -73,7 +81,8 @@ const (
 func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 	defer func() {
 		// Nothing here should panic; if a parser does anyway, the caller (the
-		// watcher, above all) gets an error and carries on.
+		// watcher, above all) gets an error and carries on. Worker goroutines
+		// recover on their own (safeRead, safeChangeLines).
 		if p := recover(); p != nil {
 			rep, err = nil, fmt.Errorf("%w: sync stopped on an internal error: %v", ErrHostile, p)
 		}
@@ -142,8 +151,15 @@ func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	if !o.DryRun {
 		if _, err := s.git.run(context.WithoutCancel(ctx), nil, "merge", "--ff-only", "--quiet", rep.Ref); err != nil {
+			detail := err.Error()
+			if checkoutCutShort(detail) {
+				detail += " (the files it wrote were put back as they were)"
+				if uerr := s.undoFailedMerge(context.WithoutCancel(ctx)); uerr != nil {
+					detail = fmt.Sprintf("%v (putting back the files it wrote failed too: %v)", err, uerr)
+				}
+			}
 			merr := &ManualMergeError{Kind: KindMergeFailed, Branch: rep.Branch, Ref: rep.Ref,
-				Detail: err.Error(), Commands: []string{"git merge --ff-only " + rep.Ref}}
+				Detail: detail, Commands: []string{"git merge --ff-only " + rep.Ref}}
 			rep.Result, rep.Manual = ResultManual, merr
 			return rep, merr
 		}
