@@ -4,7 +4,7 @@
 // repositories in the same run, and prints the medians, the ratios and the peak
 // RSS of both sides.
 //
-//	cd go && go run ./bench/sync [-n 5] [-only NAME] [-history REPO] [-keep]
+//	cd go && go run ./bench/sync [-n 5] [-only REGEXP] [-history REPO] [-keep] [-cpuprofile FILE]
 //
 // Scenarios: 1, 100, 1000 (loose and packed) and 10,000 (packed) new commits in
 // the workspace, a 50 MB history, one 200 MB file, and, with -history, a real
@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -41,7 +42,7 @@ import (
 func main() {
 	n := flag.Int("n", 5, "runs per scenario and tool (the median is reported)")
 	keep := flag.Bool("keep", false, "keep the scratch directory")
-	only := flag.String("only", "", "run only scenarios whose name contains this")
+	only := flag.String("only", "", "run only scenarios whose name matches this regular expression")
 	history := flag.String("history", "", "a local git repository for the real-history row")
 	child := flag.Bool("child", false, "internal: run one sync (host, workspace as arguments) and report")
 	pending := flag.Bool("pending", false, "internal, with -child: count the pending commits instead")
@@ -159,6 +160,10 @@ func runLaunch(args []string) int {
 }
 
 func run(n int, keep bool, only, history string) error {
+	onlyRe, err := regexp.Compile(only)
+	if err != nil {
+		return fmt.Errorf("-only: %w", err)
+	}
 	gitBin, err := gitsync.TrustedGit()
 	if err != nil {
 		return err
@@ -184,7 +189,7 @@ func run(n int, keep bool, only, history string) error {
 		list = append(list, scenario{name: "real history: " + filepath.Base(history) + ", 200 first-parent commits"})
 	}
 	for i, sc := range list {
-		if only != "" && !strings.Contains(sc.name, only) {
+		if !onlyRe.MatchString(sc.name) {
 			continue
 		}
 		dir := filepath.Join(scratch, fmt.Sprint(i))
