@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/sandbox"
 )
 
@@ -117,11 +118,11 @@ func report(env *Env, err error) int {
 	}
 	ee := classify(err)
 	if !ee.Quiet && ee.Err != nil {
-		fmt.Fprintf(env.Stderr, "keystone: %s\n", ee.Err)
+		fmt.Fprintf(env.Stderr, "keystone: %s\n", printableLines(ee.Err.Error()))
 		var d detailer
 		if errors.As(ee.Err, &d) {
 			for _, line := range strings.Split(strings.TrimRight(d.Detail(), "\n"), "\n") {
-				fmt.Fprintf(env.Stderr, "  | %s\n", line)
+				fmt.Fprintf(env.Stderr, "  | %s\n", gitsync.Printable(line))
 			}
 		}
 		if ee.Hint != "" {
@@ -129,6 +130,17 @@ func report(env *Env, err error) int {
 		}
 	}
 	return ee.Code
+}
+
+// printableLines escapes the control characters of each line of s (an error
+// can carry the sandbox's text: a path git names, the guest's console), so
+// none reaches the terminal as an escape sequence; the lines stay lines.
+func printableLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = gitsync.Printable(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // detailer is an error with more lines to show (a log's tail).

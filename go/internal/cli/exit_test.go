@@ -44,3 +44,21 @@ func TestBuildFailureHintNamesRunner(t *testing.T) {
 		t.Errorf("hint %q: want the build log and --runner", hint)
 	}
 }
+
+// The guest writes its serial console, and git's messages name the
+// sandbox's paths: escape sequences in either reach the terminal escaped
+// (an OSC 52 clipboard write, a screen clear), and lines stay lines.
+func TestReportEscapesSandboxText(t *testing.T) {
+	var out strings.Builder
+	err := &sandbox.BootError{Msg: "sync: unable to write file \x1b[2Jx\nerror: second line",
+		Log: "login: \x1b]52;c;ZXZpbA==\x07\nok\r\x1b[1A"}
+	report(&Env{Stderr: &out}, err)
+	if strings.ContainsAny(out.String(), "\x1b\x07\r") {
+		t.Fatalf("control characters reached the terminal: %q", out.String())
+	}
+	for _, want := range []string{"keystone: sync: unable to write file \\x1b[2Jx\nerror: second line\n", "  | login: \\x1b]52;c;ZXZpbA==\\x07\n", "  | ok\\x0d\\x1b[1A\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -1,7 +1,10 @@
 package gitsync
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -81,4 +84,69 @@ func overlap(incoming, dirty []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// checkoutCutShort tells from git merge's message whether its checkout
+// stopped on a file it could not write. Only then is there anything to put
+// back; a merge refused before writing (another git holds index.lock, and
+// may be writing the same files) is left alone.
+func checkoutCutShort(msg string) bool {
+	return strings.Contains(msg, "unable to write file") || strings.Contains(msg, "unable to create file") ||
+		hostFault(nil, msg)
+}
+
+// undoFailedMerge puts back what a failed fast-forward wrote. git's checkout
+// stops on a file it cannot write (the host's disk full) with HEAD and the
+// index unchanged, but the files before it updated, that one cut short and
+// new ones left untracked: the next sync found them in its way, and the
+// commands it printed would have stashed the broken files. Every path the
+// fast-forward touches was clean before it (checkFastForward), so putting
+// them back as HEAD has them loses nothing of the user's.
+func (s *syncer) undoFailedMerge(ctx context.Context) error {
+	// traditional with all: every file in an ignored directory is listed
+	out, err := s.git.run(ctx, nil, "status", "--porcelain=v1", "-z", "--no-renames",
+		"--untracked-files=all", "--ignored=traditional")
+	if err != nil {
+		return err
+	}
+	added, inHead := map[string]bool{}, map[string]bool{}
+	for _, c := range s.changes {
+		if c.From.Name == "" {
+			added[c.To.Name] = true
+		} else {
+			inHead[c.From.Name] = true
+		}
+	}
+	root, err := os.OpenRoot(s.dirs.top)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	var restore bytes.Buffer
+	var errs []error
+	for _, e := range strings.Split(string(out), "\x00") {
+		if len(e) < 4 {
+			continue
+		}
+		xy, path := e[:2], e[3:]
+		switch {
+		case (xy == "??" || xy == "!!") && added[path]:
+			// git lists no path below a link: every directory on the way is real
+			errs = append(errs, root.Remove(path))
+			// and the directories the checkout made for it, once empty
+			for dir := filepath.Dir(path); dir != "."; dir = filepath.Dir(dir) {
+				if root.Remove(dir) != nil {
+					break
+				}
+			}
+		case inHead[path]:
+			restore.WriteString(path + "\x00")
+		}
+	}
+	if restore.Len() > 0 {
+		_, err := s.git.run(ctx, restore.Bytes(), "--literal-pathspecs", "checkout", "HEAD",
+			"--pathspec-from-file=-", "--pathspec-file-nul")
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }

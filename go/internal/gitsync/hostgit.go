@@ -49,9 +49,15 @@ func (g hostGit) env() []string {
 			!strings.HasPrefix(kv, "GIT_AUTHOR_") && !strings.HasPrefix(kv, "GIT_COMMITTER_") {
 			continue
 		}
+		// git's messages (and the system's, such as "No space left on
+		// device") in English, whatever the user's locale: keystone tells
+		// git's failures apart by them (HostFaultError, a cut-short checkout).
+		if strings.HasPrefix(kv, "LC_ALL=") || strings.HasPrefix(kv, "LC_MESSAGES=") || strings.HasPrefix(kv, "LANGUAGE=") {
+			continue
+		}
 		env = append(env, kv)
 	}
-	return append(env, "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0")
+	return append(env, "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0", "LC_MESSAGES=C")
 }
 
 // command prepares git with args in the host repository.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -58,8 +59,14 @@ func startIncoming(ctx context.Context, g hostGit, parent string, thin bool, src
 		return nil, err
 	}
 	in := &incoming{dir: dir}
-	if in.lock, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
-		err = unix.Flock(int(in.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	// The lock file is locked before it has its name: another sync's
+	// removeStale, which takes a lock it can get for a killed sync's, must
+	// never get this one in between (it removed the directory under us).
+	unnamed := filepath.Join(dir, "lock.new")
+	if in.lock, err = os.OpenFile(unnamed, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600); err == nil {
+		if err = unix.Flock(int(in.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+			err = os.Rename(unnamed, filepath.Join(dir, "lock"))
+		}
 	}
 	if err != nil {
 		in.remove()
@@ -95,6 +102,9 @@ func (in *incoming) finish(want []plumbing.Hash) (plumbing.Hash, error) {
 		msg := strings.TrimSpace(in.stderr.String())
 		if msg == "" {
 			msg = err.Error()
+		}
+		if hostFault(in.cmd.ProcessState, msg) {
+			return sum, &HostFaultError{lastLines(msg, 3)}
 		}
 		return sum, fmt.Errorf("git index-pack refused the pack: %s", lastLines(msg, 3))
 	}
@@ -190,6 +200,38 @@ func readIndex(base string) (*sandboxgit.Index, error) {
 		return nil, err
 	}
 	return sandboxgit.ParseIndex(data, fi.Size())
+}
+
+// HostFaultError is an index-pack that failed for a reason of the host's own
+// (its disk full or read-only, git killed), not for what the pack holds: the
+// workspace is not to blame, and the same sync can succeed once the host is
+// fixed (the watcher tries again).
+type HostFaultError struct{ Reason string }
+
+func (e *HostFaultError) Error() string {
+	return "the host's git index-pack could not store the objects: " + e.Reason
+}
+
+// hostFaultReasons are the system errors (strerror, as git prints them) that
+// come from the host's file system or resources, never from a pack's content.
+var hostFaultReasons = []string{"No space left on device", "Disk quota exceeded", "Read-only file system",
+	"Input/output error", "Too many open files", "Cannot allocate memory", "Out of memory"}
+
+// hostFault tells whether a git, which ended as st (nil: not known) and said
+// msg, failed because of the host: killed by a signal (the OOM killer, a
+// user) or stopped on one of hostFaultReasons.
+func hostFault(st *os.ProcessState, msg string) bool {
+	if st != nil {
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return true
+		}
+	}
+	for _, r := range hostFaultReasons {
+		if strings.Contains(msg, r) {
+			return true
+		}
+	}
+	return false
 }
 
 type nopWriteCloser struct{}

@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"context"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -74,4 +75,31 @@ func TestSyncKilledLeavesNothingBehind(t *testing.T) {
 		}
 	}
 	gitIn(t, host, "fsck", "--no-dangling")
+}
+
+// A sync that dies after its pack is installed and before any ref moves (the
+// host's git update-ref killed) leaves objects no ref names, which is
+// consistent; the next sync moves the refs and fast-forwards.
+func TestSyncDeadBeforeItsRefsMoveIsCompletedByTheNext(t *testing.T) {
+	host, ws := newPair(t)
+	tip := commit(t, ws, "work", map[string]string{"a.txt": "a\n", "b/c.txt": "c\n"})
+	wrapper := filepath.Join(t.TempDir(), "git")
+	write(t, wrapper, "#!/bin/sh\nfor a; do [ \"$a\" = update-ref ] && kill -9 $$; done\nexec "+realGit+" \"$@\"\n")
+	os.Chmod(wrapper, 0o755)
+	o := opts(host, ws)
+	o.Git = wrapper
+	if _, err := Sync(context.Background(), o); err == nil {
+		t.Fatal("a sync whose update-ref was killed succeeded")
+	}
+	gitIn(t, host, "fsck", "--no-dangling")
+	if got := gitIn(t, host, "rev-parse", "main"); got == tip {
+		t.Fatal("main moved without its update-ref")
+	}
+	mustSync(t, opts(host, ws))
+	if got := gitIn(t, host, "rev-parse", "main"); got != tip {
+		t.Fatalf("main = %s after the next sync, want %s", got, tip)
+	}
+	if st := gitIn(t, host, "status", "--porcelain"); st != "" {
+		t.Errorf("host tree:\n%s", st)
+	}
 }

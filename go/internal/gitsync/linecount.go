@@ -67,7 +67,7 @@ func (s *syncer) countLines(ctx context.Context, alternates string) (ins, del in
 		"diff-tree", "-r", "-z", "--numstat", "--no-renames", "--no-ext-diff", "--no-textconv",
 		"--ignore-submodules=all", from, s.rep.To)
 	cmd.Env = append(cmd.Env, "GIT_DIR="+s.dirs.common, "GIT_WORK_TREE="+empty,
-		"GIT_INDEX_FILE="+filepath.Join(empty, "index"), "GIT_ATTR_SOURCE="+emptyTree, "LC_ALL=C")
+		"GIT_INDEX_FILE="+filepath.Join(empty, "index"), "GIT_ATTR_SOURCE="+emptyTree)
 	if alternates != "" {
 		cmd.Env = append(cmd.Env, "GIT_ALTERNATE_OBJECT_DIRECTORIES="+alternates)
 	}

@@ -11,9 +11,10 @@ import (
 
 // diffSummary is what changes between two commits.
 type diffSummary struct {
-	paths  []string // every path added, changed or removed
-	files  int
-	review []ReviewPath
+	paths   []string // every path added, changed or removed
+	files   int
+	review  []ReviewPath
+	changes object.Changes
 }
 
 func treeOf(s storer.EncodedObjectStorer, commit plumbing.Hash) (*object.Tree, error) {
@@ -41,7 +42,7 @@ func summarize(ctx context.Context, s storer.EncodedObjectStorer, from, to plumb
 	if err != nil {
 		return nil, err
 	}
-	d := &diffSummary{files: len(changes)}
+	d := &diffSummary{files: len(changes), changes: changes}
 	for _, c := range changes {
 		name, mode, deleted := c.To.Name, c.To.TreeEntry.Mode, false
 		if name == "" {

@@ -33,7 +33,7 @@ func (s *syncer) storeObjects(ctx context.Context) error {
 		// index-pack stopping first (it refused the pack) breaks the pipe: its
 		// reason is the one to give.
 		if _, gerr := in.finish(nil); gerr != nil && errors.Is(werr, syscall.EPIPE) {
-			werr = fmt.Errorf("%w: %w", ErrHostile, gerr)
+			werr = blame(gerr)
 		}
 		in.abort()
 		return werr
@@ -41,7 +41,7 @@ func (s *syncer) storeObjects(ctx context.Context) error {
 	sum, err := in.finish(s.tr.hashes())
 	if err != nil {
 		in.abort()
-		return fmt.Errorf("%w: %w", ErrHostile, err)
+		return blame(err)
 	}
 	if s.o.DryRun {
 		// The verified pack stays, as the pack of a temporary object directory
@@ -66,4 +66,14 @@ func (s *syncer) writePack(ctx context.Context, in *incoming) error {
 	}
 	_, err = p.Close()
 	return err
+}
+
+// blame marks index-pack's refusal of the sandbox's pack as the workspace's
+// doing (ErrHostile), unless the host itself failed (HostFaultError).
+func blame(err error) error {
+	var hf *HostFaultError
+	if errors.As(err, &hf) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrHostile, err)
 }

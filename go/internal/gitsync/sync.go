@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
@@ -37,6 +38,14 @@ var ErrHostile = sandboxgit.ErrHostile
 
 func hostile(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrHostile}, args...)...)
+}
+
+// recoverInto, deferred on a sync's worker goroutine (Sync's own recover
+// cannot reach it), turns a panic into *err, as Sync does.
+func recoverInto(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("%w: sync stopped on an internal error: %v", ErrHostile, p)
+	}
 }
 
 // Options says what to sync.
@@ -71,7 +80,8 @@ const (
 func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 	defer func() {
 		// Nothing here should panic; if a parser does anyway, the caller (the
-		// watcher, above all) gets an error and carries on.
+		// watcher, above all) gets an error and carries on. Worker goroutines
+		// recover on their own (safeRead, safeChangeLines).
 		if p := recover(); p != nil {
 			rep, err = nil, fmt.Errorf("%w: sync stopped on an internal error: %v", ErrHostile, p)
 		}
@@ -116,8 +126,9 @@ func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 		counted := make(chan lineCount, 1)
 		go func() {
 			var c lineCount
+			defer func() { counted <- c }()
+			defer recoverInto(&c.err)
 			c.ins, c.del, c.err = s.countLines(ctx, s.alternates)
-			counted <- c
 		}()
 		defer func() {
 			c := <-counted
@@ -149,8 +160,15 @@ func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	if !o.DryRun {
 		if _, err := s.git.run(context.WithoutCancel(ctx), nil, "merge", "--ff-only", "--quiet", rep.Ref); err != nil {
+			detail := err.Error()
+			if checkoutCutShort(detail) {
+				detail += " (the files it wrote were put back as they were)"
+				if uerr := s.undoFailedMerge(context.WithoutCancel(ctx)); uerr != nil {
+					detail = fmt.Sprintf("%v (putting back the files it wrote failed too: %v)", err, uerr)
+				}
+			}
 			merr := &ManualMergeError{Kind: KindMergeFailed, Branch: rep.Branch, Ref: rep.Ref,
-				Detail: err.Error(), Commands: []string{"git merge --ff-only " + rep.Ref}}
+				Detail: detail, Commands: []string{"git merge --ff-only " + rep.Ref}}
 			rep.Result, rep.Manual = ResultManual, merr
 			return rep, merr
 		}
@@ -161,19 +179,20 @@ func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 
 // syncer is one sync's state between its phases.
 type syncer struct {
-	o      Options
-	git    hostGit
-	dirs   hostDirs
-	host   *filesystem.Storage
-	have   *objectSet
-	ws     *sandboxgit.Repo
-	u      *union
-	tr     *transfer
-	rep    *Report
-	dirty  chan dirtyResult // the host's git status, asked for early
-	listed chan listing     // the sandbox's uncommitted files
-	paths  []string         // paths changed on the current branch
-	head   plumbing.Hash
+	o       Options
+	git     hostGit
+	dirs    hostDirs
+	host    *filesystem.Storage
+	have    *objectSet
+	ws      *sandboxgit.Repo
+	u       *union
+	tr      *transfer
+	rep     *Report
+	dirty   chan dirtyResult // the host's git status, asked for early
+	listed  chan listing     // the sandbox's uncommitted files
+	paths   []string         // paths changed on the current branch
+	changes object.Changes   // the same changes, for undoFailedMerge
+	head    plumbing.Hash
 
 	// A dry run's verified objects, kept out of the host repository until
 	// the lines are counted: alternates is their object directory.
@@ -307,7 +326,7 @@ func (s *syncer) current(ctx context.Context, branches []sandboxgit.Branch, wsHe
 	if err != nil {
 		return fmt.Errorf("cannot compute the changes: %w", err)
 	}
-	s.paths = d.paths
+	s.paths, s.changes = d.paths, d.changes
 	s.rep.FilesChanged = d.files
 	s.rep.Review = append(s.rep.Review, d.review...)
 	return nil

@@ -65,7 +65,7 @@ func (w *walker) work(ctx context.Context) {
 		w.stack = w.stack[:len(w.stack)-1]
 		w.busy++
 		w.mu.Unlock()
-		o, c, next, err := w.t.read(x)
+		o, c, next, err := w.t.safeRead(x)
 		if err == nil {
 			err = ctx.Err()
 		}
@@ -123,6 +123,13 @@ func (t *transfer) setLastVersion(path string, data []byte) {
 	t.lastMu.Lock()
 	defer t.lastMu.Unlock()
 	t.last[path] = data
+}
+
+// safeRead is read on a worker goroutine, where Sync's recover cannot reach:
+// a panic (none is expected: every parser is fuzzed) is the object's error.
+func (t *transfer) safeRead(w want) (o rawObject, c *sandboxgit.Commit, next []want, err error) {
+	defer recoverInto(&err)
+	return t.read(w)
 }
 
 // read loads a commit, tree or tag, verified and checked, and returns it with

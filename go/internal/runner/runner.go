@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -92,27 +93,55 @@ func (p *Process) Err() error { return p.err }
 // directory, stdout and stderr appended to the console log, and its pid
 // written to microvm.pid. The runner outlives this process.
 func Start(dir, stateDir string, env []string) (*Process, error) {
-	console, err := os.OpenFile(filepath.Join(stateDir, statedir.ConsoleLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	p, gate, err := launch(dir, stateDir, env)
 	if err != nil {
-		return nil, fmt.Errorf("failed to open the console log: %w", err)
+		return nil, err
 	}
-	defer console.Close()
-	cmd := exec.Command(filepath.Join(dir, RunBin))
-	cmd.Dir = stateDir
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = console, console
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("failed to start the runner %q: %w", cmd.Path, err)
-	}
-	p := &Process{Pid: cmd.Process.Pid, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
 	if err := WritePID(stateDir, p.Pid); err != nil {
+		gate.Close()
 		_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
 		<-p.done
 		return nil, err
 	}
+	_, err = io.WriteString(gate, "boot\n")
+	gate.Close()
+	if err != nil {
+		<-p.done
+		return nil, fmt.Errorf("failed to start the runner: %w", err)
+	}
 	return p, nil
+}
+
+// gatedRun runs the runner ($0) once a line arrives on stdin. The runner
+// must not run before its pid is on disk: a keystone killed in between
+// (kill -9, a crash) would leave a VM that stop and start cannot find, on
+// the workspace the next start boots another VM on. Its death closes the
+// gate, and the shell exits instead. exec keeps the pid; the runner's stdin
+// is then at its end, as /dev/null was.
+const gatedRun = `read -r line && exec "$0"`
+
+// launch starts the runner's process held at its gate, which it returns.
+func launch(dir, stateDir string, env []string) (*Process, io.WriteCloser, error) {
+	console, err := os.OpenFile(filepath.Join(stateDir, statedir.ConsoleLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to open the console log: %w", err)
+	}
+	defer console.Close()
+	cmd := exec.Command("/bin/sh", "-c", gatedRun, filepath.Join(dir, RunBin))
+	cmd.Dir = stateDir
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = console, console
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	gate, err := cmd.StdinPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to start the runner %q: %w", filepath.Join(dir, RunBin), err)
+	}
+	p := &Process{Pid: cmd.Process.Pid, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p, gate, nil
 }
 
 // WritePID records pid in state/microvm.pid atomically.

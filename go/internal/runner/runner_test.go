@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -140,5 +142,42 @@ func TestCheckNetworks(t *testing.T) {
 	m, err := Check(dir)
 	if err != nil || !m.NeedsKVM || len(m.Networks) != 1 || m.Networks[0] != "user" {
 		t.Fatalf("Check = %+v, %v; want kvm and networks [user]", m, err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("RUNNER_TEST_KILLED_LAUNCH"); spec != "" { // a keystone killed after the fork
+		dir, state, _ := strings.Cut(spec, "\n")
+		p, _, err := launch(dir, state, nil)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Println(p.Pid)
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
+	os.Exit(m.Run())
+}
+
+// A keystone killed between the runner's fork and its pid file leaves no
+// runner: the VM would run where stop and the next start cannot find it.
+func TestKilledBeforeThePidFileLeavesNoRunner(t *testing.T) {
+	state := t.TempDir()
+	booted := filepath.Join(state, "booted")
+	dir := writeRunner(t, "touch "+booted+"; exec sleep 30", "")
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "RUNNER_TEST_KILLED_LAUNCH="+dir+"\n"+state)
+	out, _ := cmd.Output()
+	var pid int
+	if _, err := fmt.Sscan(string(out), &pid); err != nil {
+		t.Fatalf("the child said %q", out)
+	}
+	waitFor(t, func() bool { return !alive(pid) })
+	if _, err := os.Stat(booted); err == nil {
+		t.Fatal("the runner ran although its pid was never recorded")
+	}
+	if p, err := ReadPID(state); p != 0 || err != nil {
+		t.Fatalf("pid file: %d, %v", p, err)
 	}
 }

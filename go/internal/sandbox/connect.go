@@ -2,13 +2,9 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
-	"syscall"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -56,25 +52,12 @@ func (sb *Sandbox) Connect(ctx context.Context) (*ssh.Client, error) {
 	return sb.Dial(ctx)
 }
 
-// Dial connects to a running sandbox. A connection the guest's sshd drops
-// before the handshake (dropbear refuses a client's sixth unauthenticated
-// connection, as when several commands connect at once, or while the
-// readiness probes it abandoned are still ending on a loaded machine) is
-// retried, for a few seconds in all.
+// Dial connects to a running sandbox, retrying a connection the guest's
+// sshd drops before the handshake (sshconn.DialBusy).
 func (sb *Sandbox) Dial(ctx context.Context) (*ssh.Client, error) {
 	t, err := sb.Target()
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 1; ; attempt++ {
-		c, err := sshconn.Dial(ctx, t)
-		if err == nil || attempt == 6 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
-			return c, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
-		}
-	}
+	return sshconn.DialBusy(ctx, t)
 }

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/keystone-agent/keystone/internal/gitsync"
 	"github.com/keystone-agent/keystone/internal/registry"
 	"github.com/keystone-agent/keystone/internal/runner"
 	"github.com/keystone-agent/keystone/internal/sandbox"
@@ -79,6 +80,9 @@ func TestFullDisk(t *testing.T) {
 func TestMain(m *testing.M) {
 	if spec := os.Getenv("KEYSTONE_TEST_START_CHILD"); spec != "" {
 		os.Exit(startChild(spec))
+	}
+	if spec := os.Getenv("KEYSTONE_TEST_DESTROY_CHILD"); spec != "" {
+		os.Exit(destroyChild(spec))
 	}
 	os.Exit(m.Run())
 }
@@ -265,4 +269,187 @@ func TestPasswordLoginIsShownAndEndsWithAKey(t *testing.T) {
 		t.Errorf("password login failed, but not for authentication: %v", err)
 	}
 	execOut(t, again, "true")
+}
+
+// destroyChild runs one Destroy: "stateRoot\nname".
+func destroyChild(spec string) int {
+	root, name, _ := strings.Cut(spec, "\n")
+	d := statedir.Dir(root)
+	env := &sandbox.Env{Root: d, Registry: registry.New(d.Registry(), d.Lock()), Progress: os.Stderr}
+	sb, err := env.Get(name)
+	if err == nil {
+		err = env.Destroy(sb)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// stoppedSandbox is what start and stop leave of a sandbox of project: its
+// registry entry, its complete workspace and its state directory; no VM.
+func stoppedSandbox(t *testing.T, env *testenv.Env, name, project string) *sandbox.Sandbox {
+	t.Helper()
+	d := env.Root.Sandbox(name)
+	if err := gitsync.Clone(context.Background(), project, d.Workspace()); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(d.State(), 0o700)
+	err := env.Registry.Update(func(tx *registry.Tx) error {
+		tx.Put(registry.Entry{Name: name, ProjectPath: project, MemoryMB: sandbox.MinMemoryMB, VCPUs: 1,
+			Network: "user", SyncMode: "manual", SSHPort: 2299, Created: time.Now().UTC()})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := env.Get(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb
+}
+
+// A destroy killed with SIGKILL while it removes the sandbox's files (a
+// large workspace takes a while; Ctrl-C ends it the same way) leaves the
+// sandbox whole or gone: never a workspace with part of its files, which
+// the next start would boot on as if it were the agent's work.
+func TestDestroyKilledLeavesTheSandboxWholeOrGone(t *testing.T) {
+	env := testenv.New(t)
+	project := bigRepo(t, env, "doomed", 3000)
+	self, _ := os.Executable()
+	for round := 0; round < 5; round++ {
+		sb := stoppedSandbox(t, env, "doomed", project)
+		files := filepath.Join(sb.Dir.Workspace(), "src")
+		cmd := exec.Command(self, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "KEYSTONE_TEST_DESTROY_CHILD="+string(env.Root)+"\n"+sb.Name)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+	wait: // until the destroy has begun removing files, or is over
+		for count(t, files) == 3000 {
+			select {
+			case <-done:
+				break wait
+			case <-time.After(100 * time.Microsecond):
+			}
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		if _, err := os.Stat(sb.Dir.Root()); err == nil {
+			if n := count(t, files); n != 3000 {
+				t.Fatalf("round %d: the killed destroy left the sandbox with %d of its 3000 files", round, n)
+			}
+			if _, err := env.Registry.Get(sb.Name); err != nil {
+				t.Fatalf("round %d: the sandbox's directory is whole but its entry is gone: %v", round, err)
+			}
+		}
+		all, err := env.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, left := range all {
+			if err := env.Destroy(left); err != nil {
+				t.Fatalf("round %d: destroy after the kill: %v", round, err)
+			}
+		}
+		if ents, _ := os.ReadDir(filepath.Dir(sb.Dir.Root())); len(ents) != 0 {
+			t.Fatalf("round %d: a destroy after the kill left %v in sandboxes/", round, ents)
+		}
+	}
+}
+
+// count is the number of regular files under dir (0 when it is gone).
+func count(t *testing.T, dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// A start whose disk fills up during the first clone (the registry entry
+// written, the workspace not) fails with the reason and leaves the state
+// directory as it was: the entry removed, no directory, nothing set aside.
+func TestStartOnADiskThatFillsDuringTheClone(t *testing.T) {
+	fs := smallfs.Mount(t, 32<<20)
+	env := testenv.NewOn(t, t.TempDir(), filepath.Join(fs, "agent"))
+	project := bigRepo(t, env, "filling", 3000) // 12 MB of files
+	if err := env.Registry.Update(func(*registry.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(env.Registry.Path())
+	if err := os.WriteFile(filepath.Join(fs, "filler"), make([]byte, 26<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := env.Env.Start(context.Background(), sandbox.Spec{Project: project, MemoryMB: sandbox.MinMemoryMB, VCPUs: 1,
+		Network: "user", SyncMode: "manual", Runner: fakeRunner(t, "exit 1")})
+	if err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("start on a disk that fills during the clone: %v; want the full disk named", err)
+	}
+	t.Logf("start: %v", err)
+	if after, _ := os.ReadFile(env.Registry.Path()); !bytes.Equal(before, after) {
+		t.Errorf("the registry changed:\n%s\nwas:\n%s", after, before)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(fs, "agent", "sandboxes")); len(ents) != 0 {
+		t.Errorf("the failed start left %v in sandboxes/", ents)
+	}
+}
+
+// While a start of a sandbox boots, a second start, a stop and a destroy of
+// it are refused at once (busy), changing nothing; when the boot then fails,
+// the start removes everything it made, its runner included.
+func TestCommandsDuringAStartAreRefused(t *testing.T) {
+	env := testenv.New(t)
+	env.Timeouts.Ready = 5 * time.Second
+	project := env.Repo(t, "contested")
+	spec := sandbox.Spec{Project: project, MemoryMB: sandbox.MinMemoryMB, VCPUs: 1, Network: "user",
+		SyncMode: "manual", Runner: fakeRunner(t, "exec sleep 60")} // never answers SSH
+	first := make(chan error, 1)
+	go func() { _, err := env.Env.Start(context.Background(), spec); first <- err }()
+	state := env.Root.Sandbox("contested").State()
+	var pid int
+	for pid == 0 {
+		select {
+		case err := <-first:
+			t.Fatalf("the start ended before its runner was seen: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		pid, _ = runner.ReadPID(state)
+	}
+	before, _ := os.ReadFile(env.Registry.Path())
+	if _, err := env.Env.Start(context.Background(), spec); !errors.Is(err, sandbox.ErrBusy) {
+		t.Errorf("a second start during the first: %v; want busy", err)
+	}
+	sb, err := env.Get("contested")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Stop(sb); !errors.Is(err, sandbox.ErrBusy) {
+		t.Errorf("stop during the start: %v; want busy", err)
+	}
+	if err := env.Destroy(sb); !errors.Is(err, sandbox.ErrBusy) {
+		t.Errorf("destroy during the start: %v; want busy", err)
+	}
+	if after, _ := os.ReadFile(env.Registry.Path()); !bytes.Equal(before, after) {
+		t.Errorf("the refused commands changed the registry")
+	}
+	if err := <-first; err == nil {
+		t.Fatal("a start whose VM never answered succeeded")
+	}
+	if runner.Inspect(pid, state) != runner.Gone && syscall.Kill(pid, 0) == nil {
+		t.Errorf("the failed start left its runner (pid %d) running", pid)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(sb.Dir.Root())); len(ents) != 0 {
+		t.Errorf("the failed start left %v in sandboxes/", ents)
+	}
+	if all, _ := env.List(); len(all) != 0 {
+		t.Errorf("list after the failed start: %d sandboxes", len(all))
+	}
 }

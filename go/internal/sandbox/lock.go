@@ -1,10 +1,14 @@
 package sandbox
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/gofrs/flock"
 )
@@ -28,4 +32,41 @@ func lockSandbox(sb *Sandbox) (*flock.Flock, error) {
 		return nil, fmt.Errorf("sandbox %q is %w: another keystone command holds %s", sb.Name, ErrBusy, lk.Path())
 	}
 	return lk, nil
+}
+
+// removeDir removes the sandbox's directory so that a kill at any moment
+// leaves it whole or gone, never a workspace missing part of its files,
+// which the next start would boot on as the agent's work: it is renamed
+// aside, then removed, with whatever a killed removal left aside. Where the
+// rename fails (a full disk can refuse one), it is removed in place.
+func removeDir(sb *Sandbox) error {
+	var suffix [8]byte
+	rand.Read(suffix[:])
+	aside := strings.Replace(sb.Dir.Discarded(), "*", hex.EncodeToString(suffix[:]), 1)
+	dir := aside
+	if err := os.Rename(sb.Dir.Root(), aside); errors.Is(err, fs.ErrNotExist) {
+		dir = ""
+	} else if err != nil {
+		dir = sb.Dir.Root()
+	}
+	var errs []error
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("failed to remove %q: %w", dir, err))
+		}
+	}
+	return errors.Join(append(errs, removeDiscarded(sb))...)
+}
+
+// removeDiscarded removes what a killed removal of the sandbox's directory
+// left aside.
+func removeDiscarded(sb *Sandbox) error {
+	left, _ := filepath.Glob(sb.Dir.Discarded())
+	var errs []error
+	for _, dir := range left {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("failed to remove %q: %w", dir, err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -96,6 +96,9 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 		if err := e.stopLeftover(sb); err != nil {
 			return nil, err
 		}
+		if err := removeDiscarded(sb); err != nil {
+			e.progressf("keystone: warning: %v", err)
+		}
 	}
 	if _, err := os.Stat(sb.Dir.Root()); (spec.Fresh || !existed) && err == nil {
 		if existed {
@@ -105,8 +108,8 @@ func (e *Env) Start(ctx context.Context, spec Spec) (*Sandbox, error) {
 			// earlier version left behind: nothing refers to it.
 			e.progressf("Removing what an interrupted start of %q left behind", name)
 		}
-		if err := os.RemoveAll(sb.Dir.Root()); err != nil {
-			return nil, fmt.Errorf("failed to discard %q: %w", sb.Dir.Root(), err)
+		if err := removeDir(sb); err != nil {
+			return nil, fmt.Errorf("failed to discard the previous state: %w", err)
 		}
 	}
 	sb.Entry = registry.Entry{
@@ -385,10 +388,11 @@ func (e *Env) undo(sb *Sandbox, proc *runner.Process, keep bool, cause error) er
 	}
 	if !keep {
 		// The lock file goes too; this start still holds it, which is harmless.
-		for _, p := range []string{sb.Dir.Root(), sb.Dir.Lock()} {
-			if err := os.RemoveAll(p); err != nil {
-				errs = multierror.Append(errs, err)
-			}
+		if err := removeDir(sb); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+		if err := os.Remove(sb.Dir.Lock()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = multierror.Append(errs, err)
 		}
 		if err := e.Registry.Update(func(tx *registry.Tx) error { tx.Delete(sb.Name); return nil }); err != nil {
 			errs = multierror.Append(errs, err)

@@ -71,8 +71,8 @@ func (e *Env) Destroy(sb *Sandbox) error {
 	}
 	// The directory goes first: on a full disk that frees the space the
 	// registry's rewrite needs.
-	if err := os.RemoveAll(sb.Dir.Root()); err != nil {
-		return fmt.Errorf("failed to remove %q: %w", sb.Dir.Root(), err)
+	if err := removeDir(sb); err != nil {
+		return err
 	}
 	if err := e.Registry.Update(func(tx *registry.Tx) error { tx.Delete(sb.Name); return nil }); err != nil {
 		return err

@@ -18,8 +18,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -88,6 +90,25 @@ func (e *TransportError) Unwrap() error { return e.Err }
 // Errors are *TransportError, wrapping *HostKeyMismatchError on a mismatch.
 func Dial(ctx context.Context, t Target) (*ssh.Client, error) {
 	return dial(ctx, t, 0)
+}
+
+// DialBusy is Dial to a server that may drop a connection before the
+// handshake: dropbear refuses a client's sixth unauthenticated connection (as
+// when several commands connect at once, or while readiness probes it
+// abandoned are still ending on a loaded machine). Such a drop is retried,
+// after a growing pause, for a few seconds in all.
+func DialBusy(ctx context.Context, t Target) (*ssh.Client, error) {
+	for attempt := 1; ; attempt++ {
+		c, err := Dial(ctx, t)
+		if err == nil || attempt == 6 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
+		}
+	}
 }
 
 // dial is Dial, giving up early when bannerWait > 0 and the server's

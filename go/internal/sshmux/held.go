@@ -29,9 +29,6 @@ const (
 	maxIdleSpares = 8
 	spareIdle     = 30 * time.Second
 	spareWait     = 2 * time.Minute // a queue of sessions in a burst, each waiting for a connection
-	// maxSpareFailures is how many failed spare connections one session
-	// waits through before it is refused.
-	maxSpareFailures = 3
 )
 
 // errHeldEnded answers Conn once the held connection is given up.
@@ -212,7 +209,6 @@ func (h *Held) Lease(ctx context.Context, spare bool) (Conn, func(), error) {
 	}
 	timeout := time.NewTimer(spareWait)
 	defer timeout.Stop()
-	failed := 0
 	for {
 		h.mu.Lock()
 		c := h.c
@@ -236,17 +232,10 @@ func (h *Held) Lease(ctx context.Context, spare bool) (Conn, func(), error) {
 			h.dials++
 			h.mu.Unlock()
 			s, err := h.dialSpare()
-			if err == nil {
-				return s, func() { h.giveBack(s) }, nil
-			}
-			// A burst under load meets dropbear's limit of unauthenticated
-			// connections; the client falling back to a connection of its
-			// own would meet it too. Wait for a turn again, a few times.
-			if failed++; failed == maxSpareFailures || errors.Is(err, errHeldEnded) {
+			if err != nil {
 				return nil, nil, err
 			}
-			h.logf("a spare connection failed (%v); trying again", err)
-			continue
+			return s, func() { h.giveBack(s) }, nil
 		}
 		if h.changed == nil {
 			h.changed = make(chan struct{})
@@ -265,7 +254,10 @@ func (h *Held) Lease(ctx context.Context, spare bool) (Conn, func(), error) {
 func (h *Held) dialSpare() (*ssh.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), spareWait)
 	defer cancel()
-	s, err := sshconn.Dial(ctx, h.Target)
+	// A burst under load meets dropbear's limit of unauthenticated
+	// connections even at maxSpareDials; the client falling back to a
+	// connection of its own would meet it too, so the dial is retried.
+	s, err := sshconn.DialBusy(ctx, h.Target)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.dials--

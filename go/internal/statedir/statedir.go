@@ -33,6 +33,10 @@ const (
 	// (sandboxes/<name>.lock), held by start, stop and destroy of that sandbox;
 	// it lives outside the directory so that --fresh and destroy can remove it whole.
 	SandboxLockSuffix = ".lock"
+	// DiscardPrefix names where a sandbox's directory is moved to be removed
+	// (sandboxes/.discard-<name>.<random>), by destroy, --fresh and a failed
+	// start: a kill leaves the directory whole or gone, never half removed.
+	DiscardPrefix = ".discard-"
 
 	// WorkspaceDir is the clone of the project, shared into the guest at /workspace.
 	WorkspaceDir = "workspace"
@@ -144,6 +148,12 @@ func (s Sandbox) Root() string { return string(s) }
 
 // Lock is the sandbox's lock file, next to its directory.
 func (s Sandbox) Lock() string { return string(s) + SandboxLockSuffix }
+
+// Discarded is the pattern (filepath.Match) of where the sandbox's directory
+// is moved to be removed: a name that no sandbox can have.
+func (s Sandbox) Discarded() string {
+	return filepath.Join(filepath.Dir(string(s)), DiscardPrefix+filepath.Base(string(s))+".*")
+}
 
 // Workspace is the clone of the project.
 func (s Sandbox) Workspace() string { return filepath.Join(string(s), WorkspaceDir) }

@@ -8,14 +8,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/keystone-agent/keystone/internal/gitsync"
+	"github.com/keystone-agent/keystone/internal/gitsync/gitcraft"
 	"github.com/keystone-agent/keystone/internal/statedir"
+	"github.com/keystone-agent/keystone/internal/testenv/smallfs"
 )
 
 var realGit, _ = exec.LookPath("git")
@@ -323,39 +328,90 @@ func TestRunOnceWarnsWhenTheStatusCannotBeWritten(t *testing.T) {
 	}
 }
 
-// A workspace that crashed the watcher before (a pack index with an offset
-// outside its pack) is refused and recorded; the watcher carries on and syncs
-// once it is fixed.
+// Workspaces that crashed or exhausted the watcher before (issue 14 item 5):
+// each is refused and recorded, without a panic and without allocating what
+// the objects claim; the watcher carries on and syncs once it is fixed.
 func TestWatchSurvivesAHostileWorkspace(t *testing.T) {
-	f := newFixture(t)
-	o := f.options(ModeAutoCommit)
-	clock := startWatch(t, o)
-	// A pack of one object nothing needs, so that the sandbox's own git never
-	// reads it, with its index's only offset pointing into the large-offset
-	// table, at an entry that does not exist.
-	junk := gitIn(t, f.ws, "hash-object", "-w", "--stdin", "--path=junk")
-	cmd := exec.Command(realGit, "-C", f.ws, "pack-objects", "-q", ".git/objects/pack/pack")
-	cmd.Stdin = strings.NewReader(junk + "\n")
-	name, err := cmd.Output()
+	for _, tc := range []struct {
+		name  string
+		craft func(t *testing.T, ws string) (fix func())
+	}{
+		{"index with an out-of-range 64-bit offset", func(t *testing.T, ws string) func() {
+			// A pack of one object nothing needs, so that the sandbox's own
+			// git never reads it, with its index's only offset pointing into
+			// the large-offset table, at an entry that does not exist.
+			junk := gitIn(t, ws, "hash-object", "-w", "--stdin", "--path=junk")
+			cmd := exec.Command(realGit, "-C", ws, "pack-objects", "-q", ".git/objects/pack/pack")
+			cmd.Stdin = strings.NewReader(junk + "\n")
+			name, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			idx := filepath.Join(ws, ".git", "objects", "pack", "pack-"+strings.TrimSpace(string(name))+".idx")
+			b, _ := os.ReadFile(idx)
+			copy(b[8+1024+1*24:], []byte{0x80, 0, 0, 9})
+			os.Chmod(idx, 0o644)
+			os.WriteFile(idx, b, 0o644)
+			commit(t, ws, "b.txt", "b\n")
+			return func() { os.Remove(idx) }
+		}},
+		{"loose blob claiming 4 GiB", func(t *testing.T, ws string) func() {
+			return craftedCommit(t, ws, gitcraft.LooseBomb(t, filepath.Join(ws, ".git"), "blob", 4<<30))
+		}},
+		{"delta of 20000 copies of 64 KiB", func(t *testing.T, ws string) func() {
+			base, bomb := gitcraft.CopyBombPack(t, filepath.Join(ws, ".git"), 20000)
+			return craftedCommit(t, ws, base, bomb)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			o := f.options(ModeAutoCommit)
+			clock := startWatch(t, o)
+			before := hostAt(t, f.host, "main")
+			fix := tc.craft(t, f.ws)
+			var m0, m1 runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&m0)
+			clock.Tick(o.Interval)
+			runtime.ReadMemStats(&m1)
+			if st, _ := ReadStatus(f.state); st.LastResult != "error" || !strings.Contains(st.LastError, "rejected") {
+				t.Fatalf("status after the hostile commit: %+v; want the refusal recorded", st)
+			}
+			if got := m1.TotalAlloc - m0.TotalAlloc; got > 400<<20 {
+				t.Errorf("allocated %d MiB to refuse it", got>>20)
+			}
+			if got := hostAt(t, f.host, "main"); got != before {
+				t.Fatalf("host main moved to %s", got)
+			}
+			fix()
+			c := commit(t, f.ws, "c.txt", "c\n")
+			clock.Tick(o.Interval)
+			if got := hostAt(t, f.host, "main"); got != c {
+				t.Fatalf("host main after the fix: %s; want %s", got, c)
+			}
+		})
+	}
+}
+
+// craftedCommit makes the workspace's main a commit on top of HEAD that adds
+// blobs (named bomb0, bomb1, …), which git neither reads nor checks; the fix
+// it returns moves main back to HEAD.
+func craftedCommit(t *testing.T, ws string, blobs ...plumbing.Hash) (fix func()) {
+	t.Helper()
+	head := gitIn(t, ws, "rev-parse", "HEAD")
+	list := gitIn(t, ws, "ls-tree", "HEAD") + "\n"
+	for i, b := range blobs {
+		list += fmt.Sprintf("100644 blob %s\tbomb%d\n", b, i)
+	}
+	cmd := exec.Command(realGit, "-C", ws, "mktree", "--missing")
+	cmd.Stdin = strings.NewReader(list)
+	tree, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx := filepath.Join(f.ws, ".git", "objects", "pack", "pack-"+strings.TrimSpace(string(name))+".idx")
-	b, _ := os.ReadFile(idx)
-	copy(b[8+1024+1*24:], []byte{0x80, 0, 0, 9})
-	os.Chmod(idx, 0o644)
-	os.WriteFile(idx, b, 0o644)
-	commit(t, f.ws, "b.txt", "b\n")
-	clock.Tick(o.Interval)
-	if st, _ := ReadStatus(f.state); st.LastResult != "error" || !strings.Contains(st.LastError, "rejected") {
-		t.Fatalf("status after the hostile commit: %+v; want the refusal recorded", st)
-	}
-	os.Remove(idx)
-	c := commit(t, f.ws, "c.txt", "c\n")
-	clock.Tick(o.Interval)
-	if got := hostAt(t, f.host, "main"); got != c {
-		t.Fatalf("host main after the fix: %s; want %s", got, c)
-	}
+	c := gitIn(t, ws, "commit-tree", strings.TrimSpace(string(tree)), "-p", head, "-m", "crafted")
+	gitIn(t, ws, "update-ref", "refs/heads/main", c)
+	return func() { gitIn(t, ws, "update-ref", "refs/heads/main", head) }
 }
 
 // killWatcher kills the watcher as kill -9 would and waits until the git it
@@ -392,4 +448,76 @@ func running(pid string) bool {
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// A sync that fails for the host's reasons (its disk full) is tried again
+// after the idle period without a new commit, unlike a hostile workspace:
+// once there is room, the commit arrives by itself.
+func TestWatchRetriesWhenTheHostDiskIsFull(t *testing.T) {
+	fs := smallfs.Mount(t, 32<<20)
+	f := fixture{filepath.Join(fs, "project"), filepath.Join(t.TempDir(), "ws"), t.TempDir()}
+	gitIn(t, fs, "init", "-q", "-b", "main", f.host)
+	commit(t, f.host, "README.md", "hello\n")
+	if err := gitsync.Clone(context.Background(), f.host, f.ws); err != nil {
+		t.Fatal(err)
+	}
+	o := f.options(ModeAutoCommit)
+	clock := startWatch(t, o)
+	big := make([]byte, 12<<20)
+	rand.New(rand.NewSource(1)).Read(big)
+	c := commit(t, f.ws, "big.bin", string(big))
+	filler := filepath.Join(fs, "filler")
+	if err := os.WriteFile(filler, make([]byte, 24<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clock.Tick(o.Interval)
+	if st, _ := ReadStatus(f.state); st.LastResult != "error" || !strings.Contains(st.LastError, "No space left") {
+		t.Fatalf("status on a full disk: %+v; want the host's error", st)
+	}
+	os.Remove(filler)
+	clock.Tick(o.Idle)
+	if got := hostAt(t, f.host, "main"); got != c {
+		t.Fatalf("host main after room was made: %s; want %s (retried without a new commit)", got, c)
+	}
+}
+
+// waitingFor is how long the watcher waits until its next look.
+func (c *fakeClock) waitingFor() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var next time.Duration
+	for i, w := range c.waiters {
+		if d := w.at.Sub(c.now); i == 0 || d < next {
+			next = d
+		}
+	}
+	return next
+}
+
+// A workspace of many files (a hostile agent can make millions) is looked
+// at less often, in proportion, so that auto-idle's walk of the working tree
+// costs the host daemon a bounded share of a core; a small one again every
+// interval once they are gone.
+func TestWatchLooksAtALargeWorkspaceLessOften(t *testing.T) {
+	f := newFixture(t)
+	o := f.options(ModeAutoIdle)
+	many := filepath.Join(f.ws, "many")
+	for d := 0; d < 100; d++ {
+		dir := filepath.Join(many, fmt.Sprint(d))
+		os.MkdirAll(dir, 0o755)
+		for i := 0; i < 1000; i++ {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprint(i)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	clock := startWatch(t, o)
+	if got := clock.waitingFor(); got != 2*o.Interval {
+		t.Fatalf("next look of a workspace of 100,000+ entries in %v; want %v", got, 2*o.Interval)
+	}
+	os.RemoveAll(many)
+	clock.Tick(2 * o.Interval)
+	if got := clock.waitingFor(); got != o.Interval {
+		t.Fatalf("next look once the files are gone in %v; want %v", got, o.Interval)
+	}
 }

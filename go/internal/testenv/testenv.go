@@ -156,13 +156,15 @@ func Await(t testing.TB, what string, d time.Duration, cond func() string) {
 }
 
 // stopAll stops every sandbox the test left running and, when the test
-// failed, prints their console logs.
+// failed, prints the ends of their console and host daemon logs.
 func (e *Env) stopAll(t testing.TB) {
 	all, _ := e.List()
 	for _, sb := range all {
 		if t.Failed() {
-			if log, err := os.ReadFile(sb.Dir.Path(statedir.ConsoleLog)); err == nil {
-				t.Logf("console of %s:\n%s", sb.Name, tailString(string(log), 40))
+			for _, f := range []string{statedir.ConsoleLog, statedir.DaemonLog} {
+				if log, err := os.ReadFile(sb.Dir.Path(f)); err == nil {
+					t.Logf("%s of %s:\n%s", f, sb.Name, tailString(string(log), 40))
+				}
 			}
 		}
 		if _, err := e.Stop(sb); err != nil {
