@@ -82,7 +82,9 @@ func (s *syncer) countLines(ctx context.Context, alternates string) (ins, del in
 	}
 	ins, del, perr := parseNumstat(out)
 	out.Close() // git, if it is still writing, stops on the closed pipe
-	if err := cmd.Wait(); err != nil {
+	err = cmd.Wait()
+	trace("lines counted")
+	if err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			return 0, 0, fmt.Errorf("git diff-tree: %s", lastLines(msg, 3))
 		}
