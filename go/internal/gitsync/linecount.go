@@ -84,13 +84,16 @@ func (s *syncer) countLines(ctx context.Context, alternates string) (ins, del in
 	out.Close() // git, if it is still writing, stops on the closed pipe
 	err = cmd.Wait()
 	trace("lines counted")
-	if err != nil {
+	switch {
+	case perr != nil: // git stopped on the closed pipe: the parser's reason is the one
+		return 0, 0, perr
+	case err != nil:
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			return 0, 0, fmt.Errorf("git diff-tree: %s", lastLines(msg, 3))
 		}
 		return 0, 0, fmt.Errorf("git diff-tree: %w", err)
 	}
-	return ins, del, perr
+	return ins, del, nil
 }
 
 // numstatRecordMax is the longest record of `git diff-tree --numstat -z` that
