@@ -76,12 +76,13 @@ func run(runnerDir string, boots, execs, listN, scale int) (err error) {
 	if rawListen != 0 {
 		rows = append(rows, row{"start → first command, after the raw boot's dropbear listened", measure.MS(st.restart - rawListen), "", "", "≤ 150 ms"})
 	}
-	ours, fresh, master, err := b.execRoundTrip(execs)
+	ours, fresh, master, masterSame, err := b.execRoundTrip(execs)
 	if err != nil {
 		return err
 	}
 	rows = append(rows,
 		ratioRow(fmt.Sprintf("exec -- true vs ssh ControlMaster client (median of %d)", execs), ours, master, "≤ 1.0×, ≤ 120 ms"),
+		ratioRow(fmt.Sprintf("exec -- true vs ssh ControlMaster client, exec's command line (median of %d)", execs), ours, masterSame, ""),
 		ratioRow(fmt.Sprintf("exec -- true vs new ssh connection (median of %d)", execs), ours, fresh, ""),
 	)
 	list, status, rss, err := b.listStatus(listN, execs)

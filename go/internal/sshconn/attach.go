@@ -81,7 +81,7 @@ func Attach(ctx context.Context, c SessionOpener, sess Session) (int, error) {
 // shellLine is the remote command: the login shell, or Argv.
 func (sess Session) shellLine() (string, error) {
 	if len(sess.Argv) > 0 {
-		return Command{Argv: sess.Argv, Dir: sess.Dir, Source: sess.Source}.shellLine()
+		return Command{Argv: sess.Argv, Dir: sess.Dir, Source: sess.Source}.Line()
 	}
 	src, err := sourcePrefix(sess.Source)
 	if err != nil {

@@ -75,7 +75,7 @@ func newSession(c SessionOpener, stdout, stderr io.Writer) (*ssh.Session, io.Wri
 // status arrived, another error for an invalid Command or when ctx ended
 // first (the remote command is then sent SIGTERM and the session closed).
 func Exec(ctx context.Context, c SessionOpener, cmd Command) (int, error) {
-	line, err := cmd.shellLine()
+	line, err := cmd.Line()
 	if err != nil {
 		return ExitTransport, err
 	}
@@ -155,10 +155,10 @@ func remoteAddr(c SessionOpener) string {
 	return "the sandbox"
 }
 
-// shellLine renders cmd as one line for the remote shell:
+// Line renders cmd as the one line Exec sends to the remote shell:
 // `export K='v' && cd -- 'dir' && exec 'arg0' 'arg1'…`. exec replaces the
 // shell, so the status and signals are the program's own.
-func (cmd Command) shellLine() (string, error) {
+func (cmd Command) Line() (string, error) {
 	if len(cmd.Argv) == 0 {
 		return "", errors.New("no command to run")
 	}
