@@ -7,6 +7,7 @@ require (
 	github.com/go-git/go-git/v5 v5.16.5
 	github.com/gofrs/flock v0.12.1
 	github.com/hashicorp/go-multierror v1.1.1
+	github.com/klauspost/compress v1.19.0
 	github.com/rogpeppe/go-internal v1.14.1
 	github.com/spf13/pflag v1.1.0
 	github.com/tidwall/gjson v1.20.2

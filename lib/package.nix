@@ -6,7 +6,7 @@ buildGoModule {
   inherit version;
   src = lib.fileset.toSource { root = ../go; fileset = ../go; };
   # refresh with nix-checks/vendor-hash.sh (docs/nixos.md, "The Go package")
-  vendorHash = "sha256-ShmMC/3L+wpgSFRE/aeTG6pBaVRjzN8+hFNAvPEUaak=";
+  vendorHash = "sha256-SNulK32FIR+IZt6irpjQAdOzgXEaswEaSoaEZHfhyxw=";
   subPackages = [ "cmd/keystone" ];
   # go/go.mod names the Go it needs; with an older Go in nixpkgs the build
   # stops with Go's own "go.mod requires go >= …" instead of downloading one
