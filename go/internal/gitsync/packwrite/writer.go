@@ -18,6 +18,9 @@ import (
 	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	// the same format as compress/zlib with less CPU at BestSpeed, and
+	// compression is the largest part of a loose sync's own work (bench/sync:
+	// 1000 loose commits, 0.92-0.96x git's CPU, from 1.04-1.07x)
 	"github.com/klauspost/compress/zlib"
 )
 
