@@ -8,13 +8,17 @@
 // written, the file fsynced and closed, renamed over the target, and the
 // directory fsynced so the rename itself is durable. Every step's error is
 // checked; on a failure before the rename the temporary file is removed and
-// the target is left exactly as it was.
+// the target is left exactly as it was. ReadJSON reads such a file back,
+// bounded in size.
 package atomicfile
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -105,6 +109,35 @@ func SyncDir(dir string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("failed to sync directory %q: %w", dir, err)
+	}
+	return nil
+}
+
+// maxJSON bounds ReadJSON: the state files it reads are a few KB; a larger
+// one is not keystone's.
+const maxJSON = 1 << 20
+
+// ReadJSON decodes the JSON file at path, written whole by Write, into v.
+// A missing file leaves v as it is and is not an error; what names the file
+// in errors ("sync status").
+func ReadJSON(path, what string, v any) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxJSON+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxJSON {
+		return fmt.Errorf("%s %q is too large", what, path)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("corrupt %s %q: %w", what, path, err)
 	}
 	return nil
 }

@@ -133,3 +133,31 @@ func TestRemoveLeftovers(t *testing.T) {
 		t.Errorf("left %q; want %q", strings.Join(got, " "), want)
 	}
 }
+
+func TestReadJSON(t *testing.T) {
+	dir := t.TempDir()
+	var v struct{ A int }
+	if err := atomicfile.ReadJSON(filepath.Join(dir, "missing.json"), "test file", &v); err != nil || v.A != 0 {
+		t.Fatalf("missing file: %v, %+v; want nil and v untouched", err, v)
+	}
+	for name, tc := range map[string]struct {
+		data []byte
+		want string
+	}{
+		"ok":        {[]byte(`{"A": 7}`), ""},
+		"corrupt":   {[]byte(`{"A": `), "corrupt test file"},
+		"too large": {append(append([]byte(`{"A": 1, "B": "`), bytes.Repeat([]byte("x"), 2<<20)...), `"}`...), "is too large"},
+	} {
+		p := filepath.Join(dir, name+".json")
+		if err := os.WriteFile(p, tc.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := atomicfile.ReadJSON(p, "test file", &v)
+		switch {
+		case tc.want == "" && (err != nil || v.A != 7):
+			t.Errorf("%s: %v, %+v; want A=7", name, err, v)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v; want an error containing %q", name, err, tc.want)
+		}
+	}
+}

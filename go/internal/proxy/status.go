@@ -2,10 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -36,20 +33,8 @@ const MaxRefused = 20
 // ReadStatus reads state/egress.json; none means nothing was refused.
 func ReadStatus(stateDir string) (Status, error) {
 	var st Status
-	b, err := os.ReadFile(filepath.Join(stateDir, statedir.EgressStatus))
-	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return st, err
-	}
-	if len(b) > 1<<20 {
-		return st, fmt.Errorf("egress status %q is too large", filepath.Join(stateDir, statedir.EgressStatus))
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("corrupt egress status %q: %w", filepath.Join(stateDir, statedir.EgressStatus), err)
-	}
-	return st, nil
+	err := atomicfile.ReadJSON(filepath.Join(stateDir, statedir.EgressStatus), "egress status", &st)
+	return st, err
 }
 
 // recorder keeps the refusals in memory and writes them out; it logs the

@@ -12,10 +12,6 @@ package syncwatch
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -48,17 +44,8 @@ type Status struct {
 // ReadStatus reads state/sync.json; a sandbox that never synced has a zero Status.
 func ReadStatus(stateDir string) (Status, error) {
 	var st Status
-	b, err := os.ReadFile(filepath.Join(stateDir, statedir.SyncStatus))
-	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return st, err
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("corrupt sync status %q: %w", filepath.Join(stateDir, statedir.SyncStatus), err)
-	}
-	return st, nil
+	err := atomicfile.ReadJSON(filepath.Join(stateDir, statedir.SyncStatus), "sync status", &st)
+	return st, err
 }
 
 // writeStatus replaces state/sync.json atomically.
