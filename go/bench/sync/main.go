@@ -87,8 +87,9 @@ var cpuProfile string
 
 // childReport is what a keystone child prints.
 type childReport struct {
-	Commits int   `json:"commits"`
-	SelfRSS int64 `json:"selfRSS"` // KB, this process only
+	Commits int           `json:"commits"`
+	SelfRSS int64         `json:"selfRSS"` // KB, this process only
+	SelfCPU time.Duration `json:"selfCPU"` // user + system, this process only (no git)
 	// With -pending: the count of gitsync.Pending and how long it took, in-process.
 	Pending     int           `json:"pending"`
 	PendingTime time.Duration `json:"pendingTime"`
@@ -125,6 +126,7 @@ func runChild(args []string, pending bool) int {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	rep.SelfRSS = ru.Maxrss
+	rep.SelfCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	json.NewEncoder(os.Stdout).Encode(rep)
 	return 0
 }
@@ -183,7 +185,7 @@ func run(n int, keep bool, only, history string) error {
 	}
 	isolateGit(scratch)
 	out := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(out, "scenario\tobjects MB\tgit wall\tkeystone wall\tratio\tgit CPU\tkeystone CPU\tratio\tgit peak RSS\tkeystone peak RSS\tkeystone own RSS\tpending count\t\n")
+	fmt.Fprintf(out, "scenario\tobjects MB\tgit wall\tkeystone wall\tratio\tgit CPU\tkeystone CPU\tratio\tkeystone own CPU\tgit peak RSS\tkeystone peak RSS\tkeystone own RSS\tpending count\t\n")
 	list := scenarios
 	if history != "" {
 		list = append(list, scenario{name: "real history: " + filepath.Base(history) + ", 200 first-parent commits"})
@@ -236,7 +238,7 @@ func run(n int, keep bool, only, history string) error {
 			if err == nil && (rep.Commits != want || pend.Pending != want) {
 				err = fmt.Errorf("synced %d commits (pending said %d), want %d", rep.Commits, pend.Pending, want)
 			}
-			s.selfRSS, s.pending = rep.SelfRSS, pend.PendingTime
+			s.selfRSS, s.selfCPU, s.pending = rep.SelfRSS, rep.SelfCPU, pend.PendingTime
 			return s, err
 		}
 		res, err := measure(n, dir, host, gitRun, ourRun)
@@ -244,8 +246,8 @@ func run(n int, keep bool, only, history string) error {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
 		g, k := res[0], res[1]
-		fmt.Fprintf(out, "%s\t%.1f\t%v\t%v\t%.2f\t%v\t%v\t%.2f\t%s\t%s\t%s\t%v\t\n", sc.name, mb,
-			ms(g.wall), ms(k.wall), float64(k.wall)/float64(g.wall), ms(g.cpu), ms(k.cpu), float64(k.cpu)/float64(g.cpu),
+		fmt.Fprintf(out, "%s\t%.1f\t%v\t%v\t%.2f\t%v\t%v\t%.2f\t%v\t%s\t%s\t%s\t%v\t\n", sc.name, mb,
+			ms(g.wall), ms(k.wall), float64(k.wall)/float64(g.wall), ms(g.cpu), ms(k.cpu), float64(k.cpu)/float64(g.cpu), ms(k.selfCPU),
 			mib(g.rss), mib(k.rss), mib(k.selfRSS), ms(k.pending))
 		fmt.Fprintf(os.Stderr, "done: %s\n", sc.name)
 	}
@@ -265,6 +267,7 @@ type sample struct {
 	wall, cpu time.Duration
 	rss       int64 // KB
 	selfRSS   int64 // KB
+	selfCPU   time.Duration
 	pending   time.Duration
 }
 
@@ -550,6 +553,7 @@ func measure(n int, dir, host string, fs ...func(copyDir string) (sample, error)
 		res[j].wall = pick(func(s sample) time.Duration { return s.wall })
 		res[j].cpu = pick(func(s sample) time.Duration { return s.cpu })
 		res[j].pending = pick(func(s sample) time.Duration { return s.pending })
+		res[j].selfCPU = pick(func(s sample) time.Duration { return s.selfCPU })
 		for _, s := range rs {
 			res[j].rss, res[j].selfRSS = max(res[j].rss, s.rss), max(res[j].selfRSS, s.selfRSS)
 		}

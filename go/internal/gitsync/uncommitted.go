@@ -10,6 +10,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
@@ -73,12 +74,12 @@ func listUncommitted(workspace string) (l listing) {
 }
 
 type statusLister struct {
-	ws       *sandboxgit.Repo
-	root     *os.Root
-	index    *sandboxgit.DirCache
-	indexAge int64 // the index file's mtime: entries as new are racy
-	codes    map[string][2]byte
-	walked   int
+	ws        *sandboxgit.Repo
+	root      *os.Root
+	index     *sandboxgit.DirCache
+	indexTime time.Time // the index file's mtime: entries as new are racy
+	codes     map[string][2]byte
+	walked    int
 }
 
 func (s *statusLister) mark(p string, staged, worktree byte) {
@@ -101,7 +102,7 @@ func (s *statusLister) list() error {
 		return err
 	}
 	if fi, err := s.root.Stat(".git/index"); err == nil {
-		s.indexAge = fi.ModTime().Unix()
+		s.indexTime = fi.ModTime()
 	}
 	if err := s.staged(); err != nil {
 		return err
@@ -217,8 +218,12 @@ func (s *statusLister) worktree(e sandboxgit.IndexEntry) {
 	}
 	mtime := fi.ModTime()
 	if uint32(fi.Size()) == e.Size && uint32(mtime.Unix()) == e.MtimeSec && uint32(mtime.Nanosecond()) == e.MtimeNsec &&
-		mtime.Unix() < s.indexAge {
-		return // as recorded, and older than the index (not racy)
+		mtime.Before(s.indexTime) {
+		// As recorded, and older than the index to the nanosecond, as git
+		// built with USE_NSEC compares: the kernel stamps a file and the
+		// index from one coarse clock, so a file changed in the tick the
+		// index was written has an mtime equal to it, and counts as racy.
+		return
 	}
 	if uint32(fi.Size()) != e.Size || fi.Size() > sandboxgit.MaxBlobSize {
 		s.mark(e.Path, 0, 'M')
