@@ -2,7 +2,9 @@
 // doing the same job (`git fetch <workspace>` + `git merge --ff-only`, which
 // prints the same diffstat keystone reports) on the same
 // repositories in the same run, and prints the medians, the ratios and the peak
-// RSS of both sides.
+// RSS of both sides. git runs twice: as it comes, and with
+// transfer.fsckObjects=true, which checks what it receives as keystone always
+// does (index-pack --strict), the fair baseline for a workspace not trusted.
 //
 //	cd go && go run ./bench/sync [-n 5] [-only REGEXP] [-history REPO] [-keep] [-cpuprofile FILE]
 //
@@ -185,7 +187,7 @@ func run(n int, keep bool, only, history string) error {
 	}
 	isolateGit(scratch)
 	out := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(out, "scenario\tobjects MB\tgit wall\tkeystone wall\tratio\tgit CPU\tkeystone CPU\tratio\tkeystone own CPU\tgit peak RSS\tkeystone peak RSS\tkeystone own RSS\tpending count\t\n")
+	fmt.Fprintf(out, "scenario\tobjects MB\tgit wall\tgit+fsck wall\tkeystone wall\tratio\tratio to git+fsck\tgit CPU\tkeystone CPU\tratio\tkeystone own CPU\tgit peak RSS\tkeystone peak RSS\tkeystone own RSS\tpending count\t\n")
 	list := scenarios
 	if history != "" {
 		list = append(list, scenario{name: "real history: " + filepath.Base(history) + ", 200 first-parent commits"})
@@ -212,15 +214,21 @@ func run(n int, keep bool, only, history string) error {
 		launch := func(args ...string) *exec.Cmd {
 			return exec.Command(self, append([]string{"-launch", "--"}, args...)...)
 		}
-		gitRun := func(copyDir string) (sample, error) {
-			var s sample
-			if _, err := s.add(launch(gitBin, "-C", copyDir, "fetch", "--quiet", "--no-tags", ws, "+refs/heads/*:refs/remotes/ws/*")); err != nil {
+		gitRun := func(fsck bool) func(copyDir string) (sample, error) {
+			return func(copyDir string) (sample, error) {
+				var s sample
+				args := []string{gitBin, "-C", copyDir}
+				if fsck {
+					args = append(args, "-c", "transfer.fsckObjects=true")
+				}
+				if _, err := s.add(launch(append(args, "fetch", "--quiet", "--no-tags", ws, "+refs/heads/*:refs/remotes/ws/*")...)); err != nil {
+					return s, err
+				}
+				// Not --quiet: git prints the diffstat (files changed, insertions,
+				// deletions) as keystone's report does, and counts it as keystone does.
+				_, err := s.add(launch(gitBin, "-C", copyDir, "merge", "--ff-only", "refs/remotes/ws/"+branch(gitBin, ws)))
 				return s, err
 			}
-			// Not --quiet: git prints the diffstat (files changed, insertions,
-			// deletions) as keystone's report does, and counts it as keystone does.
-			_, err := s.add(launch(gitBin, "-C", copyDir, "merge", "--ff-only", "refs/remotes/ws/"+branch(gitBin, ws)))
-			return s, err
 		}
 		ourRun := func(copyDir string) (sample, error) {
 			var s, p sample
@@ -241,13 +249,14 @@ func run(n int, keep bool, only, history string) error {
 			s.selfRSS, s.selfCPU, s.pending = rep.SelfRSS, rep.SelfCPU, pend.PendingTime
 			return s, err
 		}
-		res, err := measure(n, dir, host, gitRun, ourRun)
+		res, err := measure(n, dir, host, gitRun(false), gitRun(true), ourRun)
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
-		g, k := res[0], res[1]
-		fmt.Fprintf(out, "%s\t%.1f\t%v\t%v\t%.2f\t%v\t%v\t%.2f\t%v\t%s\t%s\t%s\t%v\t\n", sc.name, mb,
-			ms(g.wall), ms(k.wall), float64(k.wall)/float64(g.wall), ms(g.cpu), ms(k.cpu), float64(k.cpu)/float64(g.cpu), ms(k.selfCPU),
+		g, f, k := res[0], res[1], res[2]
+		fmt.Fprintf(out, "%s\t%.1f\t%v\t%v\t%v\t%.2f\t%.2f\t%v\t%v\t%.2f\t%v\t%s\t%s\t%s\t%v\t\n", sc.name, mb,
+			ms(g.wall), ms(f.wall), ms(k.wall), float64(k.wall)/float64(g.wall), float64(k.wall)/float64(f.wall),
+			ms(g.cpu), ms(k.cpu), float64(k.cpu)/float64(g.cpu), ms(k.selfCPU),
 			mib(g.rss), mib(k.rss), mib(k.selfRSS), ms(k.pending))
 		fmt.Fprintf(os.Stderr, "done: %s\n", sc.name)
 	}
