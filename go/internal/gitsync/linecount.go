@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -33,6 +32,10 @@ const countMax = 16 << 20
 // side to compare with when the host's branch has no commit yet.
 const emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
+// noIndex names, in the host's git directory, an index file that does not
+// exist (git reads a missing index as empty, and writes none for diff-tree).
+const noIndex = "keystone-no-index"
+
 // countLines returns the lines that the changes from s.rep.From to s.rep.To
 // insert and delete, counted as keystone always has: no rename detection (a
 // moved file is deleted and added), binary files (a NUL in the first 8000
@@ -44,30 +47,25 @@ const emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 // Nothing of the sandbox runs, and none of its attributes applies. git reads
 // objects only, all of them verified. diff-tree, plumbing, runs no external
 // diff and no textconv filter (--no-ext-diff and --no-textconv say it again).
-// git reads .gitattributes from its working tree, relative to where it runs,
-// and from the index, which the concurrent fast-forward is filling with the
-// sandbox's: it runs in an empty directory of its own, its working tree, with
-// an index that does not exist, and GIT_ATTR_SOURCE (git 2.40 and later) names
-// the empty tree, so neither the sandbox's attributes nor the host's previous
+// git reads .gitattributes from the working tree and from the index, which
+// the concurrent fast-forward is filling with the sandbox's: git runs as in a
+// bare repository (core.bare, so it has no working tree), with an index file
+// that does not exist, and GIT_ATTR_SOURCE (git 2.40 and later) names the
+// empty tree, so neither the sandbox's attributes nor the host's previous
 // ones can mark a file binary or choose a driver. Only the user's own
 // ($GIT_DIR/info/attributes, global, system) apply, as to any git command.
+// Nothing is created for it: a sync killed meanwhile leaves nothing behind.
 func (s *syncer) countLines(ctx context.Context, alternates string) (ins, del int, err error) {
-	empty, err := os.MkdirTemp("", "keystone-diff-")
-	if err != nil {
-		return 0, 0, err
-	}
-	defer os.RemoveAll(empty)
 	from := s.rep.From
 	if from == "" {
 		from = emptyTree
 	}
-	// git reads the working tree's attributes relative to where it runs.
-	cmd := hostGit{bin: s.git.bin, dir: empty}.command(ctx,
-		"-c", "core.bigFileThreshold="+strconv.Itoa(countMax),
+	cmd := hostGit{bin: s.git.bin, dir: s.dirs.common}.command(ctx,
+		"-c", "core.bare=true", "-c", "core.bigFileThreshold="+strconv.Itoa(countMax),
 		"diff-tree", "-r", "-z", "--numstat", "--no-renames", "--no-ext-diff", "--no-textconv",
 		"--ignore-submodules=all", from, s.rep.To)
-	cmd.Env = append(cmd.Env, "GIT_DIR="+s.dirs.common, "GIT_WORK_TREE="+empty,
-		"GIT_INDEX_FILE="+filepath.Join(empty, "index"), "GIT_ATTR_SOURCE="+emptyTree)
+	cmd.Env = append(cmd.Env, "GIT_DIR="+s.dirs.common,
+		"GIT_INDEX_FILE="+filepath.Join(s.dirs.common, noIndex), "GIT_ATTR_SOURCE="+emptyTree)
 	if alternates != "" {
 		cmd.Env = append(cmd.Env, "GIT_ALTERNATE_OBJECT_DIRECTORIES="+alternates)
 	}
