@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,10 +36,14 @@ func daemonCredentials(file string, logf func(string, ...any)) (credentials.Set,
 	if fd, err := strconv.Atoi(os.Getenv(hostd.CredentialsFDEnv)); err == nil && fd > 2 {
 		os.Unsetenv(hostd.CredentialsFDEnv)
 		f := os.NewFile(uintptr(fd), "credentials")
-		data, err := io.ReadAll(io.LimitReader(f, credentials.MaxFileSize+1))
+		data, err := io.ReadAll(io.LimitReader(f, credentials.MaxFileSize+int64(len(hostd.CredentialsRecorded))+1))
 		f.Close()
 		if err != nil {
 			return c, fmt.Errorf("failed to read the credentials from start: %w", err)
+		}
+		data, recorded := bytes.CutSuffix(data, []byte(hostd.CredentialsRecorded))
+		if !recorded {
+			return c, errors.New("the start that launched this daemon ended before it recorded the daemon's pid: exiting, so that no daemon runs that stop cannot find")
 		}
 		piped, _, err := credentials.Parse(data)
 		if err != nil {

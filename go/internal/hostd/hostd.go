@@ -208,3 +208,10 @@ const FailedPrefix = "failed: "
 // `start` that launched it (package credentials' format), read once at
 // start: credentials never travel in argv, the environment or a file.
 const CredentialsFDEnv = "KEYSTONE_HOSTD_CREDENTIALS_FD"
+
+// CredentialsRecorded ends what `start` writes on the credentials pipe, and
+// it writes it only once the daemon's pid is on disk: a daemon that reads
+// the pipe to its end without it exits before it does anything, since the
+// start that launched it died (kill -9, a crash) before recording it, and
+// stop could never find it. It is a comment line in the credentials' format.
+const CredentialsRecorded = "# recorded\n"

@@ -79,17 +79,20 @@ func (e *Env) StartDaemon(sb *Sandbox, creds credentials.Set, vm *runner.Process
 		cw.Close()
 		return fmt.Errorf("cannot start the host daemon: %w", err)
 	}
-	go func() { // a pipe holds 64 KiB; the daemon reads it while starting
-		cw.Write(credentials.Encode(creds))
-		cw.Close()
-	}()
 	pid := cmd.Process.Pid
 	// Reaped by whoever outlives it: start returns long before it ends.
 	_ = cmd.Process.Release()
 	if err := atomicfile.Write(sb.Dir.Path(statedir.DaemonPID), fmt.Appendf(nil, "%d\n", pid), 0o600); err != nil {
+		cw.Close() // the daemon exits: it was not recorded
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 		return err
 	}
+	// Only now may the daemon go on (hostd.CredentialsRecorded): a start
+	// killed before this line closes the pipe short, and the daemon exits.
+	go func() { // a pipe holds 64 KiB; the daemon reads it while starting
+		cw.Write(append(credentials.Encode(creds), hostd.CredentialsRecorded...))
+		cw.Close()
+	}()
 	if err := awaitReady(r, vm.Done(), ready+DaemonReadyTimeout); err != nil {
 		_ = e.StopDaemon(sb)
 		return &BootError{Msg: fmt.Sprintf("sandbox %q did not become ready: %v (see %s)", sb.Name, err, logPath),
