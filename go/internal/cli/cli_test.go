@@ -77,6 +77,7 @@ func TestScripts(t *testing.T) {
 			"mkrepo":  cmdMkrepo,
 			"hidenix": cmdHideNix,
 			"portof":  cmdPortof,
+			"hostssh": cmdHostSSH,
 		},
 	})
 }
@@ -196,6 +197,29 @@ func cmdHideNix(ts *testscript.TestScript, neg bool, args []string) {
 
 // portof VAR: set $VAR to the host port of the first forward the last
 // command printed ("127.0.0.1:PORT -> GUEST").
+// cmdHostSSH is `exec ssh ARGS...` for the host's own OpenSSH client, except
+// that a connection closed before the server's banner (OpenSSH says
+// "kex_exchange_identification") is tried again, up to three times: the test
+// guest's dropbear under TCG on a loaded CI machine has dropped one, and what
+// these scripts test is the client's configuration (key, pin), which a
+// closed connection never reaches. Any other failure is final.
+func cmdHostSSH(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("usage: hostssh ARGS... (use ! exec ssh for a failure)")
+	}
+	for attempt := 1; ; attempt++ {
+		err := ts.Exec("ssh", args...)
+		if err == nil {
+			return
+		}
+		if attempt == 3 || !strings.Contains(ts.ReadFile("stderr"), "kex_exchange_identification") {
+			ts.Fatalf("ssh: %v", err)
+		}
+		ts.Logf("ssh: the connection closed before the banner (attempt %d), again in a second", attempt)
+		time.Sleep(time.Second)
+	}
+}
+
 func cmdPortof(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: portof VAR")
