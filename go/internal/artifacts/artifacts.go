@@ -26,6 +26,8 @@ import (
 	"sort"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keystone-agent/keystone/internal/untrusted"
 )
 
 // Dirs are the build directories the user guide promises to sync.
@@ -206,7 +208,7 @@ func (c *copier) file(src, dst *os.Root, name, p string, listed fs.FileInfo) err
 	if len(c.rep.Copied) >= MaxFiles {
 		return fmt.Errorf("over the limit of %d files per copy, not copied", MaxFiles)
 	}
-	in, err := src.Open(name)
+	in, err := untrusted.Open(src, name)
 	if err != nil {
 		return fmt.Errorf("cannot open: %w", err)
 	}

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -240,6 +242,71 @@ func TestSyncRejectsCraftedRepositories(t *testing.T) {
 			if d := diffSnapshots(before, snapshot(t, host)); len(d) > 0 {
 				t.Errorf("host changed after a refused sync: %v", d)
 			}
+		})
+	}
+}
+
+// A FIFO where keystone reads a file of the workspace: opening one for
+// reading blocks until a writer comes, so a sandbox that made one (or swapped
+// one in) would hang the sync, the status count and the watcher for good.
+// Every case must end, refused or not, with the host repository sound.
+func TestSyncNeverBlocksOnAFIFO(t *testing.T) {
+	mkfifo := func(t *testing.T, p string) {
+		t.Helper()
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.RemoveAll(p)
+		if err := syscall.Mkfifo(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		craft func(t *testing.T, ws string) // as the sandbox, after its commit
+	}{
+		{"a .gitignore of the working tree", func(t *testing.T, ws string) { mkfifo(t, filepath.Join(ws, "sub", ".gitignore")) }},
+		{"info/exclude", func(t *testing.T, ws string) { mkfifo(t, filepath.Join(ws, ".git", "info", "exclude")) }},
+		{"HEAD", func(t *testing.T, ws string) { mkfifo(t, filepath.Join(ws, ".git", "HEAD")) }},
+		{"packed-refs", func(t *testing.T, ws string) { mkfifo(t, filepath.Join(ws, ".git", "packed-refs")) }},
+		{"the index", func(t *testing.T, ws string) { mkfifo(t, filepath.Join(ws, ".git", "index")) }},
+		{"a branch directory", func(t *testing.T, ws string) { mkfifo(t, filepath.Join(ws, ".git", "refs", "heads", "topic")) }},
+		{"objects/pack", func(t *testing.T, ws string) { mkfifo(t, filepath.Join(ws, ".git", "objects", "pack")) }},
+		{"a pack", func(t *testing.T, ws string) {
+			gitIn(t, ws, "repack", "-q", "-a", "-d")
+			matches, _ := filepath.Glob(filepath.Join(ws, ".git", "objects", "pack", "*.pack"))
+			if len(matches) == 0 {
+				t.Fatal("no pack")
+			}
+			mkfifo(t, matches[0])
+		}},
+		{"a loose object", func(t *testing.T, ws string) {
+			h := gitIn(t, ws, "rev-parse", "HEAD")
+			mkfifo(t, filepath.Join(ws, ".git", "objects", h[:2], h[2:]))
+		}},
+		{"a tracked file, changed", func(t *testing.T, ws string) { mkfifo(t, filepath.Join(ws, "ok.txt")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, ws := newPair(t)
+			commit(t, ws, "honest work", map[string]string{"ok.txt": "ok\n", "sub/keep.txt": "k\n"})
+			tc.craft(t, ws)
+			done := make(chan string, 1)
+			go func() {
+				var out []string
+				for _, dry := range []bool{true, false} {
+					o := opts(host, ws)
+					o.DryRun = dry
+					_, err := Sync(context.Background(), o)
+					out = append(out, fmt.Sprintf("sync (dry run %v): %v", dry, err))
+				}
+				n, err := Pending(context.Background(), opts(host, ws))
+				done <- strings.Join(append(out, fmt.Sprintf("pending: %d, %v", n, err)), "; ")
+			}()
+			select {
+			case got := <-done:
+				t.Log(got)
+			case <-time.After(time.Minute):
+				t.Fatal("blocked on the FIFO")
+			}
+			gitIn(t, host, "fsck", "--strict", "--no-progress") // whatever the sync did, the host is sound
 		})
 	}
 }

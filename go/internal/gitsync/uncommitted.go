@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"sort"
@@ -14,8 +13,11 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
+	"golang.org/x/sys/unix"
 
 	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
+
+	"github.com/keystone-agent/keystone/internal/untrusted"
 )
 
 // The sandbox's uncommitted files are listed as `git status --short` lists
@@ -60,7 +62,13 @@ func listUncommitted(workspace string) (l listing) {
 		return l
 	}
 	defer root.Close()
-	st := &statusLister{ws: ws, root: root, codes: map[string][2]byte{}}
+	dirs, err := openEntryDirs(workspace)
+	if err != nil {
+		l.err = err
+		return l
+	}
+	defer dirs.close()
+	st := &statusLister{ws: ws, root: root, dirs: dirs, codes: map[string][2]byte{}}
 	l.err = st.list()
 	for p, c := range st.codes {
 		l.files = append(l.files, Uncommitted{Path: p, Status: string(c[:])})
@@ -76,6 +84,7 @@ func listUncommitted(workspace string) (l listing) {
 type statusLister struct {
 	ws        *sandboxgit.Repo
 	root      *os.Root
+	dirs      *entryDirs // the indexed files' directories
 	index     *sandboxgit.DirCache
 	indexTime time.Time // the index file's mtime: entries as new are racy
 	codes     map[string][2]byte
@@ -198,26 +207,27 @@ func (s *statusLister) worktree(e sandboxgit.IndexEntry) {
 	if e.Stage != 0 || e.SkipWorktree || e.Mode == 0o160000 {
 		return
 	}
-	fi, err := s.root.Lstat(e.Path)
-	if err != nil {
+	at, name := s.dirs.dir(e.Path), path.Base(e.Path)
+	var st unix.Stat_t
+	if at < 0 || unix.Fstatat(at, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
 		s.mark(e.Path, 0, 'D')
 		return
 	}
-	typ := fi.Mode().Type()
+	typ := st.Mode & unix.S_IFMT
 	isLink := e.Mode&0o170000 == 0o120000
 	switch {
 	case e.IntentToAdd:
 		s.mark(e.Path, 0, 'A')
 		return
-	case isLink != (typ == fs.ModeSymlink), !isLink && !typ.IsRegular():
+	case isLink != (typ == unix.S_IFLNK), !isLink && typ != unix.S_IFREG:
 		s.mark(e.Path, 0, 'M') // a file became a link, a directory…
 		return
-	case !isLink && (fi.Mode().Perm()&0o100 != 0) != (e.Mode&0o100 != 0):
+	case !isLink && (st.Mode&0o100 != 0) != (e.Mode&0o100 != 0):
 		s.mark(e.Path, 0, 'M') // the executable bit
 		return
 	}
-	mtime := fi.ModTime()
-	if uint32(fi.Size()) == e.Size && uint32(mtime.Unix()) == e.MtimeSec && uint32(mtime.Nanosecond()) == e.MtimeNsec &&
+	mtime := time.Unix(st.Mtim.Unix())
+	if uint32(st.Size) == e.Size && uint32(mtime.Unix()) == e.MtimeSec && uint32(mtime.Nanosecond()) == e.MtimeNsec &&
 		mtime.Before(s.indexTime) {
 		// As recorded, and older than the index to the nanosecond, as git
 		// built with USE_NSEC compares: the kernel stamps a file and the
@@ -225,30 +235,37 @@ func (s *statusLister) worktree(e sandboxgit.IndexEntry) {
 		// index was written has an mtime equal to it, and counts as racy.
 		return
 	}
-	if uint32(fi.Size()) != e.Size || fi.Size() > sandboxgit.MaxBlobSize {
+	if uint32(st.Size) != e.Size || st.Size > sandboxgit.MaxBlobSize {
 		s.mark(e.Path, 0, 'M')
 		return
 	}
-	if h, err := s.hashFile(e.Path, isLink, fi.Size()); err != nil || h != e.Hash {
+	if h, err := hashFileAt(at, name, isLink, st.Size); err != nil || h != e.Hash {
 		s.mark(e.Path, 0, 'M')
 	}
 }
 
-// hashFile is the blob name of a working file (or a link's target).
-func (s *statusLister) hashFile(p string, link bool, size int64) (plumbing.Hash, error) {
+// hashFileAt is the blob name of the working file name in the directory at
+// (or of a link's target), read without following a link.
+func hashFileAt(at int, name string, link bool, size int64) (plumbing.Hash, error) {
 	var r io.Reader
 	if link {
-		target, err := rootReadlink(s.root, p)
+		target, err := readlinkAt(at, name)
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
 		r, size = strings.NewReader(target), int64(len(target))
 	} else {
-		f, err := s.root.Open(p)
+		fd, err := unix.Openat(at, name, untrusted.OpenatFlags, 0)
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
+		f := os.NewFile(uintptr(fd), name)
 		defer f.Close()
+		// The file opened, not the name fstatat saw: a FIFO put there
+		// meanwhile is not read.
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+			return plumbing.ZeroHash, errors.New("changed while reading")
+		}
 		r = f
 	}
 	h := sha1.New()
@@ -337,7 +354,7 @@ func (s *statusLister) walkDir(dir *os.Root, at []string, rules []gitignore.Patt
 }
 
 func (s *statusLister) readIgnore(dir *os.Root, name string) ([]byte, error) {
-	f, err := dir.Open(name)
+	f, err := untrusted.Open(dir, name)
 	if err != nil {
 		return nil, err
 	}

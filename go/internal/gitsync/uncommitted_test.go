@@ -20,7 +20,7 @@ func TestListUncommittedAgreesWithGit(t *testing.T) {
 			commit(t, ws, "base", map[string]string{
 				"mod.txt": "a\n", "staged.txt": "a\n", "both.txt": "a\n", "gone.txt": "a\n", "rm.txt": "a\n",
 				"exec.sh": "#!/bin/sh\n", "d/keep.txt": "k\n", "racy.txt": "aaaa\n", ".gitignore": "*.log\nbuild/\n",
-				"sub/.gitignore": "local.tmp\n",
+				"sub/.gitignore": "local.tmp\n", "via/x.txt": "x\n", "real/x.txt": "x\n",
 			})
 			os.Symlink("mod.txt", filepath.Join(ws, "link"))
 			gitIn(t, ws, "add", "link")
@@ -37,6 +37,10 @@ func TestListUncommittedAgreesWithGit(t *testing.T) {
 			os.Chmod(filepath.Join(ws, "exec.sh"), 0o755)
 			os.Remove(filepath.Join(ws, "link"))
 			os.Symlink("staged.txt", filepath.Join(ws, "link"))
+			// A directory that became a link: git does not follow it to the
+			// file of the same name behind it, so via/x.txt is deleted.
+			os.RemoveAll(filepath.Join(ws, "via"))
+			os.Symlink("real", filepath.Join(ws, "via"))
 			write(t, filepath.Join(ws, "new.txt"), "n\n")
 			write(t, filepath.Join(ws, "added.txt"), "n\n")
 			gitIn(t, ws, "add", "added.txt")

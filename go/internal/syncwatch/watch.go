@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/keystone-agent/keystone/internal/gitsync"
+
+	"github.com/keystone-agent/keystone/internal/untrusted"
 )
 
 // Sync modes (the guide's "Sync Modes"); the auto modes run a watcher.
@@ -164,15 +166,15 @@ func branchesFingerprint(workspace string) (string, int) {
 	n := 0
 	gitDir := filepath.Join(workspace, ".git")
 	add := func(p string) {
-		fi, err := os.Lstat(p)
-		if err != nil || !fi.Mode().IsRegular() {
-			return
-		}
-		f, err := os.Open(p)
+		f, err := untrusted.OpenPath(p)
 		if err != nil {
 			return
 		}
 		defer f.Close()
+		fi, err := f.Stat() // the file opened: a FIFO put there meanwhile is not read
+		if err != nil || !fi.Mode().IsRegular() {
+			return
+		}
 		fmt.Fprintf(h, "%s\x00%d\x00", p, fi.Size())
 		io.Copy(h, io.LimitReader(f, 64<<20))
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/keystone-agent/keystone/internal/untrusted"
 )
 
 // ErrNotFound means the repository does not have the object.
@@ -45,7 +47,7 @@ func (r *Repo) loadPacks() error {
 }
 
 func (r *Repo) openPacks() error {
-	d, err := r.root.Open("objects/pack")
+	d, err := untrusted.OpenDir(r.root, "objects/pack")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -75,7 +77,7 @@ func (r *Repo) openPacks() error {
 }
 
 func (r *Repo) openPack(base string) (*Pack, error) {
-	f, err := r.root.Open(path.Join("objects/pack", base+".pack"))
+	f, err := untrusted.Open(r.root, path.Join("objects/pack", base+".pack"))
 	if err != nil {
 		return nil, hostile("%s.idx has no readable pack: %v", base, err)
 	}
@@ -268,7 +270,7 @@ func (r *Repo) readPacked(p *Pack, off, limit int64, depth int) (plumbing.Object
 // the content.
 func (r *Repo) openLoose(h plumbing.Hash) (plumbing.ObjectType, int64, io.ReadCloser, error) {
 	hex := h.String()
-	f, err := r.root.Open(path.Join("objects", hex[:2], hex[2:]))
+	f, err := untrusted.Open(r.root, path.Join("objects", hex[:2], hex[2:]))
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, 0, nil, fmt.Errorf("%w: %s", ErrNotFound, h)
 	}

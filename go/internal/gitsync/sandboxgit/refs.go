@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/keystone-agent/keystone/internal/untrusted"
 )
 
 // Branch is one local branch of the workspace.
@@ -78,20 +80,40 @@ func parsePackedRefs(b []byte, found map[string]plumbing.Hash) error {
 	return nil
 }
 
-// looseBranches adds the files under refs/heads to found. fs.WalkDir does not
-// follow symbolic links, and the os.Root keeps every open inside .git.
+// looseBranches adds the files under refs/heads to found. Directories are
+// opened with O_DIRECTORY inside the os.Root, so no link leads out and nothing
+// swapped in for a directory (a FIFO) is opened; entries are taken in name
+// order, as git lists them.
 func (r *Repo) looseBranches(found map[string]plumbing.Hash) error {
-	err := fs.WalkDir(r.root.FS(), "refs/heads", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == "refs/heads" && errors.Is(err, fs.ErrNotExist) {
-				return fs.SkipDir
+	return r.branchesUnder("refs/heads", found)
+}
+
+func (r *Repo) branchesUnder(dir string, found map[string]plumbing.Hash) error {
+	d, err := untrusted.OpenDir(r.root, dir)
+	if err != nil {
+		if dir == "refs/heads" && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return hostile("cannot list the workspace's branches: %v", err)
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return hostile("cannot list the workspace's branches: %v", err)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	for _, e := range entries {
+		p := dir + "/" + e.Name()
+		if e.IsDir() {
+			if err := r.branchesUnder(p, found); err != nil {
+				return err
 			}
-			return hostile("cannot list the workspace's branches: %v", err)
+			continue
 		}
 		// A *.lock file is a ref git is writing (it renames the lock over the
 		// ref when done), not a branch: git's files backend skips them too.
-		if !d.Type().IsRegular() || strings.HasSuffix(p, ".lock") {
-			return nil
+		if !e.Type().IsRegular() || strings.HasSuffix(p, ".lock") {
+			continue
 		}
 		b, err := r.readSmall(p, MaxRefFile)
 		if err != nil {
@@ -99,7 +121,7 @@ func (r *Repo) looseBranches(found map[string]plumbing.Hash) error {
 		}
 		value := bytes.TrimRight(b, "\n")
 		if bytes.HasPrefix(value, []byte("ref: ")) {
-			return nil
+			continue
 		}
 		h, err := objectName(value, p)
 		if err != nil {
@@ -110,9 +132,8 @@ func (r *Repo) looseBranches(found map[string]plumbing.Hash) error {
 			return tooLarge("the number of branches", MaxBranches+1, MaxBranches)
 		}
 		found[name] = h
-		return nil
-	})
-	return err
+	}
+	return nil
 }
 
 // objectName parses the value of ref as a SHA-1 object name.

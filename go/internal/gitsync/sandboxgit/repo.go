@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing/format/config"
+
+	"github.com/keystone-agent/keystone/internal/untrusted"
 )
 
 // Repo is a workspace repository opened for reading.
@@ -102,7 +104,7 @@ func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // readSmall reads a regular file of the repository whole, refusing one larger
 // than limit before reading it.
 func (r *Repo) readSmall(name string, limit int64) ([]byte, error) {
-	f, err := r.root.Open(name)
+	f, err := untrusted.Open(r.root, name)
 	if err != nil {
 		return nil, err
 	}
