@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keystone-agent/keystone/internal/gitsync/sandboxgit"
-
 	"github.com/keystone-agent/keystone/internal/untrusted"
 )
 
@@ -286,24 +285,30 @@ func (s *statusLister) untracked(indexed map[string]bool) error {
 	if b, err := s.readIgnore(s.root, ".git/info/exclude"); err == nil {
 		rules = parseIgnore(b, nil)
 	}
-	_, err := s.walkDir(s.root, nil, rules, indexed, false)
+	fd, err := unix.Openat(s.dirs.top, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: ".", Err: err}
+	}
+	top := os.NewFile(uintptr(fd), ".")
+	defer top.Close()
+	_, err = s.walkDir(top, nil, rules, indexed, false)
 	return err
 }
 
 // walkDir lists the untracked files under dir (at: its path); with probe set
 // it only reports whether there is one, for a directory the index does not
 // know, which `git status` shows as "dir/" when it holds an untracked file.
-func (s *statusLister) walkDir(dir *os.Root, at []string, rules []gitignore.Pattern, indexed map[string]bool, probe bool) (bool, error) {
-	if b, err := s.readIgnore(dir, ".gitignore"); err == nil {
+// Each directory is opened from its parent's descriptor, O_DIRECTORY and
+// O_NOFOLLOW (no link leads out, nothing else is opened), as a plain file:
+// its entries' types come from the listing itself, where a directory opened
+// through an os.Root has every entry lstat'ed.
+func (s *statusLister) walkDir(dir *os.File, at []string, rules []gitignore.Pattern, indexed map[string]bool, probe bool) (bool, error) {
+	dirfd := int(dir.Fd())
+	if b, err := readIgnoreAt(dirfd, ".gitignore"); err == nil {
 		rules = append(rules[:len(rules):len(rules)], parseIgnore(b, at)...)
 	}
 	match := gitignore.NewMatcher(rules)
-	d, err := dir.Open(".")
-	if err != nil {
-		return false, nil
-	}
-	entries, err := d.ReadDir(-1)
-	d.Close()
+	entries, err := dir.ReadDir(-1)
 	if err != nil {
 		return false, nil
 	}
@@ -332,10 +337,11 @@ func (s *statusLister) walkDir(dir *os.Root, at []string, rules []gitignore.Patt
 			s.mark(rel, '?', '?')
 			continue
 		}
-		sub, err := dir.OpenRoot(name) // not through a link: e is a directory as listed
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			continue
+			continue // gone, or no longer a directory
 		}
+		sub := os.NewFile(uintptr(fd), rel)
 		known := indexed[rel+"/"]
 		any, err := s.walkDir(sub, p, rules, indexed, probe || !known)
 		sub.Close()
@@ -358,6 +364,20 @@ func (s *statusLister) readIgnore(dir *os.Root, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return readIgnoreFile(f)
+}
+
+// readIgnoreAt reads the ignore file name of the directory dirfd.
+func readIgnoreAt(dirfd int, name string) ([]byte, error) {
+	fd, err := unix.Openat(dirfd, name, untrusted.OpenatFlags, 0)
+	if err != nil {
+		return nil, err
+	}
+	return readIgnoreFile(os.NewFile(uintptr(fd), name))
+}
+
+// readIgnoreFile reads an opened ignore file, and closes it.
+func readIgnoreFile(f *os.File) ([]byte, error) {
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() > maxIgnoreFile {
 		return nil, errors.New("not a regular ignore file of a sensible size")

@@ -41,6 +41,10 @@ func TestListUncommittedAgreesWithGit(t *testing.T) {
 			// file of the same name behind it, so via/x.txt is deleted.
 			os.RemoveAll(filepath.Join(ws, "via"))
 			os.Symlink("real", filepath.Join(ws, "via"))
+			// A link to a directory outside: one untracked entry, not walked.
+			outside := t.TempDir()
+			write(t, filepath.Join(outside, "secret.txt"), "s\n")
+			os.Symlink(outside, filepath.Join(ws, "outlink"))
 			write(t, filepath.Join(ws, "new.txt"), "n\n")
 			write(t, filepath.Join(ws, "added.txt"), "n\n")
 			gitIn(t, ws, "add", "added.txt")
