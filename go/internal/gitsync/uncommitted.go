@@ -25,8 +25,10 @@ import (
 // staged; each indexed file's lstat against what the index recorded, its
 // content hashed only when they differ; and the working tree walked for
 // files the index lacks, minus the ignored ones. Every directory of the
-// working tree is opened as an os.Root one level below its parent (as
-// artifacts does): no link is followed out, and depth costs nothing.
+// working tree is opened from its parent's descriptor with O_DIRECTORY and
+// O_NOFOLLOW (entrydirs.go, walkDir): no link is followed, nothing but a
+// directory is opened, and depth costs nothing. Files are opened through
+// package untrusted (a FIFO never blocks).
 
 // Limits of the listing (docs/sync.md, "Limits").
 const (
