@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/keystone-agent/keystone/internal/gitsync"
-
 	"github.com/keystone-agent/keystone/internal/untrusted"
 )
 
