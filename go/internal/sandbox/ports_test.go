@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"testing"
 )
@@ -33,5 +35,19 @@ func TestPortFreeSeesTimeWait(t *testing.T) {
 	}
 	if l2, err := net.Listen("tcp", ln.Addr().String()); err == nil {
 		l2.Close() // Go's SO_REUSEADDR listener can bind it: the reason portFree does not use one
+	}
+}
+
+// qemu's own words for a forward it could not bind make a start try another
+// port even when the port is free again when it looks (a check of another
+// start held it for a moment).
+func TestForwardRefusedReadsQemu(t *testing.T) {
+	refused := &BootError{Msg: "did not become ready", Err: errors.New("exited"),
+		Log: "qemu-system-x86_64: -netdev user,id=net0,hostfwd=tcp:127.0.0.1:2225-10.0.2.15:22: Could not set up host forwarding rule 'tcp:127.0.0.1:2225-10.0.2.15:22'"}
+	if !forwardRefused(fmt.Errorf("start: %w", refused)) {
+		t.Error("a refused forward is not recognised")
+	}
+	if forwardRefused(&BootError{Msg: "did not become ready", Log: "Kernel panic - not syncing"}) || forwardRefused(errors.New("other")) {
+		t.Error("another boot failure is taken for a refused forward")
 	}
 }

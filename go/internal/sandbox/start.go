@@ -280,7 +280,7 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, creds cre
 			exited = true
 		default:
 		}
-		if err != nil && exited && !portFree(sb.SSHPort) && attempt < 3 {
+		if err != nil && exited && (!portFree(sb.SSHPort) || forwardRefused(err)) && attempt < 3 {
 			e.progressf("Port %d was taken by another process; trying another", sb.SSHPort)
 			reserved[sb.SSHPort] = true
 			*proc = nil
@@ -288,6 +288,16 @@ func (e *Env) boot(ctx context.Context, sb *Sandbox, runnerDir string, creds cre
 		}
 		return err
 	}
+}
+
+// forwardRefused tells whether qemu said it could not bind the SSH forward.
+// The port can be free again by the time portFree looks: another start's
+// check binds a candidate port for a moment (portFree, of another user or
+// state directory, whose port lock is not this one's), and a bind that
+// meets it fails.
+func forwardRefused(err error) bool {
+	var be *BootError
+	return errors.As(err, &be) && strings.Contains(be.Log, "Could not set up host forwarding rule")
 }
 
 // portableGuest is the runner used where nix is absent: the Debian test
