@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keystone-agent/keystone/internal/untrusted"
 )
 
 // entryDirs opens the directories of the index's paths one component at a
@@ -47,7 +49,7 @@ func (d *entryDirs) dir(p string) int {
 	for _, c := range comps[k:] {
 		fd := -1
 		if at := d.last(); at >= 0 {
-			if f, err := unix.Openat(at, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+			if f, err := unix.Openat(at, c, untrusted.DirOpenatFlags, 0); err == nil {
 				fd = f
 			}
 		}

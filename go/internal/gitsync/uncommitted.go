@@ -339,7 +339,7 @@ func (s *statusLister) walkDir(dir *os.File, at []string, rules []gitignore.Patt
 			s.mark(rel, '?', '?')
 			continue
 		}
-		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(dirfd, name, untrusted.DirOpenatFlags, 0)
 		if err != nil {
 			continue // gone, or no longer a directory
 		}

@@ -16,6 +16,11 @@ import (
 // directory: read only, never through a link, never blocking.
 const OpenatFlags = syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
 
+// DirOpenatFlags are the flags for an openat(2) of a subdirectory of a
+// sandbox's directory: nothing but a directory (the kernel refuses anything
+// else before opening it), never through a link.
+const DirOpenatFlags = syscall.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
+
 // Open opens name inside root for reading, without blocking.
 func Open(root *os.Root, name string) (*os.File, error) {
 	return root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
