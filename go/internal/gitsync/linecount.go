@@ -48,11 +48,12 @@ const noIndex = "keystone-no-index"
 // objects only, all of them verified. diff-tree, plumbing, runs no external
 // diff and no textconv filter (--no-ext-diff and --no-textconv say it again).
 // git reads .gitattributes from the working tree and from the index, which
-// the concurrent fast-forward is filling with the sandbox's: git runs as in a
-// bare repository (core.bare, so it has no working tree), with an index file
-// that does not exist, and GIT_ATTR_SOURCE (git 2.40 and later) names the
-// empty tree, so neither the sandbox's attributes nor the host's previous
-// ones can mark a file binary or choose a driver. Only the user's own
+// the concurrent fast-forward is filling with the sandbox's: git runs in the
+// host's git directory (it reads .gitattributes relative to where it runs,
+// even with GIT_DIR set and core.bare, and the sandbox never writes there),
+// with an index file that does not exist, and GIT_ATTR_SOURCE (git 2.40 and
+// later) names the empty tree, so neither the sandbox's attributes nor the
+// host's previous ones can mark a file binary or choose a driver. Only the user's own
 // ($GIT_DIR/info/attributes, global, system) apply, as to any git command.
 // Nothing is created for it: a sync killed meanwhile leaves nothing behind.
 func (s *syncer) countLines(ctx context.Context, alternates string) (ins, del int, err error) {

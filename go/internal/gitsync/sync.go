@@ -44,8 +44,13 @@ func hostile(format string, args ...any) error {
 // cannot reach it), turns a panic into *err, as Sync does.
 func recoverInto(err *error) {
 	if p := recover(); p != nil {
-		*err = fmt.Errorf("%w: sync stopped on an internal error: %v", ErrHostile, p)
+		*err = internalError(p)
 	}
+}
+
+// internalError is the error a recovered panic p becomes.
+func internalError(p any) error {
+	return fmt.Errorf("%w: sync stopped on an internal error: %v", ErrHostile, p)
 }
 
 // Options says what to sync.
@@ -81,9 +86,9 @@ func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 	defer func() {
 		// Nothing here should panic; if a parser does anyway, the caller (the
 		// watcher, above all) gets an error and carries on. Worker goroutines
-		// recover on their own (safeRead, safeChangeLines).
+		// recover on their own (recoverInto: the walk's, the line count's).
 		if p := recover(); p != nil {
-			rep, err = nil, fmt.Errorf("%w: sync stopped on an internal error: %v", ErrHostile, p)
+			rep, err = nil, internalError(p)
 		}
 	}()
 	trace("start")

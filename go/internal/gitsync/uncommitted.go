@@ -256,11 +256,10 @@ func hashFileAt(at int, name string, link bool, size int64) (plumbing.Hash, erro
 		}
 		r, size = strings.NewReader(target), int64(len(target))
 	} else {
-		fd, err := unix.Openat(at, name, untrusted.OpenatFlags, 0)
+		f, err := untrusted.OpenAt(at, name)
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
-		f := os.NewFile(uintptr(fd), name)
 		defer f.Close()
 		// The file opened, not the name fstatat saw: a FIFO put there
 		// meanwhile is not read.
@@ -287,11 +286,10 @@ func (s *statusLister) untracked(indexed map[string]bool) error {
 	if b, err := s.readIgnore(s.root, ".git/info/exclude"); err == nil {
 		rules = parseIgnore(b, nil)
 	}
-	fd, err := unix.Openat(s.dirs.top, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	top, err := untrusted.OpenDirAt(s.dirs.top, ".")
 	if err != nil {
-		return &os.PathError{Op: "open", Path: ".", Err: err}
+		return err
 	}
-	top := os.NewFile(uintptr(fd), ".")
 	defer top.Close()
 	_, err = s.walkDir(top, nil, rules, indexed, false)
 	return err
@@ -339,11 +337,10 @@ func (s *statusLister) walkDir(dir *os.File, at []string, rules []gitignore.Patt
 			s.mark(rel, '?', '?')
 			continue
 		}
-		fd, err := unix.Openat(dirfd, name, untrusted.DirOpenatFlags, 0)
+		sub, err := untrusted.OpenDirAt(dirfd, name)
 		if err != nil {
 			continue // gone, or no longer a directory
 		}
-		sub := os.NewFile(uintptr(fd), rel)
 		known := indexed[rel+"/"]
 		any, err := s.walkDir(sub, p, rules, indexed, probe || !known)
 		sub.Close()
@@ -371,11 +368,11 @@ func (s *statusLister) readIgnore(dir *os.Root, name string) ([]byte, error) {
 
 // readIgnoreAt reads the ignore file name of the directory dirfd.
 func readIgnoreAt(dirfd int, name string) ([]byte, error) {
-	fd, err := unix.Openat(dirfd, name, untrusted.OpenatFlags, 0)
+	f, err := untrusted.OpenAt(dirfd, name)
 	if err != nil {
 		return nil, err
 	}
-	return readIgnoreFile(os.NewFile(uintptr(fd), name))
+	return readIgnoreFile(f)
 }
 
 // readIgnoreFile reads an opened ignore file, and closes it.

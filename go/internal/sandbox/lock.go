@@ -43,18 +43,13 @@ func removeDir(sb *Sandbox) error {
 	var suffix [8]byte
 	rand.Read(suffix[:])
 	aside := strings.Replace(sb.Dir.Discarded(), "*", hex.EncodeToString(suffix[:]), 1)
-	dir := aside
-	if err := os.Rename(sb.Dir.Root(), aside); errors.Is(err, fs.ErrNotExist) {
-		dir = ""
-	} else if err != nil {
-		dir = sb.Dir.Root()
-	}
 	var errs []error
-	if dir != "" {
-		if err := os.RemoveAll(dir); err != nil {
-			errs = append(errs, fmt.Errorf("failed to remove %q: %w", dir, err))
+	if err := os.Rename(sb.Dir.Root(), aside); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.RemoveAll(sb.Dir.Root()); err != nil {
+			errs = append(errs, fmt.Errorf("failed to remove %q: %w", sb.Dir.Root(), err))
 		}
 	}
+	// the directory set aside just now, with any a killed removal left
 	return errors.Join(append(errs, removeDiscarded(sb))...)
 }
 

@@ -12,9 +12,9 @@ import (
 	"syscall"
 )
 
-// OpenatFlags are the flags for an openat(2) of a file in a sandbox's
+// openatFlags are the flags for an openat(2) of a file in a sandbox's
 // directory: read only, never through a link, never blocking.
-const OpenatFlags = syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+const openatFlags = syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
 
 // DirOpenatFlags are the flags for an openat(2) of a subdirectory of a
 // sandbox's directory: nothing but a directory (the kernel refuses anything
@@ -30,6 +30,26 @@ func Open(root *os.Root, name string) (*os.File, error) {
 // O_DIRECTORY the kernel refuses anything else there before opening it.
 func OpenDir(root *os.Root, name string) (*os.File, error) {
 	return root.OpenFile(name, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK, 0)
+}
+
+// OpenAt opens the file name of the directory dirfd for reading, without
+// blocking and not through a link.
+func OpenAt(dirfd int, name string) (*os.File, error) {
+	return openAt(dirfd, name, openatFlags)
+}
+
+// OpenDirAt opens the subdirectory name of the directory dirfd, not through
+// a link.
+func OpenDirAt(dirfd int, name string) (*os.File, error) {
+	return openAt(dirfd, name, DirOpenatFlags)
+}
+
+func openAt(dirfd int, name string, flags int) (*os.File, error) {
+	fd, err := syscall.Openat(dirfd, name, flags, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "openat", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // OpenPath opens the file at path for reading, without blocking and not
