@@ -68,7 +68,10 @@ func ParseTreeSince(data, old []byte, fn func(name []byte, mode Mode, h plumbing
 				}
 				old = oRest
 				if c == 0 {
-					inOld, sameHash = o.mode == e.mode, o.mode == e.mode && o.hash == e.hash
+					// compareKeys assumes names without "/", which e's
+					// is not checked for yet: only the same name is old's.
+					inOld = o.mode == e.mode && bytes.Equal(o.name, e.name)
+					sameHash = inOld && o.hash == e.hash
 					break
 				}
 			}
