@@ -38,7 +38,7 @@ type transfer struct {
 	blobs   []want                               // named by trees; read when the pack is written
 	kept    int64                                // bytes of small objects' data in memory
 	lastMu  sync.Mutex
-	last    map[string][]byte // the tree last walked at each path
+	last    map[string]*sandboxgit.TreeVersion // the tree last walked at each path
 }
 
 type rawObject struct {
@@ -57,7 +57,7 @@ type want struct {
 
 func newTransfer(ws *sandboxgit.Repo, have func(plumbing.Hash) bool) *transfer {
 	t := &transfer{ws: ws, have: have, raw: map[plumbing.Hash]int{}, commits: map[plumbing.Hash]*sandboxgit.Commit{},
-		last: map[string][]byte{}}
+		last: map[string]*sandboxgit.TreeVersion{}}
 	t.states.init()
 	return t
 }

@@ -113,16 +113,16 @@ func (t *transfer) add(o rawObject, c *sandboxgit.Commit, next []want) error {
 }
 
 // lastVersion is the tree last walked at path, nil for none.
-func (t *transfer) lastVersion(path string) []byte {
+func (t *transfer) lastVersion(path string) *sandboxgit.TreeVersion {
 	t.lastMu.Lock()
 	defer t.lastMu.Unlock()
 	return t.last[path]
 }
 
-func (t *transfer) setLastVersion(path string, data []byte) {
+func (t *transfer) setLastVersion(path string, v *sandboxgit.TreeVersion) {
 	t.lastMu.Lock()
 	defer t.lastMu.Unlock()
-	t.last[path] = data
+	t.last[path] = v
 }
 
 // safeRead is read on a worker goroutine, where Sync's recover cannot reach:
@@ -161,7 +161,7 @@ func (t *transfer) read(w want) (rawObject, *sandboxgit.Commit, []want, error) {
 	case plumbing.TreeObject:
 		// Every entry of the last version of this path was met already: only
 		// what changed since needs meeting.
-		err := sandboxgit.ParseTreeSince(data, t.lastVersion(w.path), func(name []byte, mode sandboxgit.Mode, h plumbing.Hash) error {
+		v, err := sandboxgit.ParseTreeSince(data, t.lastVersion(w.path), func(name []byte, mode sandboxgit.Mode, h plumbing.Hash) error {
 			if n := len(w.path) + len(name); n > sandboxgit.MaxPathLength {
 				return &sandboxgit.LimitError{What: "a path", Size: int64(n), Limit: sandboxgit.MaxPathLength}
 			}
@@ -176,7 +176,7 @@ func (t *transfer) read(w want) (rawObject, *sandboxgit.Commit, []want, error) {
 		if err != nil {
 			return o, nil, nil, sandboxgit.TreeError(w.hash, err)
 		}
-		t.setLastVersion(w.path, data)
+		t.setLastVersion(w.path, v)
 		return o, nil, next, nil
 	case plumbing.TagObject:
 		mem := &plumbing.MemoryObject{}

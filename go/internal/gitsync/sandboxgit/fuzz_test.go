@@ -256,6 +256,10 @@ func FuzzParseTreeSince(f *testing.F) {
 	f.Add(a, []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa40000 b\x00bbbbbbbbbbbbbbbbbbbc"))
 	f.Add(a, []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa40000 b.\x00bbbbbbbbbbbbbbbbbbbb40000 b\x00bbbbbbbbbbbbbbbbbbbb"))
 	f.Add(a, []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa40000 b\x00bbbbbbbbbbbbbbbbbbbb100644 b\x00bbbbbbbbbbbbbbbbbbbb"))
+	// A pending file name before the bytes shared at the start, and after a new entry before the bytes shared at the end.
+	ab := []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa100644 a-b\x00aaaaaaaaaaaaaaaaaaaa40000 b\x00bbbbbbbbbbbbbbbbbbbb")
+	f.Add(ab, []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa100644 a-b\x00aaaaaaaaaaaaaaaaaaaa40000 a\x00bbbbbbbbbbbbbbbbbbbb40000 b\x00bbbbbbbbbbbbbbbbbbbb"))
+	f.Add([]byte("100644 a-b\x00aaaaaaaaaaaaaaaaaaaa40000 a\x00bbbbbbbbbbbbbbbbbbbb"), []byte("100644 a\x00aaaaaaaaaaaaaaaaaaaa100644 a-b\x00aaaaaaaaaaaaaaaaaaaa40000 a\x00bbbbbbbbbbbbbbbbbbbb"))
 	f.Fuzz(func(t *testing.T, old, data []byte) {
 		type ent struct {
 			name string
@@ -275,7 +279,7 @@ func FuzzParseTreeSince(f *testing.F) {
 		}
 		all, errAll := collect(data)
 		got := map[ent]bool{}
-		errSince := ParseTreeSince(data, old, func(name []byte, mode Mode, h plumbing.Hash) error {
+		v, errSince := ParseTreeSince(data, version(t, old), func(name []byte, mode Mode, h plumbing.Hash) error {
 			got[ent{string(name), mode, h}] = true
 			return nil
 		})
@@ -290,6 +294,7 @@ func FuzzParseTreeSince(f *testing.F) {
 				t.Fatalf("entry %+v: reported %v, in the old version %v", e, got[e], olds[e])
 			}
 		}
+		checkVersion(t, v)
 	})
 }
 

@@ -290,7 +290,7 @@ func TestParseTreeSince(t *testing.T) {
 		}
 	}
 	var got []string
-	ParseTreeSince(nu, old, func(name []byte, mode Mode, _ plumbing.Hash) error {
+	ParseTreeSince(nu, version(t, old), func(name []byte, mode Mode, _ plumbing.Hash) error {
 		got = append(got, fmt.Sprint(string(name), mode))
 		return nil
 	})
@@ -319,14 +319,169 @@ func TestParseTreeSinceSharedBytes(t *testing.T) {
 		}
 	}
 	var got []string
-	err := ParseTreeSince(grown, old, func(name []byte, _ Mode, _ plumbing.Hash) error {
+	v, err := ParseTreeSince(grown, version(t, old), func(name []byte, _ Mode, _ plumbing.Hash) error {
 		got = append(got, string(name))
 		return nil
 	})
 	if err != nil || strings.Join(got, " ") != "f150x" {
 		t.Errorf("ParseTreeSince: %v, new entries %q, want f150x", err, got)
 	}
-	if err := ParseTreeSince(repeated, old, func([]byte, Mode, plumbing.Hash) error { return nil }); err == nil {
+	checkVersion(t, v)
+	if _, err := ParseTreeSince(repeated, version(t, old), nopEntry); err == nil {
 		t.Error("a repeated entry after the shared bytes was accepted")
+	}
+}
+
+// Parsing resumes only where no file name is pending: a directory that repeats
+// a file is refused whether the file is in the bytes shared with old before it
+// or new just before bytes shared after it.
+func TestParseTreeSincePendingNames(t *testing.T) {
+	entry := func(mode, name string) string { return mode + " " + name + "\x00" + strings.Repeat("h", 20) }
+	for _, c := range []struct{ old, data []string }{
+		{ // "a" and "a-b" shared, then the directory "a"
+			[]string{entry("100644", "a"), entry("100644", "a-b"), entry("40000", "b")},
+			[]string{entry("100644", "a"), entry("100644", "a-b"), entry("40000", "a"), entry("40000", "b")},
+		},
+		{ // a new "a", then old's "a-b" and directory "a"
+			[]string{entry("100644", "a-b"), entry("40000", "a")},
+			[]string{entry("100644", "a"), entry("100644", "a-b"), entry("40000", "a")},
+		},
+	} {
+		old, data := []byte(strings.Join(c.old, "")), []byte(strings.Join(c.data, ""))
+		if err := ParseTree(data, nopEntry); err == nil {
+			t.Fatalf("ParseTree accepted %q", data)
+		}
+		if _, err := ParseTreeSince(data, version(t, old), nopEntry); err == nil {
+			t.Errorf("ParseTreeSince accepted %q after %q", data, old)
+		}
+	}
+}
+
+// version parses a tree that must be valid.
+func version(t testing.TB, data []byte) *TreeVersion {
+	t.Helper()
+	v, err := ParseTreeSince(data, nil, nopEntry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func nopEntry([]byte, Mode, plumbing.Hash) error { return nil }
+
+// checkVersion fails unless v, which a later version resumes from, is its tree
+// parsed whole: its entries at the same offsets, and no entry flagged as
+// leaving no file name but its own pending that does not.
+func checkVersion(t testing.TB, v *TreeVersion) {
+	t.Helper()
+	whole := version(t, v.data)
+	if len(v.starts) != len(whole.starts) {
+		t.Fatalf("%d entries, parsed whole %d", len(v.starts), len(whole.starts))
+	}
+	for i, s := range v.starts {
+		if w := whole.starts[i]; s&^pendingNone != w&^pendingNone || s&pendingNone > w&pendingNone {
+			t.Fatalf("entry %d: %#x, parsed whole %#x", i, s, w)
+		}
+	}
+}
+
+// A chain of versions, each parsed since the one before as the walk does:
+// names that are prefixes of others ("a", "a-", "a-b", the directory "a") and
+// entries repeated or out of order now and then, so that parsing resumes and
+// skips next to pending file names. Every version is accepted or refused as
+// ParseTree does, with exactly the entries the one before lacks reported.
+func TestParseTreeSinceChain(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	names := []string{"a", "a-", "a-b", "a.c", "a0", "b", "b-", "c", "d", "e"}
+	type ent struct {
+		name string
+		dir  bool
+		h    byte
+	}
+	key := func(e ent) string {
+		if e.dir {
+			return e.name + "/"
+		}
+		return e.name
+	}
+	encode := func(es []ent) []byte {
+		var b []byte
+		for _, e := range es {
+			mode := "100644"
+			if e.dir {
+				mode = "40000"
+			}
+			b = append(b, mode+" "+e.name+"\x00"...)
+			b = append(b, bytes.Repeat([]byte{e.h}, 20)...)
+		}
+		return b
+	}
+	var cur []ent
+	for i := 0; i < 40; i++ { // a large directory, so that skips are long
+		cur = append(cur, ent{name: fmt.Sprintf("f%03d", i), h: 1})
+	}
+	var old *TreeVersion
+	var oldData []byte
+	for step := 0; step < 3000; step++ {
+		next := append([]ent(nil), cur...)
+		for n := rng.Intn(3) + 1; n > 0; n-- {
+			switch e := (ent{name: names[rng.Intn(len(names))], dir: rng.Intn(3) == 0, h: byte(rng.Intn(3))}); rng.Intn(4) {
+			case 0, 1: // insert in order, or replace the entry of that key
+				j := 0
+				for j < len(next) && key(next[j]) < key(e) {
+					j++
+				}
+				if j < len(next) && key(next[j]) == key(e) {
+					next[j] = e
+				} else {
+					next = append(next[:j], append([]ent{e}, next[j:]...)...)
+				}
+			case 2: // remove one
+				if len(next) > 0 {
+					j := rng.Intn(len(next))
+					next = append(next[:j], next[j+1:]...)
+				}
+			case 3: // change a hash
+				if len(next) > 0 {
+					next[rng.Intn(len(next))].h++
+				}
+			}
+		}
+		if rng.Intn(10) == 0 && len(next) > 1 { // repeat or swap: refused, unless it stays valid
+			j := rng.Intn(len(next) - 1)
+			if rng.Intn(2) == 0 {
+				next = append(next[:j+1], next[j:]...)
+			} else {
+				next[j], next[j+1] = next[j+1], next[j]
+			}
+		}
+		data := encode(next)
+		errAll := ParseTree(data, nopEntry)
+		reported := map[string]bool{}
+		v, err := ParseTreeSince(data, old, func(name []byte, mode Mode, h plumbing.Hash) error {
+			reported[fmt.Sprint(string(name), mode, h[0])] = true
+			return nil
+		})
+		if (err == nil) != (errAll == nil) {
+			t.Fatalf("step %d: ParseTree: %v, ParseTreeSince: %v\nold %q\nnew %q", step, errAll, err, oldData, data)
+		}
+		if err != nil {
+			continue
+		}
+		checkVersion(t, v)
+		had := map[string]bool{}
+		if old != nil {
+			ParseTree(oldData, func(name []byte, mode Mode, h plumbing.Hash) error {
+				had[fmt.Sprint(string(name), mode, h[0])] = true
+				return nil
+			})
+		}
+		ParseTree(data, func(name []byte, mode Mode, h plumbing.Hash) error {
+			if k := fmt.Sprint(string(name), mode, h[0]); reported[k] == had[k] {
+				t.Fatalf("step %d: entry %s reported %v, in the version before %v", step, k, reported[k], had[k])
+			}
+			return nil
+		})
+		cur, old, oldData = next, v, data
 	}
 }
