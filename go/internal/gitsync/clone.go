@@ -165,7 +165,7 @@ func copyObjects(ctx context.Context, g hostGit, tips []plumbing.Hash, objectsDi
 	}
 	defer r.Close()
 	defer w.Close()
-	in, err := startIncoming(ctx, g, objectsDir, false, r)
+	in, err := startIncoming(ctx, g, objectsDir, false, r, nil)
 	if err != nil {
 		return err
 	}
@@ -184,11 +184,14 @@ func copyObjects(ctx context.Context, g hostGit, tips []plumbing.Hash, objectsDi
 		in.abort()
 		return fmt.Errorf("git pack-objects: %s", strings.TrimSpace(stderr.String()))
 	}
+	if err == nil {
+		err = in.publish(sum)
+	}
 	if err != nil {
 		in.abort()
 		return err
 	}
-	return in.install(objectsDir, sum)
+	return in.install(objectsDir)
 }
 
 // progressLines passes git's progress lines ("Writing objects:  40% (4/10)",

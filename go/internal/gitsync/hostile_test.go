@@ -225,24 +225,35 @@ func TestSyncRejectsCraftedRepositories(t *testing.T) {
 			write(t, filepath.Join(ws, ".git", "objects", "info", "alternates"), "/tmp\n")
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			host, ws := newPair(t)
-			commit(t, ws, "honest work", map[string]string{"ok.txt": "ok\n"})
-			tc.craft(t, ws)
-			before := snapshot(t, host)
-			for _, dry := range []bool{true, false} {
-				o := opts(host, ws)
-				o.DryRun = dry
-				_, err := Sync(context.Background(), o)
-				if !errors.Is(err, ErrHostile) && !(strings.Contains(tc.name, "symlink in") && err != nil) {
-					t.Fatalf("sync (dry run %v): %v, want ErrHostile", dry, err)
+		for _, split := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/split=%v", tc.name, split), func(t *testing.T) {
+				if split {
+					splitAlways(t)
 				}
-				t.Logf("refused: %v", err)
-			}
-			if d := diffSnapshots(before, snapshot(t, host)); len(d) > 0 {
-				t.Errorf("host changed after a refused sync: %v", d)
-			}
-		})
+				rejectsCrafted(t, tc.name, tc.craft)
+			})
+		}
+	}
+}
+
+// rejectsCrafted checks that a sync, dry run and real, refuses a workspace
+// crafted by craft on top of honest work, and leaves the host as it was.
+func rejectsCrafted(t *testing.T, name string, craft func(t *testing.T, ws string)) {
+	host, ws := newPair(t)
+	commit(t, ws, "honest work", map[string]string{"ok.txt": "ok\n"})
+	craft(t, ws)
+	before := snapshot(t, host)
+	for _, dry := range []bool{true, false} {
+		o := opts(host, ws)
+		o.DryRun = dry
+		_, err := Sync(context.Background(), o)
+		if !errors.Is(err, ErrHostile) && !(strings.Contains(name, "symlink in") && err != nil) {
+			t.Fatalf("sync (dry run %v): %v, want ErrHostile", dry, err)
+		}
+		t.Logf("refused: %v", err)
+	}
+	if d := diffSnapshots(before, snapshot(t, host)); len(d) > 0 {
+		t.Errorf("host changed after a refused sync: %v", d)
 	}
 }
 

@@ -42,6 +42,7 @@ const staleAfter = 10 * time.Minute
 
 type incoming struct {
 	dir    string
+	sum    plumbing.Hash // the verified pack's name, once published
 	lock   *os.File
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
@@ -51,8 +52,9 @@ type incoming struct {
 
 // startIncoming creates the temporary directory in parent and starts the host's
 // index-pack reading a pack from src, or when src is nil from in.stdin; thin
-// lets the pack's deltas name bases that only the host has (git appends them).
-func startIncoming(ctx context.Context, g hostGit, parent string, thin bool, src *os.File) (*incoming, error) {
+// lets the pack's deltas name bases that only the host has (git appends them);
+// env is added to index-pack's environment.
+func startIncoming(ctx context.Context, g hostGit, parent string, thin bool, src *os.File, env []string) (*incoming, error) {
 	removeStale(parent)
 	dir, err := os.MkdirTemp(parent, incomingPrefix)
 	if err != nil {
@@ -77,6 +79,7 @@ func startIncoming(ctx context.Context, g hostGit, parent string, thin bool, src
 		args = append(args, "--fix-thin")
 	}
 	in.cmd = g.command(ctx, append(args, filepath.Join(dir, "incoming.pack"))...)
+	in.cmd.Env = append(in.cmd.Env, env...)
 	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
 	if src != nil {
 		in.cmd.Stdin, in.stdin = src, nopWriteCloser{}
@@ -135,22 +138,37 @@ func (in *incoming) abort() {
 	in.remove()
 }
 
-// install moves the verified pack into objectsDir/pack and removes the rest.
-func (in *incoming) install(objectsDir string, sum plumbing.Hash) error {
-	defer in.remove()
-	return in.movePack(objectsDir, sum)
+// publish moves the verified pack into in's own pack directory as
+// pack-<sum>: in.dir is then an object directory that git can be given as an
+// alternate, and install moves the pack on from there.
+func (in *incoming) publish(sum plumbing.Hash) error {
+	if err := os.Mkdir(filepath.Join(in.dir, "pack"), 0o700); err != nil {
+		return err
+	}
+	in.sum = sum
+	return movePack(filepath.Join(in.dir, "incoming"), in.published())
 }
 
-// movePack moves the verified pack into objectsDir/pack as pack-<sum>: the
-// pack and its reverse index first, the index last, since git finds a pack by
-// its index. A pack of that name already there is kept.
-func (in *incoming) movePack(objectsDir string, sum plumbing.Hash) error {
-	final := filepath.Join(objectsDir, "pack", "pack-"+sum.String())
-	if _, err := os.Stat(final + ".idx"); err == nil {
+// published is the published pack's path, without its extension.
+func (in *incoming) published() string {
+	return filepath.Join(in.dir, "pack", "pack-"+in.sum.String())
+}
+
+// install moves the published pack into objectsDir/pack and removes the rest.
+func (in *incoming) install(objectsDir string) error {
+	defer in.remove()
+	return movePack(in.published(), filepath.Join(objectsDir, "pack", "pack-"+in.sum.String()))
+}
+
+// movePack moves the pack from (a path without its extension) to: the pack
+// and its reverse index first, the index last, since git finds a pack by its
+// index. A pack of that name already there is kept.
+func movePack(from, to string) error {
+	if _, err := os.Stat(to + ".idx"); err == nil {
 		return nil
 	}
 	for _, ext := range []string{".pack", ".rev", ".idx"} {
-		err := os.Rename(filepath.Join(in.dir, "incoming"+ext), final+ext)
+		err := os.Rename(from+ext, to+ext)
 		if err != nil && !(ext == ".rev" && errors.Is(err, os.ErrNotExist)) {
 			return fmt.Errorf("cannot install the sandbox's objects: %w", err)
 		}

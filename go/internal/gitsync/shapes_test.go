@@ -35,20 +35,78 @@ func TestSyncHistoryShapes(t *testing.T) {
 		}},
 		{"deep delta chains of large files across packs", deepDeltaChains},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			host, ws := newPair(t)
-			tip := tc.shape(t, ws)
-			r := mustSync(t, opts(host, ws))
-			if r.Result != ResultFastForwarded || gitIn(t, host, "rev-parse", "main") != tip {
-				t.Fatalf("result %q, host main %s, want %s", r.Result, gitIn(t, host, "rev-parse", "main"), tip)
-			}
-			gitIn(t, host, "fsck", "--strict", "--full", "--no-dangling")
-			if a, b := gitIn(t, host, "ls-tree", "-r", "main"), gitIn(t, ws, "ls-tree", "-r", "main"); a != b {
-				t.Errorf("trees differ between host and workspace")
-			}
-			noTemporaries(t, host)
-		})
+		for _, split := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/split=%v", tc.name, split), func(t *testing.T) {
+				if split {
+					splitAlways(t)
+				}
+				host, ws := newPair(t)
+				tip := tc.shape(t, ws)
+				r := mustSync(t, opts(host, ws))
+				if r.Result != ResultFastForwarded || gitIn(t, host, "rev-parse", "main") != tip {
+					t.Fatalf("result %q, host main %s, want %s", r.Result, gitIn(t, host, "rev-parse", "main"), tip)
+				}
+				gitIn(t, host, "fsck", "--strict", "--full", "--no-dangling")
+				if a, b := gitIn(t, host, "ls-tree", "-r", "main"), gitIn(t, ws, "ls-tree", "-r", "main"); a != b {
+					t.Errorf("trees differ between host and workspace")
+				}
+				noTemporaries(t, host)
+			})
+		}
 	}
+}
+
+// splitAlways has every sync of the test that brings blobs send them in a
+// pack of their own.
+func splitAlways(t *testing.T) {
+	old := splitFrom
+	splitFrom = 0
+	t.Cleanup(func() { splitFrom = old })
+}
+
+// The blobs' pack and the commits' and trees' pack are verified side by side;
+// the second names the first's blobs, which its index-pack finds only once
+// they are verified. With one large blob, the small pack of commits and trees
+// is done long before: it is verified once more, and the sync succeeds, dry
+// run (its line count reads both packs' directories) and real.
+func TestSyncSplitVerifiesAgain(t *testing.T) {
+	splitAlways(t)
+	host, ws := newPair(t)
+	big := make([]byte, 48<<20)
+	rand.New(rand.NewSource(1)).Read(big)
+	commit(t, ws, "a large file and a small one", map[string]string{"big.bin": string(big), "notes.txt": "one\ntwo\n"})
+	before := snapshot(t, host)
+	again := verifiedAgain.Load()
+	o := opts(host, ws)
+	o.DryRun = true
+	r := mustSync(t, o)
+	if r.Insertions != 2 {
+		t.Errorf("dry run: %d insertions, want 2", r.Insertions)
+	}
+	if d := diffSnapshots(before, snapshot(t, host)); len(d) > 0 {
+		t.Errorf("host changed by a dry run: %v", d)
+	}
+	r = mustSync(t, opts(host, ws))
+	if r.Result != ResultFastForwarded || r.Insertions != 2 {
+		t.Fatalf("result %q, %d insertions", r.Result, r.Insertions)
+	}
+	if n := verifiedAgain.Load() - again; n != 2 {
+		t.Errorf("the pack of commits and trees was verified again %d times in two syncs, want 2", n)
+	}
+	gitIn(t, host, "fsck", "--strict", "--full", "--no-dangling")
+	if packs := len(globT(t, filepath.Join(host, ".git", "objects", "pack", "pack-*.idx"))); packs != 2 {
+		t.Errorf("%d packs in the host, want 2 (the blobs', the rest's)", packs)
+	}
+	noTemporaries(t, host)
+}
+
+func globT(t *testing.T, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // deepDeltaChains gives the workspace a file over 64 KiB edited in many
@@ -98,6 +156,9 @@ func noTemporaries(t *testing.T, host string) {
 		if !strings.HasPrefix(e.Name(), "pack-") {
 			t.Errorf("left behind in objects/pack: %s", e.Name())
 		}
+	}
+	if left := globT(t, filepath.Join(host, ".git", "objects", incomingPrefix+"*")); len(left) > 0 {
+		t.Errorf("left behind in objects: %v", left)
 	}
 }
 

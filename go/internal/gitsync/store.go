@@ -6,16 +6,37 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/keystone-agent/keystone/internal/gitsync/packwrite"
 )
 
-// storeObjects writes the arriving objects as one pack through the host's
-// index-pack and installs it; a dry run has it verified in a temporary
-// directory outside the repository, removed by s.close.
+// splitFrom is how many bytes of commits, trees and tags a sync must bring for
+// its blobs to travel in a pack of their own: below it, what the second
+// index-pack saves is less than the process it costs. Tests lower it.
+var splitFrom int64 = 4 << 20
+
+// verifiedAgain counts the packs of commits and trees verified a second time
+// (see storeObjects), for the tests.
+var verifiedAgain atomic.Int64
+
+// storeObjects has the host's index-pack verify the arriving objects and
+// installs them; a dry run keeps them verified in temporary object directories
+// outside the repository, removed by s.close.
+//
+// A sync that brings many commits and trees sends its blobs in a pack of their
+// own, verified at the same time as the pack of the rest, each by its own
+// `index-pack --strict` (the bulk of both is git hashing and rebuilding
+// objects, one CPU each): blobs name nothing, so their pack is checked whole
+// on its own, and the other's index-pack finds them, and checks that each
+// named one exists with the right type, through the blob pack's directory as
+// an alternate object directory. That directory holds the pack only once it
+// is verified, so a refusal of the other pack might come from looking for the
+// blobs too early: that pack is then verified once more, the blobs in place.
 func (s *syncer) storeObjects(ctx context.Context) error {
-	if s.tr.count() == 0 {
+	if s.tr.count(allObjects) == 0 {
 		return nil
 	}
 	objects := filepath.Join(s.dirs.common, "objects")
@@ -23,11 +44,106 @@ func (s *syncer) storeObjects(ctx context.Context) error {
 	if s.o.DryRun {
 		parent = os.TempDir()
 	}
-	in, err := startIncoming(ctx, s.git, parent, true, nil)
+	var packs []*incoming
+	var err error
+	if len(s.tr.blobs) > 0 && s.tr.metaBytes >= splitFrom {
+		packs, err = s.verifySplit(ctx, parent)
+	} else {
+		var in *incoming
+		if in, err = s.startPack(ctx, parent, ""); err == nil {
+			err = s.verifyPack(ctx, in, allObjects)
+		}
+		packs = []*incoming{in}
+	}
 	if err != nil {
 		return err
 	}
-	werr := s.writePack(ctx, in)
+	if s.o.DryRun {
+		// The verified packs stay, each the pack of a temporary object
+		// directory of its own, until the host's git has counted the lines.
+		s.verified = packs
+		var dirs []string
+		for _, in := range packs {
+			dirs = append(dirs, in.dir)
+		}
+		s.alternates = alternatesEnv(dirs...)
+		return nil
+	}
+	for i, in := range packs { // the blobs first: the rest names them
+		if err := in.install(objects); err != nil {
+			for _, later := range packs[i+1:] {
+				later.remove()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// verifySplit verifies the blobs and the rest as two packs, side by side.
+func (s *syncer) verifySplit(ctx context.Context, parent string) ([]*incoming, error) {
+	s.tr.split()
+	blobs, err := s.startPack(ctx, parent, "")
+	if err != nil {
+		return nil, err
+	}
+	metaCtx, stopMeta := context.WithCancel(ctx)
+	defer stopMeta()
+	meta, err := s.startPack(metaCtx, parent, blobs.dir)
+	if err != nil {
+		blobs.abort()
+		return nil, err
+	}
+	blobsDone := make(chan error, 1)
+	go func() {
+		var err error
+		defer func() { blobsDone <- err }()
+		defer recoverInto(&err)
+		err = s.verifyPack(ctx, blobs, blobsOnly)
+		trace("pack of blobs verified")
+		if err != nil {
+			stopMeta() // the sync fails for the blobs' reason: no need to wait for the rest
+		}
+	}()
+	merr := s.verifyPack(metaCtx, meta, metaOnly)
+	trace("pack of commits, trees and tags verified")
+	if berr := <-blobsDone; berr != nil {
+		blobs.abort() // done already, unless the goroutine panicked
+		if merr == nil {
+			meta.remove()
+		}
+		return nil, berr
+	}
+	if merr != nil && ctx.Err() == nil {
+		trace("verifying again the pack of commits, trees and tags, refused with: " + merr.Error())
+		verifiedAgain.Add(1)
+		if meta, merr = s.startPack(ctx, parent, blobs.dir); merr == nil {
+			merr = s.verifyPack(ctx, meta, metaOnly)
+		}
+	}
+	if merr != nil {
+		blobs.remove()
+		return nil, merr
+	}
+	return []*incoming{blobs, meta}, nil
+}
+
+// startPack starts the host's index-pack for a pack of the sync, in a new
+// temporary directory in parent; alternate, when not "", is another such
+// directory whose verified pack the new one may name objects of.
+func (s *syncer) startPack(ctx context.Context, parent, alternate string) (*incoming, error) {
+	var env []string
+	if alternate != "" {
+		env = []string{"GIT_ALTERNATE_OBJECT_DIRECTORIES=" + alternatesEnv(alternate)}
+	}
+	return startIncoming(ctx, s.git, parent, true, nil, env)
+}
+
+// verifyPack writes the objects of part p to in, has index-pack verify them
+// and moves the verified pack into in's pack directory; on failure in is
+// removed.
+func (s *syncer) verifyPack(ctx context.Context, in *incoming, p part) error {
+	werr := s.writePack(ctx, in, p)
 	trace("pack written")
 	if werr != nil {
 		// index-pack stopping first (it refused the pack) breaks the pipe: its
@@ -38,34 +154,52 @@ func (s *syncer) storeObjects(ctx context.Context) error {
 		in.abort()
 		return werr
 	}
-	sum, err := in.finish(s.tr.hashes())
+	sum, err := in.finish(s.tr.hashes(p))
 	if err != nil {
 		in.abort()
 		return blame(err)
 	}
-	if s.o.DryRun {
-		// The verified pack stays, as the pack of a temporary object directory
-		// of its own, until the host's git has counted the changed lines.
-		s.verified = in
-		if err := os.Mkdir(filepath.Join(in.dir, "pack"), 0o700); err != nil {
-			return err
-		}
-		s.alternates = in.dir
-		return in.movePack(in.dir, sum)
+	if err := in.publish(sum); err != nil {
+		in.abort()
+		return err
 	}
-	return in.install(objects, sum)
+	return nil
 }
 
-func (s *syncer) writePack(ctx context.Context, in *incoming) error {
-	p, err := packwrite.New(in.stdin, uint32(s.tr.count()))
+func (s *syncer) writePack(ctx context.Context, in *incoming, pt part) error {
+	p, err := packwrite.New(in.stdin, uint32(s.tr.count(pt)))
 	if err != nil {
 		return err
 	}
-	if err := s.tr.writePack(ctx, p); err != nil {
+	if err := s.tr.writePack(ctx, p, pt); err != nil {
 		return err
 	}
 	_, err = p.Close()
 	return err
+}
+
+// alternatesEnv is GIT_ALTERNATE_OBJECT_DIRECTORIES naming dirs: each quoted as
+// git unquotes it, so that a ':' in a path does not split it.
+func alternatesEnv(dirs ...string) string {
+	quoted := make([]string, len(dirs))
+	for i, d := range dirs {
+		var b strings.Builder
+		b.WriteByte('"')
+		for _, c := range []byte(d) {
+			switch {
+			case c == '"' || c == '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case c < 0x20 || c == 0x7f:
+				fmt.Fprintf(&b, "\\%03o", c)
+			default:
+				b.WriteByte(c)
+			}
+		}
+		b.WriteByte('"')
+		quoted[i] = b.String()
+	}
+	return strings.Join(quoted, string(filepath.ListSeparator))
 }
 
 // blame marks index-pack's refusal of the sandbox's pack as the workspace's

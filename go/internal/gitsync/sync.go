@@ -152,7 +152,7 @@ func Sync(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 	}
 	if len(rep.Commits) == 0 {
-		if s.tr.count() == 0 && newCommits(rep.Refs) == 0 {
+		if s.tr.count(allObjects) == 0 && newCommits(rep.Refs) == 0 {
 			rep.Result = ResultUpToDate
 			return rep, ErrNoChanges
 		}
@@ -200,8 +200,9 @@ type syncer struct {
 	head    plumbing.Hash
 
 	// A dry run's verified objects, kept out of the host repository until
-	// the lines are counted: alternates is their object directory.
-	verified   *incoming
+	// the lines are counted: alternates names their object directories, as
+	// GIT_ALTERNATE_OBJECT_DIRECTORIES.
+	verified   []*incoming
 	alternates string
 }
 
@@ -212,8 +213,8 @@ type lineCount struct {
 }
 
 func (s *syncer) close() {
-	if s.verified != nil {
-		s.verified.remove()
+	for _, in := range s.verified {
+		in.remove()
 	}
 	if s.host != nil {
 		s.host.Close()
@@ -265,7 +266,7 @@ func prepare(ctx context.Context, o Options) (*syncer, error) {
 	if err := s.tr.walk(ctx, tips); err != nil {
 		return s, err
 	}
-	trace("walked")
+	trace(fmt.Sprintf("walked (%d commits, trees and tags: %d bytes; %d blobs)", len(s.tr.small), s.tr.metaBytes, len(s.tr.blobs)))
 	s.u = &union{EncodedObjectStorer: s.host, incoming: s.tr}
 	s.rep = &Report{Sandbox: o.Name, DryRun: o.DryRun, Commits: []Commit{}, Review: []ReviewPath{},
 		Uncommitted: []Uncommitted{}, Refs: []RefUpdate{}}

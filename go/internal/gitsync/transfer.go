@@ -36,9 +36,13 @@ type transfer struct {
 	raw     map[plumbing.Hash]int                // index into small
 	commits map[plumbing.Hash]*sandboxgit.Commit // the arriving commits, parsed
 	blobs   []want                               // named by trees; read when the pack is written
+	blobSet map[plumbing.Hash]bool               // the hashes of blobs, once the walk is done (split)
 	kept    int64                                // bytes of small objects' data in memory
-	lastMu  sync.Mutex
-	last    map[string]*sandboxgit.TreeVersion // the tree last walked at each path
+	// metaBytes is the size of the commits, trees and tags read: what
+	// index-pack rebuilds and checks of them.
+	metaBytes int64
+	lastMu    sync.Mutex
+	last      map[string]*sandboxgit.TreeVersion // the tree last walked at each path
 }
 
 type rawObject struct {
@@ -62,20 +66,61 @@ func newTransfer(ws *sandboxgit.Repo, have func(plumbing.Hash) bool) *transfer {
 	return t
 }
 
-// count is the number of objects the pack will hold.
-func (t *transfer) count() int { return len(t.small) + len(t.blobs) }
+// A part is what one pack of a sync holds (see syncer.storeObjects).
+type part int
+
+const (
+	allObjects part = iota
+	blobsOnly
+	metaOnly // commits, trees and tags
+)
+
+// count is the number of objects of part.
+func (t *transfer) count(p part) int {
+	switch p {
+	case blobsOnly:
+		return len(t.blobs)
+	case metaOnly:
+		return len(t.small)
+	}
+	return len(t.small) + len(t.blobs)
+}
 
 // has reports whether h arrives with this transfer.
 func (t *transfer) has(h plumbing.Hash) bool { return t.states.get(h) == arriving }
 
-// hashes lists every object the pack must hold.
-func (t *transfer) hashes() []plumbing.Hash {
-	out := make([]plumbing.Hash, 0, t.count())
-	for _, o := range t.small {
-		out = append(out, o.hash)
-	}
+// split readies the transfer for two packs: blobs, and the rest.
+func (t *transfer) split() {
+	t.blobSet = make(map[plumbing.Hash]bool, len(t.blobs))
 	for _, w := range t.blobs {
-		out = append(out, w.hash)
+		t.blobSet[w.hash] = true
+	}
+}
+
+// travelsIn reports whether h is in the pack of part p, so that a delta in that
+// pack can name it as its base.
+func (t *transfer) travelsIn(p part, h plumbing.Hash) bool {
+	switch p {
+	case blobsOnly:
+		return t.blobSet[h]
+	case metaOnly:
+		return t.has(h) && !t.blobSet[h]
+	}
+	return t.has(h)
+}
+
+// hashes lists every object the pack of part p must hold.
+func (t *transfer) hashes(p part) []plumbing.Hash {
+	out := make([]plumbing.Hash, 0, t.count(p))
+	if p != blobsOnly {
+		for _, o := range t.small {
+			out = append(out, o.hash)
+		}
+	}
+	if p != metaOnly {
+		for _, w := range t.blobs {
+			out = append(out, w.hash)
+		}
 	}
 	return out
 }
@@ -152,15 +197,19 @@ func (s *objectStates) claim(h plumbing.Hash, have func(plumbing.Hash) bool) boo
 // with others, and to serve as a delta base); larger ones stream.
 const memoryMax = 8 << 20
 
-// writePack writes every collected object to p. An object stored in a workspace
-// pack is copied as it is stored, compressed, when that is a whole object or a
-// delta whose base travels too or is on the host; anything else (loose objects,
-// deltas against objects that do not travel) is inflated and compressed again.
-func (t *transfer) writePack(ctx context.Context, p *packwrite.Writer) error {
+// writePack writes the collected objects of part pt to p. An object stored in a
+// workspace pack is copied as it is stored, compressed, when that is a whole
+// object or a delta whose base travels in the same pack or is on the host;
+// anything else (loose objects, deltas against objects that do not travel or
+// travel in the other pack) is inflated and compressed again.
+func (t *transfer) writePack(ctx context.Context, p *packwrite.Writer, pt part) error {
 	var deltas packwrite.Deltas
 	for _, o := range t.small {
+		if pt == blobsOnly {
+			break
+		}
 		if o.packed {
-			if ok, err := t.copyStored(p, o.hash, o.typ); err != nil {
+			if ok, err := t.copyStored(p, pt, o.hash, o.typ); err != nil {
 				return err
 			} else if ok {
 				continue
@@ -178,10 +227,13 @@ func (t *transfer) writePack(ctx context.Context, p *packwrite.Writer) error {
 		}
 	}
 	for _, w := range t.blobs {
+		if pt == metaOnly {
+			break
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if ok, err := t.copyStored(p, w.hash, plumbing.BlobObject); err != nil {
+		if ok, err := t.copyStored(p, pt, w.hash, plumbing.BlobObject); err != nil {
 			return err
 		} else if ok {
 			continue
@@ -193,8 +245,9 @@ func (t *transfer) writePack(ctx context.Context, p *packwrite.Writer) error {
 	return nil
 }
 
-// copyStored copies h's stored entry into p when it can travel as it is.
-func (t *transfer) copyStored(p *packwrite.Writer, h plumbing.Hash, typ plumbing.ObjectType) (bool, error) {
+// copyStored copies h's stored entry into p, the pack of part pt, when it can
+// travel as it is.
+func (t *transfer) copyStored(p *packwrite.Writer, pt part, h plumbing.Hash, typ plumbing.ObjectType) (bool, error) {
 	s, err := t.ws.Locate(h)
 	if err != nil {
 		return false, fmt.Errorf("cannot read object %s: %w", h, err)
@@ -203,7 +256,7 @@ func (t *transfer) copyStored(p *packwrite.Writer, h plumbing.Hash, typ plumbing
 	case s.Loose:
 		return false, nil
 	case s.Kind == plumbing.REFDeltaObject:
-		if !t.has(s.Base) && !t.have(s.Base) {
+		if !t.travelsIn(pt, s.Base) && !t.have(s.Base) {
 			return false, nil
 		}
 		if typ == plumbing.BlobObject { // the host's git will rebuild it: bound it first

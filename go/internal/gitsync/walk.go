@@ -94,6 +94,7 @@ func (t *transfer) add(o rawObject, c *sandboxgit.Commit, next []want) error {
 	if len(t.small)+len(t.blobs)+len(next) > maxObjects {
 		return &sandboxgit.LimitError{What: "the number of new objects", Size: int64(len(t.small) + len(t.blobs) + len(next)), Limit: maxObjects}
 	}
+	t.metaBytes += int64(len(o.data))
 	if !o.packed && t.kept+int64(len(o.data)) <= keepMax {
 		t.kept += int64(len(o.data))
 	} else {
