@@ -165,7 +165,7 @@ func copyObjects(ctx context.Context, g hostGit, tips []plumbing.Hash, objectsDi
 	}
 	defer r.Close()
 	defer w.Close()
-	in, err := startIncoming(ctx, g, objectsDir, false, r, nil)
+	in, err := startIncoming(ctx, g, objectsDir, false, r, 0, nil)
 	if err != nil {
 		return err
 	}

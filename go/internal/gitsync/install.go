@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,8 +54,9 @@ type incoming struct {
 // startIncoming creates the temporary directory in parent and starts the host's
 // index-pack reading a pack from src, or when src is nil from in.stdin; thin
 // lets the pack's deltas name bases that only the host has (git appends them);
-// env is added to index-pack's environment.
-func startIncoming(ctx context.Context, g hostGit, parent string, thin bool, src *os.File, env []string) (*incoming, error) {
+// threads, unless 0, is how many threads index-pack rebuilds deltas on; env is
+// added to index-pack's environment.
+func startIncoming(ctx context.Context, g hostGit, parent string, thin bool, src *os.File, threads int, env []string) (*incoming, error) {
 	removeStale(parent)
 	dir, err := os.MkdirTemp(parent, incomingPrefix)
 	if err != nil {
@@ -77,6 +79,9 @@ func startIncoming(ctx context.Context, g hostGit, parent string, thin bool, src
 	args := []string{"index-pack", "--stdin", "--strict"}
 	if thin {
 		args = append(args, "--fix-thin")
+	}
+	if threads > 0 {
+		args = append(args, "--threads="+strconv.Itoa(threads))
 	}
 	in.cmd = g.command(ctx, append(args, filepath.Join(dir, "incoming.pack"))...)
 	in.cmd.Env = append(in.cmd.Env, env...)

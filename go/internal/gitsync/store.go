@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,12 @@ import (
 // its blobs to travel in a pack of their own: below it, what the second
 // index-pack saves is less than the process it costs. Tests lower it.
 var splitFrom int64 = 4 << 20
+
+// shareCPUsUpTo is how many bytes of commits and trees, at most, leave a CPU
+// to the blobs' index-pack when the two packs are verified side by side: its
+// one thread must be done first, or the other pack is verified twice. Above
+// it, the other index-pack's own threads save more than that risk costs.
+const shareCPUsUpTo = 256 << 20
 
 // verifiedAgain counts the packs of commits and trees verified a second time
 // (see storeObjects), for the tests.
@@ -50,7 +57,7 @@ func (s *syncer) storeObjects(ctx context.Context) error {
 		packs, err = s.verifySplit(ctx, parent)
 	} else {
 		var in *incoming
-		if in, err = s.startPack(ctx, parent, ""); err == nil {
+		if in, err = s.startPack(ctx, parent, 0, ""); err == nil {
 			err = s.verifyPack(ctx, in, allObjects)
 		}
 		packs = []*incoming{in}
@@ -83,13 +90,17 @@ func (s *syncer) storeObjects(ctx context.Context) error {
 // verifySplit verifies the blobs and the rest as two packs, side by side.
 func (s *syncer) verifySplit(ctx context.Context, parent string) ([]*incoming, error) {
 	s.tr.split()
-	blobs, err := s.startPack(ctx, parent, "")
+	blobs, err := s.startPack(ctx, parent, 0, "")
 	if err != nil {
 		return nil, err
 	}
+	threads := 0 // git's own choice: up to 3
+	if s.tr.metaBytes <= shareCPUsUpTo {
+		threads = min(3, max(1, runtime.NumCPU()-1))
+	}
 	metaCtx, stopMeta := context.WithCancel(ctx)
 	defer stopMeta()
-	meta, err := s.startPack(metaCtx, parent, blobs.dir)
+	meta, err := s.startPack(metaCtx, parent, threads, blobs.dir)
 	if err != nil {
 		blobs.abort()
 		return nil, err
@@ -117,7 +128,7 @@ func (s *syncer) verifySplit(ctx context.Context, parent string) ([]*incoming, e
 	if merr != nil && ctx.Err() == nil {
 		trace("verifying again the pack of commits, trees and tags, refused with: " + merr.Error())
 		verifiedAgain.Add(1)
-		if meta, merr = s.startPack(ctx, parent, blobs.dir); merr == nil {
+		if meta, merr = s.startPack(ctx, parent, 0, blobs.dir); merr == nil {
 			merr = s.verifyPack(ctx, meta, metaOnly)
 		}
 	}
@@ -129,14 +140,15 @@ func (s *syncer) verifySplit(ctx context.Context, parent string) ([]*incoming, e
 }
 
 // startPack starts the host's index-pack for a pack of the sync, in a new
-// temporary directory in parent; alternate, when not "", is another such
-// directory whose verified pack the new one may name objects of.
-func (s *syncer) startPack(ctx context.Context, parent, alternate string) (*incoming, error) {
+// temporary directory in parent, on threads threads (0: git's choice);
+// alternate, when not "", is another such directory whose verified pack the
+// new one may name objects of.
+func (s *syncer) startPack(ctx context.Context, parent string, threads int, alternate string) (*incoming, error) {
 	var env []string
 	if alternate != "" {
 		env = []string{"GIT_ALTERNATE_OBJECT_DIRECTORIES=" + alternatesEnv(alternate)}
 	}
-	return startIncoming(ctx, s.git, parent, true, nil, env)
+	return startIncoming(ctx, s.git, parent, true, nil, threads, env)
 }
 
 // verifyPack writes the objects of part p to in, has index-pack verify them
