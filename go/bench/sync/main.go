@@ -13,7 +13,7 @@
 // history: REPO (any local clone, e.g. of nixpkgs.lib) cloned as the host and
 // reset 200 first-parent commits back, the workspace fast-forwarded to its tip.
 // Each run starts from a fresh copy of the host repository (the copy is not
-// timed), so every run transfers the same objects. Each side runs as processes
+// timed, and is flushed to disk first), so every run transfers the same objects. Each side runs as processes
 // of its own, so their peak RSS can be read from the kernel: keystone's sync
 // runs in a child (this program, re-executed) and its own peak is reported
 // apart from that of its process tree (with git index-pack and merge).
@@ -541,6 +541,10 @@ func measure(n int, dir, host string, fs ...func(copyDir string) (sample, error)
 			if out, err := exec.Command("cp", "-a", host, c).CombinedOutput(); err != nil {
 				return nil, fmt.Errorf("cp: %v: %s", err, out)
 			}
+			// The copy's (and the last run's removal's) dirty pages written
+			// out first: both sides fsync their packs, which would otherwise
+			// wait for them too.
+			syscall.Sync()
 			s, err := f(c)
 			if err != nil {
 				return nil, err

@@ -54,34 +54,39 @@ func TestSyncBoundsCraftedObjects(t *testing.T) {
 			return []entry{{"100644", "base", plumbing.ComputeHash(plumbing.BlobObject, blob)}}
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			host, ws := newPair(t)
-			g := filepath.Join(ws, ".git")
-			craftedCommit(t, ws, writeLoose(t, g, plumbing.TreeObject, rawTree(tc.craft(t, g)...), plumbing.ZeroHash))
-			before := snapshot(t, host)
-			var m0, m1 runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&m0)
-			for _, dry := range []bool{true, false} {
-				o := opts(host, ws)
-				o.DryRun = dry
-				_, err := Sync(context.Background(), o)
-				if !errors.Is(err, ErrHostile) {
-					t.Fatalf("sync (dry run %v): %v, want ErrHostile", dry, err)
+		for _, split := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/split=%v", tc.name, split), func(t *testing.T) {
+				if split {
+					splitAlways(t)
 				}
-				t.Logf("refused: %v", err)
-			}
-			if _, err := Pending(context.Background(), opts(host, ws)); err != nil {
-				t.Logf("pending: %v", err)
-			}
-			runtime.ReadMemStats(&m1)
-			if got := m1.TotalAlloc - m0.TotalAlloc; got > 400<<20 {
-				t.Errorf("allocated %d MiB to refuse it", got>>20)
-			}
-			if d := diffSnapshots(before, snapshot(t, host)); len(d) > 0 {
-				t.Errorf("host changed after a refused sync: %v", d)
-			}
-		})
+				host, ws := newPair(t)
+				g := filepath.Join(ws, ".git")
+				craftedCommit(t, ws, writeLoose(t, g, plumbing.TreeObject, rawTree(tc.craft(t, g)...), plumbing.ZeroHash))
+				before := snapshot(t, host)
+				var m0, m1 runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&m0)
+				for _, dry := range []bool{true, false} {
+					o := opts(host, ws)
+					o.DryRun = dry
+					_, err := Sync(context.Background(), o)
+					if !errors.Is(err, ErrHostile) {
+						t.Fatalf("sync (dry run %v): %v, want ErrHostile", dry, err)
+					}
+					t.Logf("refused: %v", err)
+				}
+				if _, err := Pending(context.Background(), opts(host, ws)); err != nil {
+					t.Logf("pending: %v", err)
+				}
+				runtime.ReadMemStats(&m1)
+				if got := m1.TotalAlloc - m0.TotalAlloc; got > 400<<20 {
+					t.Errorf("allocated %d MiB to refuse it", got>>20)
+				}
+				if d := diffSnapshots(before, snapshot(t, host)); len(d) > 0 {
+					t.Errorf("host changed after a refused sync: %v", d)
+				}
+			})
+		}
 	}
 }
 
