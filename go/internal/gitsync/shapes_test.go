@@ -164,3 +164,39 @@ func noTemporaries(t *testing.T, host string) {
 
 var _ = plumbing.ZeroHash
 var _ = context.Background
+
+// The blob pack's directory reaches the other index-pack (and, in a dry run,
+// the line count) through GIT_ALTERNATE_OBJECT_DIRECTORIES, where ':' separates
+// directories: a host repository whose path holds ':', '"' or '\' still syncs
+// both ways.
+func TestSyncSplitOddHostPath(t *testing.T) {
+	splitAlways(t)
+	src, ws := newPair(t)
+	host := filepath.Join(t.TempDir(), `odd:dir "quoted" back\slash`, "project")
+	if err := os.MkdirAll(filepath.Dir(host), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(src, host); err != nil {
+		t.Fatal(err)
+	}
+	tip := commit(t, ws, "work", map[string]string{"a.txt": "a\n", "b/c.txt": "c\nd\n"})
+	o := opts(host, ws)
+	o.DryRun = true
+	if r := mustSync(t, o); r.Insertions != 3 {
+		t.Errorf("dry run: %d insertions, want 3", r.Insertions)
+	}
+	if r := mustSync(t, opts(host, ws)); r.Result != ResultFastForwarded || r.Insertions != 3 || gitIn(t, host, "rev-parse", "main") != tip {
+		t.Fatalf("result %q, %d insertions, host main %s, want %s", r.Result, r.Insertions, gitIn(t, host, "rev-parse", "main"), tip)
+	}
+	gitIn(t, host, "fsck", "--strict", "--full", "--no-dangling")
+	entries, _ := os.ReadDir(filepath.Join(host, ".git", "objects", "pack")) // the path is no glob pattern
+	packs := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".idx") {
+			packs++
+		}
+	}
+	if packs != 2 {
+		t.Errorf("%d packs in the host, want 2", packs)
+	}
+}
