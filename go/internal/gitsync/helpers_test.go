@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	}
 	if f := os.Getenv("GITSYNC_TEST_CHILD"); f != "" { // a sync to kill: host and workspace
 		host, ws, _ := strings.Cut(f, "\n")
+		if os.Getenv("GITSYNC_TEST_SPLIT") != "" {
+			splitFrom = 0
+		}
 		_, err := Sync(context.Background(), Options{Name: "demo", HostRepo: host, Workspace: ws})
 		if err != nil {
 			println(err.Error())

@@ -2,6 +2,7 @@ package gitsync
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -16,6 +17,14 @@ import (
 // a locked-then-abandoned directory of its own and nothing else; the next sync
 // removes it and completes (issue 14 item 7).
 func TestSyncKilledLeavesNothingBehind(t *testing.T) {
+	for _, split := range []bool{false, true} {
+		t.Run(fmt.Sprintf("split=%v", split), func(t *testing.T) { killedLeavesNothing(t, split) })
+	}
+}
+
+// killedLeavesNothing is TestSyncKilledLeavesNothingBehind, the blobs in a
+// pack of their own or not.
+func killedLeavesNothing(t *testing.T, split bool) {
 	host, ws := newPair(t)
 	rng := rand.New(rand.NewSource(1))
 	big := make([]byte, 48<<20)
@@ -28,6 +37,9 @@ func TestSyncKilledLeavesNothingBehind(t *testing.T) {
 	for attempt := 0; attempt < 5 && !killed; attempt++ {
 		cmd := exec.Command(self, "-test.run=^$")
 		cmd.Env = append(os.Environ(), "GITSYNC_TEST_CHILD="+host+"\n"+ws)
+		if split {
+			cmd.Env = append(cmd.Env, "GITSYNC_TEST_SPLIT=1")
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -55,8 +67,8 @@ func TestSyncKilledLeavesNothingBehind(t *testing.T) {
 	if got := gitIn(t, host, "rev-parse", "main"); got == tip {
 		t.Fatal("a killed sync moved the host branch")
 	}
-	if left, _ := filepath.Glob(filepath.Join(objects, incomingPrefix+"*")); len(left) != 1 {
-		t.Fatalf("after the kill: %v, want the killed sync's directory", left)
+	if left, _ := filepath.Glob(filepath.Join(objects, incomingPrefix+"*")); len(left) < 1 || len(left) > 2 || len(left) == 2 && !split {
+		t.Fatalf("after the kill: %v, want the killed sync's directory (one for each pack)", left)
 	}
 	time.Sleep(200 * time.Millisecond) // the killed sync's index-pack sees its input end
 	mustSync(t, opts(host, ws))
