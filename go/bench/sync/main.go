@@ -13,10 +13,11 @@
 // history: REPO (any local clone, e.g. of nixpkgs.lib) cloned as the host and
 // reset 200 first-parent commits back, the workspace fast-forwarded to its tip.
 // Each run starts from a fresh copy of the host repository (the copy is not
-// timed, and is flushed to disk first), so every run transfers the same objects. Each side runs as processes
-// of its own, so their peak RSS can be read from the kernel: keystone's sync
-// runs in a child (this program, re-executed) and its own peak is reported
-// apart from that of its process tree (with git index-pack and merge).
+// timed, and is flushed to disk first), so every run transfers the same
+// objects. Each side runs as processes of its own, so their peak RSS can be
+// read from the kernel: keystone's sync runs in a child (this program,
+// re-executed) and its own peak is reported apart from that of its process
+// tree (with git index-pack and merge).
 package main
 
 import (
