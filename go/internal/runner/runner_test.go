@@ -76,6 +76,8 @@ func TestStopEscalates(t *testing.T) {
 	}{
 		// The shutdown script finds the runner through the pid file, as a QMP client finds its socket.
 		{"graceful", "exec sleep 30", `kill -TERM "$(cat microvm.pid)"`, StopOptions{Grace: long}, "shut down"},
+		// The guest powered off so fast that the request's last write failed.
+		{"request failed, guest gone", "exec sleep 30", `kill -TERM "$(cat microvm.pid)"; echo broken pipe >&2; exit 1`, StopOptions{Grace: long, Term: long}, "shut down"},
 		{"term", "exec sleep 30", "", StopOptions{Grace: long, Term: long}, "terminated (no QMP socket: "},
 		// A guest that takes longer than Grace but keeps printing its shutdown is waited for.
 		{"slow shutdown", "while [ ! -e stop ]; do sleep 0.05; done; for i in 1 2 3 4 5 6 7 8; do echo shutting down; sleep 0.2; done",

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,10 @@ type StopOptions struct {
 	Grace time.Duration // after the graceful request, before SIGTERM (default 20 s: a NixOS guest's shutdown)
 	Term  time.Duration // after SIGTERM, before SIGKILL (default 5 s)
 }
+
+// failedRequestGrace is how long a runner whose powerdown request failed
+// is given to be gone anyway before it is sent SIGTERM.
+const failedRequestGrace = time.Second
 
 func (o StopOptions) withDefaults() StopOptions {
 	if o.Grace <= 0 {
@@ -43,6 +48,11 @@ func Stop(dir, stateDir string, env []string, pid int, done <-chan struct{}, o S
 	why := fmt.Sprintf("the guest did not power off within %v", o.Grace)
 	if err := requestPowerdown(dir, stateDir, env); err != nil {
 		why = err.Error()
+		// A guest that powers off at once can take the QMP socket away
+		// under the request's last write: the request failed, yet worked.
+		if gone(failedRequestGrace) {
+			return "shut down", cleanUp(pid, stateDir)
+		}
 	} else if gone(o.Grace) || shuttingDown(stateDir, gone, o.Grace) {
 		return "shut down", cleanUp(pid, stateDir)
 	}
@@ -121,7 +131,7 @@ func requestPowerdown(dir, stateDir string, env []string) error {
 		cmd := exec.CommandContext(ctx, bin)
 		cmd.Dir, cmd.Env = stateDir, env
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("%s failed: %v: %s", ShutdownBin, err, out)
+			return fmt.Errorf("%s failed: %v: %s", ShutdownBin, err, bytes.Join(bytes.Fields(out), []byte(" ")))
 		}
 		return nil
 	}

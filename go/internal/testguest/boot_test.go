@@ -375,6 +375,25 @@ func (vm *testVM) shutdown(t *testing.T, only string) {
 	vm.shutdownWithin(t, only, 10*time.Second)
 }
 
+// onlyOnPath returns a PATH= setting under which prog is the only program,
+// or false when prog is not installed.
+func onlyOnPath(t *testing.T, prog string) (string, bool) {
+	t.Helper()
+	// /usr/bin first: a PATH shim (pyenv) would need more than the one program.
+	path, err := exec.LookPath("/usr/bin/" + prog)
+	if err != nil {
+		path, err = exec.LookPath(prog)
+	}
+	if err != nil {
+		return "", false
+	}
+	bin := t.TempDir()
+	if err := os.Symlink(path, filepath.Join(bin, prog)); err != nil {
+		t.Fatal(err)
+	}
+	return "PATH=" + bin, true
+}
+
 // shutdownWithin is shutdown with its own bound: a guest asked to stop while
 // it boots powers off at the end of its boot script, as long after as the
 // boot takes (tens of seconds under TCG on a loaded machine).
@@ -383,19 +402,10 @@ func (vm *testVM) shutdownWithin(t *testing.T, only string, within time.Duration
 	cmd := exec.Command(filepath.Join(vm.runner, shutdownBin))
 	cmd.Dir, cmd.Env = vm.state, vm.env
 	if only != "" {
-		// /usr/bin first: a PATH shim (pyenv) would need more than the one program.
-		prog, err := exec.LookPath("/usr/bin/" + only)
-		if err != nil {
-			prog, err = exec.LookPath(only)
-		}
-		if err != nil {
-			t.Logf("%s is not installed: shutting down with the default client", only)
+		if path, ok := onlyOnPath(t, only); ok {
+			cmd.Env = append(cmd.Env, path)
 		} else {
-			bin := t.TempDir()
-			if err := os.Symlink(prog, filepath.Join(bin, only)); err != nil {
-				t.Fatal(err)
-			}
-			cmd.Env = append(cmd.Env, "PATH="+bin)
+			t.Logf("%s is not installed: shutting down with the default client", only)
 		}
 	}
 	start := time.Now()

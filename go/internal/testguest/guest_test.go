@@ -1,12 +1,14 @@
 package testguest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"debug/elf"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -538,4 +540,69 @@ func TestRunnerArgs(t *testing.T) {
 func nameMAC(name string) string {
 	h := sha256.Sum256([]byte(name))
 	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3], h[4])
+}
+
+// TestShutdownWhenTheGuestGoesAtOnce runs microvm-shutdown, with each QMP
+// client it knows, against a QMP server that goes away as soon as it has
+// answered system_powerdown, as qemu does when the guest powers off at once
+// (seen on a loaded CI machine): the request worked, so the script must
+// succeed, not die of the write that finds the socket closed.
+func TestShutdownWhenTheGuestGoesAtOnce(t *testing.T) {
+	runner, err := runnerFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(t.TempDir(), "microvm-shutdown")
+	if err := os.WriteFile(script, runner[shutdownBin], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, client := range []string{"perl", "python3", "socat"} {
+		t.Run(client, func(t *testing.T) {
+			path, ok := onlyOnPath(t, client)
+			if !ok {
+				t.Skipf("%s is not installed", client)
+			}
+			state := t.TempDir()
+			l, err := net.Listen("unix", filepath.Join(state, "qmp.sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			served := make(chan error, 1)
+			go func() { served <- serveQMPThenGo(l) }()
+			cmd := exec.Command(script)
+			cmd.Dir, cmd.Env = state, []string{path, "KEYSTONE_QMP_SOCKET=qmp.sock"}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("microvm-shutdown: %v: %s", err, out)
+			}
+			if err := <-served; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// serveQMPThenGo answers one QMP client up to system_powerdown, then takes
+// any further write from it for an error (EPIPE, as from a gone qemu).
+func serveQMPThenGo(l net.Listener) error {
+	c, err := l.Accept()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	io.WriteString(c, `{"QMP": {"version": {}, "capabilities": []}}`+"\n")
+	for _, want := range []string{"qmp_capabilities", "system_powerdown"} {
+		line, err := r.ReadString('\n')
+		if err != nil || !strings.Contains(line, want) {
+			return fmt.Errorf("QMP server read %q, %v; want %s", line, err, want)
+		}
+		if want == "system_powerdown" {
+			c.(*net.UnixConn).CloseRead()
+		}
+		io.WriteString(c, `{"return": {}}`+"\n")
+	}
+	return nil
 }
