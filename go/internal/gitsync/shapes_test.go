@@ -66,13 +66,16 @@ func splitAlways(t *testing.T) {
 
 // The blobs' pack and the commits' and trees' pack are verified side by side;
 // the second names the first's blobs, which its index-pack finds only once
-// they are verified. With one large blob, the small pack of commits and trees
-// is done long before: it is verified once more, and the sync succeeds, dry
-// run (its line count reads both packs' directories) and real.
+// they are verified. When it is done before them (here: the blobs held back
+// until then, as a large blob does by itself), it is verified once more, and
+// the sync succeeds, dry run (its line count reads both packs' directories)
+// and real.
 func TestSyncSplitVerifiesAgain(t *testing.T) {
 	splitAlways(t)
+	holdBlobsForTest = true
+	t.Cleanup(func() { holdBlobsForTest = false })
 	host, ws := newPair(t)
-	big := make([]byte, 48<<20)
+	big := make([]byte, 1<<20)
 	rand.New(rand.NewSource(1)).Read(big)
 	commit(t, ws, "a large file and a small one", map[string]string{"big.bin": string(big), "notes.txt": "one\ntwo\n"})
 	before := snapshot(t, host)

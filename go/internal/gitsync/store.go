@@ -29,6 +29,11 @@ const shareCPUsUpTo = 256 << 20
 // (see storeObjects), for the tests.
 var verifiedAgain atomic.Int64
 
+// holdBlobsForTest, set by a test, keeps the verified pack of blobs out of its
+// directory until the other pack's first verdict: the order in which the other
+// pack is verified again, which a test cannot otherwise count on.
+var holdBlobsForTest bool
+
 // storeObjects has the host's index-pack verify the arriving objects and
 // installs them; a dry run keeps them verified in temporary object directories
 // outside the repository, removed by s.close.
@@ -58,7 +63,7 @@ func (s *syncer) storeObjects(ctx context.Context) error {
 	} else {
 		var in *incoming
 		if in, err = s.startPack(ctx, parent, 0, ""); err == nil {
-			err = s.verifyPack(ctx, in, allObjects)
+			err = s.verifyPack(ctx, in, allObjects, nil)
 		}
 		packs = []*incoming{in}
 	}
@@ -106,17 +111,23 @@ func (s *syncer) verifySplit(ctx context.Context, parent string) ([]*incoming, e
 		return nil, err
 	}
 	blobsDone := make(chan error, 1)
+	firstVerdict := make(chan struct{})
+	var publishAfter <-chan struct{}
+	if holdBlobsForTest {
+		publishAfter = firstVerdict
+	}
 	go func() {
 		var err error
 		defer func() { blobsDone <- err }()
 		defer recoverInto(&err)
-		err = s.verifyPack(ctx, blobs, blobsOnly)
+		err = s.verifyPack(ctx, blobs, blobsOnly, publishAfter)
 		trace("pack of blobs verified")
 		if err != nil {
 			stopMeta() // the sync fails for the blobs' reason: no need to wait for the rest
 		}
 	}()
-	merr := s.verifyPack(metaCtx, meta, metaOnly)
+	merr := s.verifyPack(metaCtx, meta, metaOnly, nil)
+	close(firstVerdict)
 	trace("pack of commits, trees and tags verified")
 	if berr := <-blobsDone; berr != nil {
 		blobs.abort() // done already, unless the goroutine panicked
@@ -129,7 +140,7 @@ func (s *syncer) verifySplit(ctx context.Context, parent string) ([]*incoming, e
 		trace("verifying again the pack of commits, trees and tags, refused with: " + merr.Error())
 		verifiedAgain.Add(1)
 		if meta, merr = s.startPack(ctx, parent, 0, blobs.dir); merr == nil {
-			merr = s.verifyPack(ctx, meta, metaOnly)
+			merr = s.verifyPack(ctx, meta, metaOnly, nil)
 		}
 	}
 	if merr != nil {
@@ -152,9 +163,9 @@ func (s *syncer) startPack(ctx context.Context, parent string, threads int, alte
 }
 
 // verifyPack writes the objects of part p to in, has index-pack verify them
-// and moves the verified pack into in's pack directory; on failure in is
-// removed.
-func (s *syncer) verifyPack(ctx context.Context, in *incoming, p part) error {
+// and moves the verified pack into in's pack directory (once publishAfter is
+// closed, unless it is nil); on failure in is removed.
+func (s *syncer) verifyPack(ctx context.Context, in *incoming, p part, publishAfter <-chan struct{}) error {
 	werr := s.writePack(ctx, in, p)
 	trace("pack written")
 	if werr != nil {
@@ -170,6 +181,9 @@ func (s *syncer) verifyPack(ctx context.Context, in *incoming, p part) error {
 	if err != nil {
 		in.abort()
 		return blame(err)
+	}
+	if publishAfter != nil {
+		<-publishAfter
 	}
 	if err := in.publish(sum); err != nil {
 		in.abort()
