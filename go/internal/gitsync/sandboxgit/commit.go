@@ -15,10 +15,21 @@ type Commit struct {
 
 // ParseCommit reads a raw commit object, which must start as git fsck requires:
 // a "tree" line, "parent" lines, then "author" and "committer" lines. Other
-// headers (encoding, gpgsig with its continuation lines, mergetag) are skipped;
-// the message follows the first empty line.
+// headers (encoding, gpgsig with its continuation lines, mergetag) are skipped,
+// as git skips them: a "parent" among them is not a parent. The message
+// follows the first empty line. As fsck, it refuses a header with a NUL or
+// whose last line does not end.
 func ParseCommit(data []byte) (Commit, error) {
 	var c Commit
+	header := data
+	if end := bytes.Index(data, []byte("\n\n")); end >= 0 {
+		header = data[:end+1]
+	} else if len(data) > 0 && data[len(data)-1] != '\n' {
+		return c, hostile("commit ends in its header")
+	}
+	if bytes.IndexByte(header, 0) >= 0 {
+		return c, hostile("commit has a NUL in its header")
+	}
 	line := func() ([]byte, bool) {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {

@@ -485,3 +485,43 @@ func TestParseTreeSinceChain(t *testing.T) {
 		cur, old, oldData = next, v, data
 	}
 }
+
+func TestParseCommit(t *testing.T) {
+	const tree = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
+	const parent = "parent 1111111111111111111111111111111111111111\n"
+	const people = "author A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\n"
+	for _, tc := range []struct {
+		name, data string
+		parents    int
+		subject    string
+		err        string // "" for none
+	}{
+		{"root", tree + people + "\nsubject\n\nbody\n", 0, "subject", ""},
+		{"merge", tree + parent + parent + people + "\nmerge\n", 2, "merge", ""},
+		{"no message", tree + people, 0, "", ""},
+		{"extra headers", tree + people + "encoding UTF-8\ngpgsig -----BEGIN\n more\n\nsigned\n", 0, "signed", ""},
+		// git reads parents only right after the tree: a late one is an unknown header
+		{"late parent", tree + people + parent + "\nlate\n", 0, "late", ""},
+		// fsck: the last header line must end (found by FuzzParseCommit)
+		{"unterminated header", tree + people + "parent", 0, "", "commit ends in its header"},
+		{"NUL in header", tree + people + "encoding \x00\n\nx\n", 0, "", "NUL in its header"},
+		{"NUL in message", tree + people + "\nx\x00y\n", 0, "x\x00y", ""},
+		{"no tree", people + "\nx\n", 0, "", "does not start with its tree"},
+		{"no author", tree + "committer A <a@x> 1 +0000\n\nx\n", 0, "", "no author"},
+		{"no committer", tree + "author A <a@x> 1 +0000\n\nx\n", 0, "", "no committer"},
+		{"header only tree", tree, 0, "", "ends in its header"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseCommit([]byte(tc.data))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("ParseCommit = %v; want an error saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || len(c.Parents) != tc.parents || c.Subject != tc.subject {
+				t.Fatalf("ParseCommit = %d parents, subject %q, %v; want %d, %q", len(c.Parents), c.Subject, err, tc.parents, tc.subject)
+			}
+		})
+	}
+}
