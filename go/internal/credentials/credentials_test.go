@@ -34,6 +34,27 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// A value that itself begins and ends with a quote reaches the daemon whole
+// (found by FuzzParse: Encode wrote it bare, and Parse took its quotes away).
+func TestEncodeKeepsQuotes(t *testing.T) {
+	s, _, err := Parse([]byte("OPENAI_API_KEY='\"sk-x\"'\nGEMINI_API_KEY=\"'g'\"\nANTHROPIC_API_KEY=\"\"\"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := Parse(Encode(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"OPENAI_API_KEY": `"sk-x"`, "GEMINI_API_KEY": "'g'", "ANTHROPIC_API_KEY": `""`} {
+		if got, _ := s.Get(k); got != want {
+			t.Errorf("parsed %s = %q, want %q", k, got, want)
+		}
+		if got, _ := back.Get(k); got != want {
+			t.Errorf("after Encode, %s = %q, want %q", k, got, want)
+		}
+	}
+}
+
 // A malformed file's error names the line, never a value: the value may be
 // a key pasted on the wrong line.
 func TestParseErrorsNeverShowValues(t *testing.T) {
@@ -157,6 +178,12 @@ func FuzzParse(f *testing.F) {
 		back, _, err := Parse(Encode(s))
 		if err != nil || back.Len() != s.Len() {
 			t.Fatalf("Encode does not round-trip: %v", err)
+		}
+		for _, k := range s.Names() {
+			v, _ := s.Get(k)
+			if w, _ := back.Get(k); w != v {
+				t.Fatalf("Encode does not round-trip %s=%q", k, v)
+			}
 		}
 	})
 }

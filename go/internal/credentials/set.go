@@ -161,11 +161,13 @@ func Parse(data []byte) (Set, []string, error) {
 	return s, unknown, nil
 }
 
-// Encode writes s in the format Parse reads.
+// Encode writes s in the format Parse reads. Each value is quoted: Parse
+// takes one pair of quotes around a value away, and a value may itself begin
+// and end with a quote.
 func Encode(s Set) []byte {
 	var b strings.Builder
 	for _, k := range s.Names() {
-		b.WriteString(k + "=" + s.m[k] + "\n")
+		b.WriteString(k + "='" + s.m[k] + "'\n")
 	}
 	return []byte(b.String())
 }
