@@ -58,8 +58,9 @@ func TestScripts(t *testing.T) {
 			e.Setenv("GIT_AUTHOR_EMAIL", "test@example.invalid")
 			e.Setenv("GIT_COMMITTER_NAME", "Test")
 			e.Setenv("GIT_COMMITTER_EMAIL", "test@example.invalid")
-			// A failed script must not leave its VMs running.
-			e.Defer(func() { stopAll(filepath.Join(home, ".config", "keystone", "agent")) })
+			// A failed script must not leave its VMs running, and shows the
+			// ends of their console and host daemon logs.
+			e.Defer(func() { stopAll(e.T(), filepath.Join(home, ".config", "keystone", "agent")) })
 			return os.MkdirAll(home, 0o700)
 		},
 		Condition: func(cond string) (bool, error) {
@@ -97,13 +98,10 @@ var agentVersions = func() map[string]string {
 }()
 
 // stopAll stops every sandbox registered under root.
-func stopAll(root string) {
+func stopAll(t testscript.T, root string) {
 	d := statedir.Dir(root)
 	env := &sandbox.Env{Root: d, Registry: registry.New(d.Registry(), d.Lock())}
-	all, _ := env.List()
-	for _, sb := range all {
-		env.Stop(sb)
-	}
+	testenv.StopAll(t.(testing.TB), env) // testscript.Run's T is a testing.TB
 }
 
 func buildGuest(t *testing.T) (string, error) {

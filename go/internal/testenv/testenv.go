@@ -155,9 +155,11 @@ func Await(t testing.TB, what string, d time.Duration, cond func() string) {
 	t.Fatalf("%s: not within %v: %s", what, d, last)
 }
 
-// stopAll stops every sandbox the test left running and, when the test
-// failed, prints the ends of their console and host daemon logs.
-func (e *Env) stopAll(t testing.TB) {
+func (e *Env) stopAll(t testing.TB) { StopAll(t, e.Env) }
+
+// StopAll stops every sandbox of env that the test left running and, when the
+// test failed, prints the ends of their console and host daemon logs.
+func StopAll(t testing.TB, e *sandbox.Env) {
 	all, _ := e.List()
 	for _, sb := range all {
 		if t.Failed() {
