@@ -344,7 +344,14 @@ func raiseFileLimit(t *testing.T, want uint64) {
 // the check is dialled.
 func TestHostileDNSRebinding(t *testing.T) {
 	h := newHarness(t)
-	site := newStub(t, false, nil)
+	// The site closes every connection: the second request must dial (and
+	// resolve) again. A kept-alive connection, checked when it was dialled,
+	// could otherwise go back to the proxy's pool after CloseIdleConnections
+	// below, and carry the second request without a lookup.
+	site := newStub(t, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "stub answer\n")
+	})
 	h.allow(fmt.Sprintf("rebind.example:%d", site.port()), fmt.Sprintf("127.0.0.1:%d", site.port()))
 	h.dns.set("rebind.example", "10.0.0.9", "169.254.169.254", "127.0.0.1")
 	url := fmt.Sprintf("http://rebind.example:%d/", site.port())
