@@ -49,7 +49,6 @@ type Held struct {
 	ended     bool
 	changed   chan struct{} // closed when c or ended changes
 	exclusive bool          // c's server takes one session per connection
-	lent      *ssh.Client   // exclusive: c while a session has it
 	spares    map[*ssh.Client]bool
 	idle      []idleSpare
 	dials     int // spare connections being made
@@ -198,10 +197,11 @@ func (h *Held) Conn(ctx context.Context) (*ssh.Client, error) {
 
 // Lease lends a connection to one session until release is called: the held
 // connection, shared by every session, unless its server takes one session
-// per connection (exclusiveSessions) and one has it, or spare is asked for
-// (the held connection refused the session: OpenSSH's MaxSessions). Then
-// whichever comes first within spareWait: the held connection given back, an
-// idle spare connection, or a turn to make a new one. ctx bounds the wait for
+// per connection in its life (exclusiveSessions) or spare is asked for (the
+// held connection refused the session: OpenSSH's MaxSessions). Then
+// whichever comes first within spareWait: an idle spare connection (never
+// for an exclusive server: each of its sessions gets a new connection,
+// closed with it), or a turn to make a new one. ctx bounds the wait for
 // the held connection while it is being made again.
 func (h *Held) Lease(ctx context.Context, spare bool) (Conn, func(), error) {
 	if _, err := h.Conn(ctx); err != nil {
@@ -219,11 +219,7 @@ func (h *Held) Lease(ctx context.Context, spare bool) (Conn, func(), error) {
 		case !spare && c != nil && !h.exclusive:
 			h.mu.Unlock()
 			return c, func() {}, nil
-		case !spare && c != nil && h.lent != c:
-			h.lent = c
-			h.mu.Unlock()
-			return c, func() { h.giveBack(c) }, nil
-		case len(h.idle) > 0:
+		case len(h.idle) > 0 && !h.exclusive:
 			s := h.idle[len(h.idle)-1].c
 			h.idle = h.idle[:len(h.idle)-1]
 			h.mu.Unlock()
@@ -280,20 +276,17 @@ func (h *Held) dialSpare() (*ssh.Client, error) {
 	return s, nil
 }
 
-// giveBack ends a lease: the held connection is free again, a spare waits
-// idle for the next session, for spareIdle.
+// giveBack ends a lease: a spare waits idle for the next session, for
+// spareIdle, unless its server is exclusive (closed: it carried its one
+// session) or enough spares wait already.
 func (h *Held) giveBack(c *ssh.Client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	defer h.wake()
-	if h.lent == c {
-		h.lent = nil
-		return
-	}
 	if !h.spares[c] {
 		return // the held connection while shared, or dropped meanwhile
 	}
-	if len(h.idle) == maxIdleSpares {
+	if h.exclusive || len(h.idle) == maxIdleSpares {
 		c.Close()
 		return
 	}
@@ -321,12 +314,15 @@ func removeIdle(idle []idleSpare, c *ssh.Client) []idleSpare {
 }
 
 // exclusiveSessions reports whether a server must get one session per
-// connection: dropbear before 2024.86 closes a session channel whose command
-// has not started as soon as another session's process on the same
-// connection exits, still runs the command if its exec was on the way, and
-// then aborts (`!channel->sent_close`), taking every session of the
-// connection with it (fixed upstream in 71521d1b). The version is the
-// server's identification line, "SSH-2.0-dropbear_2022.83".
+// connection in the connection's life: dropbear before 2024.86 closes a
+// session channel whose command has not started as soon as another session's
+// process on the same connection exits, still runs the command if its exec
+// was on the way, and then aborts (`!channel->sent_close`), taking every
+// session of the connection with it (fixed upstream in 71521d1b). One
+// session after another is not enough: a second session on a connection
+// whose first had just ended was closed before its exec was answered (CI,
+// 30 Nov 2026, twice in five runs). The version is the server's
+// identification line, "SSH-2.0-dropbear_2022.83".
 func exclusiveSessions(serverVersion []byte) bool {
 	v, ok := strings.CutPrefix(string(serverVersion), "SSH-2.0-dropbear")
 	if !ok {
