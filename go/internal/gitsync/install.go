@@ -85,6 +85,10 @@ func startIncoming(ctx context.Context, g hostGit, parent string, thin bool, src
 	}
 	in.cmd = g.command(ctx, append(args, filepath.Join(dir, "incoming.pack"))...)
 	in.cmd.Env = append(in.cmd.Env, env...)
+	// index-pack holds the lock too (an inherited descriptor shares the
+	// flock): a sync killed while index-pack still runs leaves a directory
+	// that another sync's removeStale must not remove under it.
+	in.cmd.ExtraFiles = []*os.File{in.lock}
 	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
 	if src != nil {
 		in.cmd.Stdin, in.stdin = src, nopWriteCloser{}

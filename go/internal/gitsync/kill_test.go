@@ -70,7 +70,26 @@ func killedLeavesNothing(t *testing.T, split bool) {
 	if left, _ := filepath.Glob(filepath.Join(objects, incomingPrefix+"*")); len(left) < 1 || len(left) > 2 || len(left) == 2 && !split {
 		t.Fatalf("after the kill: %v, want the killed sync's directory (one for each pack)", left)
 	}
-	time.Sleep(200 * time.Millisecond) // the killed sync's index-pack sees its input end
+	// The killed sync's index-packs hold its directories' locks until they
+	// see their input end and exit (slowly, on a loaded machine).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		left, _ := filepath.Glob(filepath.Join(objects, incomingPrefix+"*", "lock"))
+		held := 0
+		for _, l := range left {
+			if f, err := os.Open(l); err == nil {
+				if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+					held++
+				}
+				f.Close()
+			}
+		}
+		if held == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed sync's index-pack still holds %d locks after a minute", held)
+		}
+	}
 	mustSync(t, opts(host, ws))
 	if got := gitIn(t, host, "rev-parse", "main"); got != tip {
 		t.Fatalf("main = %s, want %s", got, tip)
