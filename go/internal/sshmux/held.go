@@ -319,10 +319,11 @@ func removeIdle(idle []idleSpare, c *ssh.Client) []idleSpare {
 // process on the same connection exits, still runs the command if its exec
 // was on the way, and then aborts (`!channel->sent_close`), taking every
 // session of the connection with it (fixed upstream in 71521d1b). One
-// session after another is not enough: a second session on a connection
-// whose first had just ended was closed before its exec was answered (CI,
-// 30 Nov 2026, twice in five runs). The version is the server's
-// identification line, "SSH-2.0-dropbear_2022.83".
+// session after another was not enough either: twice in five .ci/run
+// rehearsals (30 Nov 2026) an exec right after another got its session
+// closed before its exec was answered, by all the guest's logs show on the
+// same connection. The version is the server's identification line,
+// "SSH-2.0-dropbear_2022.83".
 func exclusiveSessions(serverVersion []byte) bool {
 	v, ok := strings.CutPrefix(string(serverVersion), "SSH-2.0-dropbear")
 	if !ok {

@@ -414,3 +414,53 @@ func awaitFile(t *testing.T, path string) {
 	}
 	t.Fatalf("%s did not appear", path)
 }
+
+// Sessions one after another: OpenSSH's share the held connection; an old
+// dropbear's (the test guest's 2022.83) each get a connection of their own,
+// as it closed a connection's second session before its exec was answered
+// (docs/ssh.md).
+func TestSessionsOneAfterAnother(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *sshdtest.Server) {
+		px := startProxy(t, srv.Addr)
+		var conns atomic.Int32
+		px.mu.Lock()
+		px.refuse = func(int) bool { conns.Add(1); return false }
+		px.mu.Unlock()
+		target := srv.Target()
+		target.Addr = px.addr()
+		d := daemon(t, target)
+		const sessions = 3
+		for i := range sessions {
+			if r := run(t, d, sshconn.Command{Argv: []string{"true"}}); r.err != nil || r.code != 0 {
+				t.Fatalf("exec %d = %d, %v", i, r.code, r.err)
+			}
+		}
+		n := int(conns.Load())
+		switch exclusive := oldDropbear(t, srv); {
+		case exclusive && n < 1+sessions:
+			t.Errorf("%d connections for %d sessions; want the held one and one for each session", n, sessions)
+		case !exclusive && n != 1:
+			t.Errorf("%d connections; want the held one alone", n)
+		}
+	})
+}
+
+// oldDropbear reports whether srv is a dropbear before 2024.86, from its
+// identification line (a connection of the test's own, not through a proxy).
+func oldDropbear(t *testing.T, srv *sshdtest.Server) bool {
+	if srv.Kind != sshdtest.Dropbear {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := sshconn.DialBusy(ctx, srv.Target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var year, release int
+	if _, err := fmt.Sscanf(string(c.ServerVersion()), "SSH-2.0-dropbear_%d.%d", &year, &release); err != nil {
+		t.Fatalf("dropbear says %q", c.ServerVersion())
+	}
+	return release < 86
+}

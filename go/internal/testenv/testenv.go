@@ -96,7 +96,7 @@ func NewOn(t testing.TB, work, stateRoot string) *Env {
 		},
 		Work: work,
 	}
-	t.Cleanup(func() { e.stopAll(t) })
+	t.Cleanup(func() { StopAll(t, e.Env) })
 	return e
 }
 
@@ -154,8 +154,6 @@ func Await(t testing.TB, what string, d time.Duration, cond func() string) {
 	}
 	t.Fatalf("%s: not within %v: %s", what, d, last)
 }
-
-func (e *Env) stopAll(t testing.TB) { StopAll(t, e.Env) }
 
 // StopAll stops every sandbox of env that the test left running and, when the
 // test failed, prints the ends of their console and host daemon logs.
